@@ -1,0 +1,31 @@
+//! GStreamer plugin `mjpegrtp`: Motion-JPEG files and RFC 2435 JPEG over RTP.
+//!
+//! The protocol knowledge lives in pure modules with no GStreamer in them ([`jpeg`],
+//! [`mjpeg`]); the elements are thin shells that call into them.
+//!
+//! Elements:
+//! - `mjpegfilesrc`: reads `.Mjpeg` (networking-lab) and concatenated-JPEG files.
+
+use gst::glib;
+
+pub mod jpeg;
+pub mod mjpeg;
+pub mod mjpegfilesrc;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    mjpegfilesrc::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    mjpegrtp,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    // The crate is MIT OR Apache-2.0; GStreamer's list of licences names MIT this way.
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
