@@ -1,1 +1,223 @@
+//! Support for the project's tests and benchmarks: real JPEG clips made by GStreamer's
+//! `jpegenc`, a pipeline runner that collects what reaches an `appsink`, and commands for
+//! the GStreamer tools pointed at the plugin this workspace built.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+/// Initialises GStreamer and registers this workspace's plugin in-process.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().expect("GStreamer initialises");
+        gstmjpegrtp::plugin_register_static().expect("the mjpegrtp plugin registers");
+    });
+}
+
+/// Encodes `n` frames of `videotestsrc` (pattern `pattern`) as 4:2:0 baseline JPEG.
+pub fn encode_jpegs(n: usize, width: u32, height: u32, pattern: &str) -> Vec<Vec<u8>> {
+    encode_with(n, width, height, pattern, "jpegenc")
+}
+
+/// Like [`encode_jpegs`] with a custom encoder description (for example
+/// `"jpegenc quality=60"`).
+pub fn encode_with(n: usize, width: u32, height: u32, pattern: &str, enc: &str) -> Vec<Vec<u8>> {
+    init();
+    let run = run_pipeline(
+        &format!(
+            "videotestsrc num-buffers={n} pattern={pattern} \
+             ! video/x-raw,format=I420,width={width},height={height},framerate=20/1 \
+             ! {enc} ! appsink name=sink sync=false"
+        ),
+        Duration::from_secs(120),
+    );
+    assert!(run.error.is_none(), "encoding failed: {:?}", run.error);
+    run.buffers()
+}
+
+/// A lab-format (`.Mjpeg`) file holding `frames`.
+pub fn lab_file(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for frame in frames {
+        gstmjpegrtp::mjpeg::lab::write_frame(&mut out, frame).expect("frame fits the lab format");
+    }
+    out
+}
+
+/// Byte offset of each frame's JPEG (after its length prefix) in [`lab_file`]`(frames)`.
+pub fn lab_jpeg_offsets(frames: &[Vec<u8>]) -> Vec<usize> {
+    let mut pos = 0;
+    frames
+        .iter()
+        .map(|f| {
+            let at = pos + 5;
+            pos = at + f.len();
+            at
+        })
+        .collect()
+}
+
+/// Writes `bytes` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("test file written");
+    path
+}
+
+/// What a pipeline produced: every sample that reached the `appsink` named `sink`, and
+/// the bus messages that matter.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub samples: Vec<gst::Sample>,
+    /// Wall-clock arrival time of each sample.
+    pub arrivals: Vec<Instant>,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+    pub eos: bool,
+}
+
+impl Run {
+    pub fn buffers(&self) -> Vec<Vec<u8>> {
+        self.samples
+            .iter()
+            .map(|s| {
+                let map = s
+                    .buffer()
+                    .expect("sample has a buffer")
+                    .map_readable()
+                    .expect("readable");
+                map.to_vec()
+            })
+            .collect()
+    }
+
+    pub fn pts(&self) -> Vec<u64> {
+        self.samples
+            .iter()
+            .map(|s| {
+                s.buffer()
+                    .and_then(|b| b.pts())
+                    .map_or(u64::MAX, |t| t.nseconds())
+            })
+            .collect()
+    }
+
+    pub fn caps(&self, n: usize) -> gst::Caps {
+        self.samples[n].caps().expect("sample has caps").to_owned()
+    }
+}
+
+/// Runs `description` (which must contain `appsink name=sink`) to EOS or error, or until
+/// `timeout`, collecting samples.
+pub fn run_pipeline(description: &str, timeout: Duration) -> Run {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("bad pipeline {description}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let run = collect(&pipeline, timeout);
+    pipeline
+        .set_state(gst::State::Null)
+        .expect("pipeline stops");
+    run
+}
+
+/// Plays `pipeline` to EOS or error, collecting what reaches its `appsink` named `sink`.
+pub fn collect(pipeline: &gst::Pipeline, timeout: Duration) -> Run {
+    let shared = Arc::new(Mutex::new(Run::default()));
+    let sink = appsink(pipeline);
+    let store = shared.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let mut run = store.lock().unwrap();
+                run.samples.push(sample);
+                run.arrivals.push(Instant::now());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let bus = pipeline.bus().expect("pipeline has a bus");
+    // A failed state change leaves its reason as an error message on the bus.
+    let _ = pipeline.set_state(gst::State::Playing);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else {
+            break;
+        };
+        let mut run = shared.lock().unwrap();
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                run.eos = true;
+                break;
+            }
+            gst::MessageView::Error(e) => {
+                run.error = Some(e.error().to_string());
+                break;
+            }
+            gst::MessageView::Warning(w) => run.warnings.push(w.error().to_string()),
+            _ => {}
+        }
+    }
+    pipeline
+        .set_state(gst::State::Null)
+        .expect("pipeline stops");
+    std::mem::take(&mut *shared.lock().unwrap())
+}
+
+pub fn appsink(pipeline: &gst::Pipeline) -> gst_app::AppSink {
+    pipeline
+        .by_name("sink")
+        .expect("an element named sink")
+        .downcast::<gst_app::AppSink>()
+        .expect("sink is an appsink")
+}
+
+/// The workspace's top directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Cargo's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The directory holding the `libgstmjpegrtp.so` built for this test run's profile.
+pub fn plugin_dir() -> PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let dir = target_dir().join(profile);
+    let lib = dir.join("libgstmjpegrtp.so");
+    assert!(
+        lib.exists(),
+        "{} is missing: build the plugin first (`make test` does, or `cargo build -p \
+         gst-plugin-mjpegrtp`)",
+        lib.display()
+    );
+    dir
+}
+
+/// A GStreamer command-line tool (`gst-launch-1.0`, `gst-inspect-1.0`) that loads this
+/// workspace's plugin from a private registry.
+pub fn gst_tool(tool: &str, registry_dir: &Path) -> Command {
+    let mut cmd = Command::new(tool);
+    cmd.env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_REGISTRY", registry_dir.join("registry.bin"))
+        .env_remove("GST_DEBUG");
+    cmd
+}

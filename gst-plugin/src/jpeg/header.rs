@@ -77,11 +77,22 @@ pub struct FrameHeader {
     pub adobe_transform: Option<u8>,
     /// Whether a JFIF `APP0` segment is present.
     pub jfif: bool,
+    /// JFIF pixel density (horizontal, vertical), when both are non-zero.
+    pub jfif_density: Option<(u16, u16)>,
 }
 
 impl FrameHeader {
     pub fn components(&self) -> &[Component] {
         &self.components[..usize::from(self.num_components)]
+    }
+
+    /// Pixel aspect ratio (width, height of one pixel) from the JFIF density; 1:1
+    /// without one.
+    pub fn pixel_aspect_ratio(&self) -> (u16, u16) {
+        match self.jfif_density {
+            Some((x, y)) => (y, x),
+            None => (1, 1),
+        }
     }
 
     pub fn color_space(&self) -> ColorSpace {
@@ -128,6 +139,7 @@ pub fn parse_header(data: &[u8]) -> Result<FrameHeader, JpegError> {
     let mut restart_interval = 0;
     let mut adobe_transform = None;
     let mut jfif = false;
+    let mut jfif_density = None;
     for segment in segments(data) {
         let segment = segment?;
         match segment.marker {
@@ -146,7 +158,17 @@ pub fn parse_header(data: &[u8]) -> Result<FrameHeader, JpegError> {
                 };
                 restart_interval = u16::from_be_bytes([*hi, *lo]);
             }
-            APP0 if segment.payload.starts_with(b"JFIF\0") => jfif = true,
+            APP0 if segment.payload.starts_with(b"JFIF\0") => {
+                jfif = true;
+                // JFIF: identifier(5) version(2) units(1) Xdensity(2) Ydensity(2) ...
+                if let [_, _, _, _, _, _, _, _, xh, xl, yh, yl, ..] = segment.payload {
+                    let (x, y) = (
+                        u16::from_be_bytes([*xh, *xl]),
+                        u16::from_be_bytes([*yh, *yl]),
+                    );
+                    jfif_density = (x > 0 && y > 0).then_some((x, y));
+                }
+            }
             APP14 if segment.payload.starts_with(b"Adobe") && segment.payload.len() >= 12 => {
                 adobe_transform = Some(segment.payload[11]);
             }
@@ -158,6 +180,7 @@ pub fn parse_header(data: &[u8]) -> Result<FrameHeader, JpegError> {
     header.restart_interval = restart_interval;
     header.adobe_transform = adobe_transform;
     header.jfif = jfif;
+    header.jfif_density = jfif_density;
     Ok(header)
 }
 
@@ -204,5 +227,6 @@ fn parse_sof(marker: u8, payload: &[u8], at: usize) -> Result<FrameHeader, JpegE
         restart_interval: 0,
         adobe_transform: None,
         jfif: false,
+        jfif_density: None,
     })
 }

@@ -39,3 +39,8 @@ pub enum JpegError {
     #[error("invalid restart interval (DRI) at byte {at}")]
     BadDri { at: usize },
 }
+
+#[cfg(test)]
+pub(crate) mod testdata;
+#[cfg(test)]
+mod tests;

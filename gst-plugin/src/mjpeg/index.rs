@@ -54,6 +54,8 @@ pub struct FrameFormat {
     pub sof_type: u8,
     pub color_space: ColorSpace,
     pub sampling: Option<Sampling>,
+    /// Pixel aspect ratio, reduced (for example 1:1).
+    pub pixel_aspect_ratio: (u16, u16),
 }
 
 impl From<&FrameHeader> for FrameFormat {
@@ -64,8 +66,17 @@ impl From<&FrameHeader> for FrameFormat {
             sof_type: h.sof_type,
             color_space: h.color_space(),
             sampling: h.sampling(),
+            pixel_aspect_ratio: reduce(h.pixel_aspect_ratio()),
         }
     }
+}
+
+fn reduce((a, b): (u16, u16)) -> (u16, u16) {
+    fn gcd(a: u16, b: u16) -> u16 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let g = gcd(a, b).max(1);
+    (a / g, b / g)
 }
 
 /// A validated frame: where its JPEG bytes are in the file, and its format.

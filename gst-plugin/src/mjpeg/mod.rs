@@ -56,3 +56,6 @@ pub(crate) fn hex_preview(data: &[u8]) -> String {
     let more = if data.len() > 8 { " ..." } else { "" };
     format!("{}{more}", shown.join(" "))
 }
+
+#[cfg(test)]
+mod tests;

@@ -131,6 +131,13 @@ fn caps_for(format: &FrameFormat, rate: FrameRate) -> gst::Caps {
             "framerate",
             gst::Fraction::new(rate.num() as i32, rate.den() as i32),
         )
+        .field(
+            "pixel-aspect-ratio",
+            gst::Fraction::new(
+                i32::from(format.pixel_aspect_ratio.0),
+                i32::from(format.pixel_aspect_ratio.1),
+            ),
+        )
         .field("sof-marker", i32::from(format.sof_type))
         .field("colorspace", format.color_space.caps_name())
         .build();
