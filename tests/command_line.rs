@@ -1,1 +1,218 @@
+//! What a user types: gst-launch-1.0 and gst-inspect-1.0 with the built plugin, the
+//! bundled sample clip, and the example scripts in pipelines/.
 
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use mjpeg_rtsp_tests::*;
+
+fn sample() -> PathBuf {
+    workspace_root().join("media/sample.Mjpeg")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs gst-launch-1.0 with a fakesink that reports every buffer, and returns how many
+/// buffers reached it.
+fn launch_and_count(pipeline: &str) -> usize {
+    let registry = tempfile::tempdir().unwrap();
+    let out = gst_tool("gst-launch-1.0", registry.path())
+        .arg("-v")
+        .args(pipeline.split_whitespace())
+        .args(["!", "fakesink", "silent=false"])
+        .output()
+        .expect("gst-launch-1.0 runs");
+    let log = text(&out);
+    assert!(out.status.success(), "{pipeline}:\n{log}");
+    assert!(
+        log.contains("Got EOS"),
+        "{pipeline} did not reach EOS:\n{log}"
+    );
+    log.matches("last-message = chain").count()
+}
+
+#[test]
+fn gst_launch_decodes_every_frame_of_the_sample() {
+    let n = launch_and_count(&format!(
+        "mjpegfilesrc location={} ! jpegdec",
+        sample().display()
+    ));
+    assert_eq!(n, 200);
+}
+
+#[test]
+fn rtpjpegpay_and_rtpjpegdepay_need_no_jpegparse() {
+    let n = launch_and_count(&format!(
+        "mjpegfilesrc location={} ! rtpjpegpay ! rtpjpegdepay ! jpegdec",
+        sample().display()
+    ));
+    assert_eq!(n, 200);
+}
+
+#[test]
+fn gst_inspect_documents_every_property() {
+    let registry = tempfile::tempdir().unwrap();
+    let out = gst_tool("gst-inspect-1.0", registry.path())
+        .arg("mjpegfilesrc")
+        .output()
+        .unwrap();
+    let doc = text(&out);
+    assert!(out.status.success(), "{doc}");
+    for (name, default) in [
+        ("location", "Default: null"),
+        ("format", "Default: 0, \"auto\""),
+        ("framerate", "Default: 20/1"),
+        ("loop", "Default: false"),
+        ("is-live", "Default: false"),
+        ("skip-corrupt", "Default: false"),
+        ("frames", "Default: 0"),
+        ("skipped-frames", "Default: 0"),
+    ] {
+        let entry = doc
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(&format!("{name} ")))
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!entry.is_empty(), "{name} is not documented");
+        let blurb = entry.lines().next().unwrap().split_once(':').unwrap().1;
+        assert!(
+            blurb.trim().len() > 30,
+            "{name} has no useful description: {entry}"
+        );
+        assert!(
+            entry.contains(default),
+            "{name}: no {default:?} in\n{entry}"
+        );
+    }
+    assert!(doc.contains("file"), "URI protocol missing");
+}
+
+#[test]
+fn bundled_sample_is_ten_seconds_of_lab_format() {
+    let data = std::fs::read(sample()).unwrap();
+    let framing = gstmjpegrtp::mjpeg::detect(&data).unwrap();
+    assert_eq!(framing, gstmjpegrtp::mjpeg::Framing::Lab);
+    let index = gstmjpegrtp::mjpeg::FrameIndex::build(&data, framing, false);
+    assert!(index.error().is_none());
+    assert_eq!(index.len(), 200, "10 s at 20 fps");
+    for frame in index.frames() {
+        assert_eq!((frame.format.width, frame.format.height), (384, 288));
+        assert_eq!(
+            frame.format.sampling,
+            Some(gstmjpegrtp::jpeg::Sampling::Ycbcr420)
+        );
+        assert!(frame.len < 20480, "a lab client could not receive it");
+    }
+}
+
+/// Runs an example script without a display, with the plugin this test run built.
+fn script(name: &str, registry: &Path) -> Command {
+    let mut cmd = Command::new(workspace_root().join("pipelines").join(name));
+    cmd.env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_REGISTRY", registry.join("registry.bin"));
+    cmd
+}
+
+fn decoded(out: &Output) -> usize {
+    let log = text(out);
+    assert!(out.status.success(), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("decoded "))
+        .unwrap_or_else(|| panic!("no frame count in:\n{log}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn play_file_example_decodes_the_sample_headless() {
+    let out = script("play-file.sh", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert_eq!(decoded(&out), 200);
+}
+
+#[test]
+fn rtp_roundtrip_example() {
+    let out = script("rtp-roundtrip.sh", tempfile::tempdir().unwrap().path())
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert_eq!(decoded(&out), 200);
+}
+
+#[test]
+fn udp_examples_stream_over_loopback() {
+    // A short clip, so the sender ends by itself.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = write_file(
+        dir.path(),
+        "short.Mjpeg",
+        &lab_file(&encode_jpegs(30, 320, 240, "ball")),
+    );
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let registry = tempfile::tempdir().unwrap();
+    let receiver = script("udp-receive.sh", registry.path())
+        .arg(port.to_string())
+        .env("PACKETS", "40")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = script("udp-send.sh", registry.path())
+        .args([
+            clip.as_os_str(),
+            "127.0.0.1".as_ref(),
+            port.to_string().as_ref(),
+        ])
+        .env("LOOP", "false")
+        .output()
+        .unwrap();
+    assert!(sender.status.success(), "{}", text(&sender));
+    let out = wait_with_timeout(receiver, Duration::from_secs(30));
+    // 40 packets of 320x240 frames carry at least a few whole frames.
+    let frames = decoded(&out);
+    assert!(frames >= 3, "only {frames} frames decoded:\n{}", text(&out));
+}
+
+fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{:?} did not finish in {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn examples_fail_clearly_on_a_missing_clip() {
+    let registry = tempfile::tempdir().unwrap();
+    let out = script("play-file.sh", registry.path())
+        .arg(Path::new("/nonexistent/clip.Mjpeg"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Could not open /nonexistent/clip.Mjpeg"),
+        "{}",
+        text(&out)
+    );
+}

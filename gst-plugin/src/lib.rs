@@ -26,6 +26,6 @@ gst::plugin_define!(
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    "mjpeg-rtsp",
     env!("BUILD_REL_DATE")
 );

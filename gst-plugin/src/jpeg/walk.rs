@@ -125,29 +125,12 @@ fn read_segment(data: &[u8], marker: u8, at: usize) -> Result<Segment<'_>, JpegE
     })
 }
 
-/// Position of the marker that ends the entropy-coded data starting at `pos`: the first
-/// `FF` not followed by `00` (stuffing), `D0`..`D7` (restart) or another `FF` (fill).
-fn skip_entropy_coded(data: &[u8], mut pos: usize) -> Result<usize, JpegError> {
-    loop {
-        let Some(ff) = memchr::memchr(0xFF, &data[pos.min(data.len())..]) else {
-            return Err(JpegError::Truncated {
-                what: "entropy-coded data",
-                at: data.len(),
-            });
-        };
-        let ff = pos + ff;
-        match data.get(ff + 1) {
-            None => {
-                return Err(JpegError::Truncated {
-                    what: "entropy-coded data",
-                    at: data.len(),
-                });
-            }
-            Some(0x00 | markers::RST0..=markers::RST7) => pos = ff + 2,
-            Some(0xFF) => pos = ff + 1,
-            Some(_) => return Ok(ff),
-        }
-    }
+/// Position of the marker that ends the entropy-coded data starting at `pos`.
+fn skip_entropy_coded(data: &[u8], pos: usize) -> Result<usize, JpegError> {
+    super::scan::find_scan_end(data, pos).ok_or(JpegError::Truncated {
+        what: "entropy-coded data",
+        at: data.len(),
+    })
 }
 
 /// Length of the JPEG image at the start of `data`, from `SOI` through `EOI`, found by

@@ -1,0 +1,64 @@
+# Sourced by the example scripts: finds the plugin and picks a video sink.
+#
+# The plugin: a GST_PLUGIN_PATH that already holds it is used as it is; otherwise a build
+# in this checkout (target/release or target/debug, newest first) is put on
+# GST_PLUGIN_PATH; otherwise an installed one (`make install`) is used.
+#
+# The sink: autovideosink when there is a display. Without one, autovideosink falls
+# through to a sink that crashes, so the examples decode into fakesink instead and print
+# how many frames they got.
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+sample="$root/media/sample.Mjpeg"
+
+plugin_on_path() {
+    (
+        IFS=:
+        for dir in ${GST_PLUGIN_PATH:-}; do
+            [ -e "$dir/libgstmjpegrtp.so" ] && exit 0
+        done
+        exit 1
+    )
+}
+
+if ! plugin_on_path; then
+    for lib in $(ls -t "$root"/target/release/libgstmjpegrtp.so \
+        "$root"/target/debug/libgstmjpegrtp.so 2>/dev/null); do
+        export GST_PLUGIN_PATH="$(dirname "$lib")${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
+        break
+    done
+fi
+
+if ! gst-inspect-1.0 mjpegrtp >/dev/null 2>&1; then
+    echo "$(basename "$0"): the mjpegrtp plugin is not built or installed: run 'make' or 'make install'" >&2
+    exit 1
+fi
+
+have_display() {
+    [ -n "${WAYLAND_DISPLAY:-}" ] && return 0
+    [ -n "${DISPLAY:-}" ] || return 1
+    case "$DISPLAY" in
+        :*) n=${DISPLAY#:}; n=${n%%.*}; [ -S "/tmp/.X11-unix/X$n" ] ;;
+        *) return 0 ;; # a remote display (ssh forwarding): trust it
+    esac
+}
+
+# The video sink for the examples' pipelines.
+if have_display; then
+    SINK=autovideosink
+else
+    SINK="fakesink silent=false"
+fi
+
+# run_video PIPELINE...: runs a pipeline that ends in $SINK. Without a display, prints how
+# many frames reached the fakesink.
+run_video() {
+    if have_display; then
+        gst-launch-1.0 "$@"
+    else
+        echo "$(basename "$0"): no display, decoding into fakesink" >&2
+        out=$(gst-launch-1.0 -v "$@" 2>&1) || { echo "$out" | grep -v 'last-message' >&2; return 1; }
+        frames=$(echo "$out" | grep -c 'last-message = chain')
+        echo "decoded $frames frames"
+    fi
+}

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Installs whatever the build, the demo and the tests need and this machine lacks, so that
+# `make demo` and `make test` work on a fresh Debian 12. Run by the Makefile; safe to rerun
+# (it only checks when everything is there).
+set -eu
+
+# GStreamer 1.22 development files and plugins (jpegdec, rtpjpegpay, jpegparse, netsim,
+# rtpbin, ...), the gst-launch/gst-inspect tools, ffmpeg/ffprobe for interop tests, Xvfb
+# for tests that open a window, meson/ninja for the install path.
+PACKAGES="
+    pkg-config
+    libgstreamer1.0-dev
+    libgstreamer-plugins-base1.0-dev
+    libgstreamer-plugins-bad1.0-dev
+    gstreamer1.0-tools
+    gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad
+    gstreamer1.0-libav
+    gstreamer1.0-x
+    ffmpeg
+    xvfb
+    xauth
+    meson
+    ninja-build
+"
+MIN_RUST=1.92
+
+if command -v dpkg-query >/dev/null 2>&1; then
+    missing=""
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "bootstrap: installing$missing"
+        if [ "$(id -u)" -eq 0 ]; then
+            sudo=""
+        elif command -v sudo >/dev/null 2>&1; then
+            sudo=sudo
+        else
+            echo "bootstrap: root is needed to install:$missing" >&2
+            exit 1
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get update -q
+        # shellcheck disable=SC2086
+        $sudo apt-get install -y -q --no-install-recommends $missing
+    fi
+else
+    echo "bootstrap: not a Debian system; make sure these (or their equivalents) are installed:" \
+        $PACKAGES >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "bootstrap: Rust $MIN_RUST or newer is needed (cargo not found): see https://rustup.rs" >&2
+    exit 1
+fi
+have=$(rustc --version | cut -d' ' -f2)
+if [ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -n1)" != "$MIN_RUST" ]; then
+    echo "bootstrap: Rust $MIN_RUST or newer is needed, this machine has $have" >&2
+    exit 1
+fi
