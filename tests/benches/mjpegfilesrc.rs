@@ -63,6 +63,63 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
+fn spread(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    (min, max)
+}
+
+/// Median time of `f` over `RUNS` runs, in milliseconds.
+fn time_ms(mut f: impl FnMut()) -> f64 {
+    let runs: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(&runs)
+}
+
+/// The core's share: indexing the files in memory, and the entropy-coded-data search
+/// with and without SIMD.
+fn index_costs(concatenated: &[u8], lab: &[u8]) {
+    use gstmjpegrtp::jpeg::scan;
+    use gstmjpegrtp::mjpeg::{FrameIndex, Framing};
+    let mb = concatenated.len() as f64 / 1e6;
+    let count_scan_ends = |find: fn(&[u8], usize) -> Option<usize>| {
+        let (mut pos, mut n) = (0, 0);
+        while let Some(end) = find(concatenated, pos) {
+            n += 1;
+            pos = end + 2;
+        }
+        std::hint::black_box(n);
+    };
+    println!();
+    println!("core costs (in memory, median of {RUNS}):");
+    let ms = time_ms(|| {
+        std::hint::black_box(FrameIndex::build(
+            concatenated,
+            Framing::Concatenated,
+            false,
+        ));
+    });
+    println!(
+        "  index concatenated file   {ms:>7.2} ms  ({:.1} GB/s)",
+        mb / ms
+    );
+    let ms = time_ms(|| {
+        std::hint::black_box(FrameIndex::build(lab, Framing::Lab, false));
+    });
+    println!("  index lab file            {ms:>7.2} ms");
+    let simd = time_ms(|| count_scan_ends(scan::find_scan_end));
+    let scalar = time_ms(|| count_scan_ends(scan::find_scan_end_scalar));
+    println!(
+        "  scan-end search           {simd:>7.2} ms  (memchr loop: {scalar:.2} ms, {:.1}x)",
+        scalar / simd
+    );
+}
+
 fn main() {
     init();
     println!(
@@ -82,8 +139,9 @@ fn main() {
         bytes / FRAMES
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let concatenated = write_file(dir.path(), "clip720p.mjpeg", &frames.concat());
-    let lab = write_file(dir.path(), "clip720p.Mjpeg", &lab_file(&frames));
+    let (concatenated_bytes, lab_bytes) = (frames.concat(), lab_file(&frames));
+    let concatenated = write_file(dir.path(), "clip720p.mjpeg", &concatenated_bytes);
+    let lab = write_file(dir.path(), "clip720p.Mjpeg", &lab_bytes);
 
     let mut cases = [
         Case {
@@ -125,12 +183,17 @@ fn main() {
     let anchor = median(&cases[0].frames_per_second);
     println!();
     println!(
-        "{:<42} {:>12} {:>10}",
+        "{:<42} {:>10} {:>10}   min..max frames/s",
         "configuration", "frames/s", "vs anchor"
     );
     for case in &cases {
         let m = median(&case.frames_per_second);
-        println!("{:<42} {:>12.0} {:>9.1}x", case.name, m, m / anchor);
+        let (lo, hi) = spread(&case.frames_per_second);
+        println!(
+            "{:<42} {m:>10.0} {:>9.1}x   {lo:.0}..{hi:.0}",
+            case.name,
+            m / anchor
+        );
     }
     let ratio = median(&cases[1].frames_per_second) / anchor;
     println!();
@@ -142,4 +205,5 @@ fn main() {
             "NOT MET"
         }
     );
+    index_costs(&concatenated_bytes, &lab_bytes);
 }

@@ -14,7 +14,7 @@
 
 mod header;
 pub mod markers;
-mod scan;
+pub mod scan;
 mod walk;
 
 pub use header::{ColorSpace, Component, FrameHeader, Sampling, parse_header};
