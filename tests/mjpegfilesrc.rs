@@ -529,3 +529,32 @@ fn skip_corrupt_with_nothing_usable_is_an_error() {
         &["no usable frame", "2 frames are corrupt"],
     );
 }
+
+#[test]
+fn errors_can_be_handled_by_a_sync_bus_handler_that_queries_the_source() {
+    // The error is posted from the streaming thread; a sync handler runs right there and
+    // may query the element, so the element must not hold its own lock while posting.
+    init();
+    let c = clip("bad.Mjpeg", &damaged(|d, at| d[at + 1] = b'z'));
+    let pipeline = gst::parse::launch(&format!(
+        "mjpegfilesrc name=src location=\"{}\" ! appsink name=sink sync=false",
+        c.path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline.by_name("src").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Error(_) = msg.view() {
+            let _ = tx.send(src.query_duration::<gst::ClockTime>());
+        }
+        gst::BusSyncReply::Pass
+    });
+    let run = collect(&pipeline, TIMEOUT);
+    assert!(run.error.is_some());
+    let duration = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("handler ran");
+    assert_eq!(duration, Some(gst::ClockTime::from_nseconds(2 * FRAME_NS)));
+}

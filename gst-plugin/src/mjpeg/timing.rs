@@ -15,6 +15,9 @@ pub struct FrameRate {
 }
 
 impl FrameRate {
+    /// 20 frames/s, the rate networking-lab servers send at.
+    pub const LAB: FrameRate = FrameRate { num: 20, den: 1 };
+
     pub fn new(num: u32, den: u32) -> Option<FrameRate> {
         (num > 0 && den > 0).then_some(FrameRate { num, den })
     }

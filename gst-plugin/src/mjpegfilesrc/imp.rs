@@ -116,10 +116,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn frame_rate(f: gst::Fraction) -> FrameRate {
-    // The property's range keeps both parts positive.
-    FrameRate::new(f.numer() as u32, f.denom() as u32).unwrap_or(
-        FrameRate::new(DEFAULT_FRAMERATE.numer() as u32, 1).expect("default rate is valid"),
-    )
+    // The property's range keeps both parts positive, so the fallback is never used.
+    let part = |v: i32| u32::try_from(v).unwrap_or(0);
+    FrameRate::new(part(f.numer()), part(f.denom())).unwrap_or(FrameRate::LAB)
 }
 
 fn caps_for(format: &FrameFormat, rate: FrameRate) -> gst::Caps {
@@ -225,21 +224,6 @@ impl MjpegFileSrc {
                     path.display(),
                     skipped.len(),
                     skipped.len() - MAX_SKIP_WARNINGS
-                )
-            );
-        }
-    }
-
-    /// Posts the error that stopped indexing, when playback reaches it.
-    fn post_index_error(&self, state: &State) {
-        if let Some(corrupt) = state.index.error() {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Decode,
-                (
-                    "{}: corrupt {} (set skip-corrupt=true to skip bad frames)",
-                    state.path.display(),
-                    corrupt
                 )
             );
         }
@@ -599,8 +583,14 @@ impl PushSrcImpl for MjpegFileSrc {
 
         if state.next >= state.stop {
             let at_end = state.stop == state.index.len();
-            if at_end && state.index.error().is_some() {
-                self.post_index_error(state);
+            if let (true, Some(corrupt)) = (at_end, state.index.error()) {
+                let message = format!(
+                    "{}: corrupt {corrupt} (set skip-corrupt=true to skip bad frames)",
+                    state.path.display()
+                );
+                // Posted without the lock: a bus sync handler may query this element.
+                drop(guard);
+                gst::element_imp_error!(self, gst::StreamError::Decode, ("{}", message));
                 return Err(gst::FlowError::Error);
             }
             if !(at_end && looping) {
