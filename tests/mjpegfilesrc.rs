@@ -311,6 +311,8 @@ fn duration_position_and_conversion_queries() {
         (5 * FRAME_NS..=6 * FRAME_NS).contains(&pos.nseconds()),
         "position {pos}"
     );
+    let frame = src.query_position::<gst::format::Default>().map(|f| *f);
+    assert!(matches!(frame, Some(5 | 6)), "position in frames {frame:?}");
     assert_eq!(src.property::<u64>("frames"), 10);
     pipeline.set_state(gst::State::Null).unwrap();
 }
