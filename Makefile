@@ -4,11 +4,12 @@
 #   make test     formatting, lints, unit/element/end-to-end tests (what CI runs)
 #   make bench    benchmarks against GStreamer's own elements (see BENCHMARKS.md)
 #   make install  build the plugin with meson and install it into GStreamer's plugin dir
+#   make fuzz     fuzz the parsers for FUZZ_SECONDS (default 60) each (see fuzz/README.md)
 
 CARGO ?= cargo
 MESON_BUILD ?= build
 
-.PHONY: all bootstrap build demo test bench install sample clean
+.PHONY: all bootstrap build demo test bench install fuzz sample clean
 
 all: build
 
@@ -34,6 +35,9 @@ install: bootstrap
 	if [ -d $(MESON_BUILD) ]; then meson setup --reconfigure $(MESON_BUILD); else meson setup $(MESON_BUILD); fi
 	meson compile -C $(MESON_BUILD)
 	meson install -C $(MESON_BUILD)
+
+fuzz: bootstrap
+	fuzz/run.sh
 
 # Regenerates media/sample.Mjpeg (needs only GStreamer's tools).
 sample: bootstrap

@@ -45,12 +45,17 @@ mod sse2 {
     /// Searches 16 bytes at a time while 17 bytes remain. Returns the marker if found, and
     /// where the caller should continue otherwise.
     pub fn find(data: &[u8], mut pos: usize) -> (Option<usize>, usize) {
+        // The last position from which 17 bytes can be read; None for shorter data.
+        let Some(last) = data.len().checked_sub(17) else {
+            return (None, pos);
+        };
         // SAFETY: SSE2 is part of the x86_64 baseline. Both unaligned 16-byte loads read
-        // data[pos..pos + 17], which the loop condition keeps in bounds.
+        // data[pos..pos + 17], in bounds because pos <= data.len() - 17 (no overflow: the
+        // comparison is against `last`, not `pos + 17`).
         unsafe {
             let all_ff = _mm_set1_epi8(-1);
             let zero = _mm_setzero_si128();
-            while pos + 17 <= data.len() {
+            while pos <= last {
                 let here = _mm_loadu_si128(data.as_ptr().add(pos).cast::<__m128i>());
                 let next = _mm_loadu_si128(data.as_ptr().add(pos + 1).cast::<__m128i>());
                 // FF bytes not followed by 00.
@@ -123,5 +128,20 @@ mod tests {
         cut[39] = 0xFF;
         assert_eq!(find_scan_end(&cut, 0), None);
         assert_eq!(find_scan_end(&cut, 50), None);
+    }
+
+    #[test]
+    fn positions_past_the_end_find_nothing() {
+        let data = [0xFF, 0xD9].repeat(20);
+        for pos in [
+            data.len(),
+            data.len() + 1,
+            usize::MAX - 16,
+            usize::MAX - 8,
+            usize::MAX,
+        ] {
+            assert_eq!(find_scan_end(&data, pos), None, "pos {pos}");
+            assert_eq!(find_scan_end_scalar(&data, pos), None, "pos {pos}");
+        }
     }
 }
