@@ -24,14 +24,26 @@ fn clip(name: &str, bytes: &[u8]) -> Clip {
     Clip { _dir: dir, path }
 }
 
-fn play(path: &Path, props: &str) -> Run {
-    run_pipeline(
-        &format!(
-            "mjpegfilesrc location=\"{}\" {props} ! appsink name=sink sync=false",
-            path.display()
-        ),
-        TIMEOUT,
+fn description(path: &Path, props: &str) -> String {
+    format!(
+        "mjpegfilesrc name=src location=\"{}\" {props} ! appsink name=sink sync=false",
+        path.display()
     )
+}
+
+/// A pipeline reading `path` into an appsink, and its mjpegfilesrc.
+fn source_pipeline(path: &Path, props: &str) -> (gst::Pipeline, gst::Element) {
+    init();
+    let pipeline = gst::parse::launch(&description(path, props))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let src = pipeline.by_name("src").unwrap();
+    (pipeline, src)
+}
+
+fn play(path: &Path, props: &str) -> Run {
+    run_pipeline(&description(path, props), TIMEOUT)
 }
 
 fn assert_frames(run: &Run, expected: &[Vec<u8>]) {
@@ -182,14 +194,7 @@ fn frames_are_slices_of_the_mapped_file_not_copies() {
 
 /// Prerolls a pipeline, seeks, and returns the frames pushed after the seek.
 fn after_seek(path: &Path, seek: impl FnOnce(&gst::Pipeline)) -> Vec<Vec<u8>> {
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "mjpegfilesrc location=\"{}\" ! appsink name=sink sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let (pipeline, _src) = source_pipeline(path, "");
     pipeline.set_state(gst::State::Paused).unwrap();
     let (res, _, _) = pipeline.state(gst::ClockTime::from_seconds(10));
     res.expect("prerolls");
@@ -265,18 +270,10 @@ fn reverse_playback_is_refused_not_faked() {
 
 #[test]
 fn duration_position_and_conversion_queries() {
-    init();
     let c = clip("clip.Mjpeg", &lab_file(&FRAMES));
-    let pipeline = gst::parse::launch(&format!(
-        "mjpegfilesrc name=src location=\"{}\" ! appsink name=sink sync=false",
-        c.path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let (pipeline, src) = source_pipeline(&c.path, "");
     pipeline.set_state(gst::State::Paused).unwrap();
     pipeline.state(gst::ClockTime::from_seconds(10)).0.unwrap();
-    let src = pipeline.by_name("src").unwrap();
     assert_eq!(
         pipeline.query_duration::<gst::ClockTime>(),
         Some(gst::ClockTime::from_nseconds(10 * FRAME_NS))
@@ -497,14 +494,7 @@ fn skip_corrupt_skips_with_a_warning_and_a_count() {
     // And a second problem: a truncated frame at the end.
     data.extend_from_slice(b"01000\xff\xd8\xff");
     let c = clip("bad.Mjpeg", &data);
-    let pipeline = gst::parse::launch(&format!(
-        "mjpegfilesrc name=src skip-corrupt=true location=\"{}\" ! appsink name=sink sync=false",
-        c.path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline.by_name("src").unwrap();
+    let (pipeline, src) = source_pipeline(&c.path, "skip-corrupt=true");
     let run = collect(&pipeline, TIMEOUT);
     assert!(run.error.is_none() && run.eos, "{:?}", run.error);
     assert_eq!(
@@ -538,14 +528,7 @@ fn errors_can_be_handled_by_a_sync_bus_handler_that_queries_the_source() {
     // may query the element, so the element must not hold its own lock while posting.
     init();
     let c = clip("bad.Mjpeg", &damaged(|d, at| d[at + 1] = b'z'));
-    let pipeline = gst::parse::launch(&format!(
-        "mjpegfilesrc name=src location=\"{}\" ! appsink name=sink sync=false",
-        c.path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline.by_name("src").unwrap();
+    let (pipeline, src) = source_pipeline(&c.path, "");
     let (tx, rx) = std::sync::mpsc::channel();
     pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
         if let gst::MessageView::Error(_) = msg.view() {
