@@ -1,19 +1,25 @@
 //! GStreamer plugin `mjpegrtp`: Motion-JPEG files and RFC 2435 JPEG over RTP.
 //!
 //! The protocol knowledge lives in pure modules with no GStreamer in them ([`jpeg`],
-//! [`mjpeg`]); the elements are thin shells that call into them.
+//! [`mjpeg`], [`rfc2435`]); the elements are thin shells that call into them.
 //!
 //! Elements:
 //! - `mjpegfilesrc`: reads `.Mjpeg` (networking-lab) and concatenated-JPEG files.
+//! - `rtpmjpegpay` / `rtpmjpegdepay`: RFC 2435 JPEG over RTP.
 
 use gst::glib;
 
 pub mod jpeg;
 pub mod mjpeg;
 pub mod mjpegfilesrc;
+pub mod rfc2435;
+pub mod rtpmjpegdepay;
+pub mod rtpmjpegpay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     mjpegfilesrc::register(plugin)?;
+    rtpmjpegpay::register(plugin)?;
+    rtpmjpegdepay::register(plugin)?;
     Ok(())
 }
 

@@ -221,3 +221,90 @@ pub fn gst_tool(tool: &str, registry_dir: &Path) -> Command {
         .env_remove("GST_DEBUG");
     cmd
 }
+
+/// A pipeline from `description`, which must start with `appsrc name=src` (fed JPEGs at
+/// 20 frames/s by [`feed_jpegs`]) and end with `appsink name=sink`.
+pub fn jpeg_pipeline(description: &str) -> gst::Pipeline {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("bad pipeline {description}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let src = appsrc(&pipeline);
+    src.set_caps(Some(
+        &gst::Caps::builder("image/jpeg")
+            .field("framerate", gst::Fraction::new(20, 1))
+            .build(),
+    ));
+    src.set_format(gst::Format::Time);
+    pipeline
+}
+
+fn appsrc(pipeline: &gst::Pipeline) -> gst_app::AppSrc {
+    pipeline
+        .by_name("src")
+        .expect("an element named src")
+        .downcast::<gst_app::AppSrc>()
+        .expect("src is an appsrc")
+}
+
+/// Queues `jpegs` and EOS in the pipeline's appsrc, 50 ms apart.
+pub fn feed_jpegs(pipeline: &gst::Pipeline, jpegs: &[Vec<u8>]) {
+    let src = appsrc(pipeline);
+    for (n, jpeg) in jpegs.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(jpeg.clone());
+        let b = buffer.get_mut().expect("new buffer is writable");
+        b.set_pts(gst::ClockTime::from_mseconds(50 * n as u64));
+        b.set_duration(gst::ClockTime::from_mseconds(50));
+        src.push_buffer(buffer).expect("appsrc accepts the buffer");
+    }
+    src.end_of_stream().expect("appsrc accepts EOS");
+}
+
+/// Pushes `jpegs` through a [`jpeg_pipeline`] and collects what comes out.
+pub fn run_jpegs_through(jpegs: &[Vec<u8>], description: &str, timeout: Duration) -> Run {
+    let pipeline = jpeg_pipeline(description);
+    feed_jpegs(&pipeline, jpegs);
+    collect(&pipeline, timeout)
+}
+
+/// Decodes one JPEG with GStreamer's jpegdec: the raw frame's caps, and its visible
+/// pixels plane by plane (row padding, whose bytes are undefined, left out).
+pub fn decode_jpeg(jpeg: &[u8]) -> (gst::Caps, Vec<u8>) {
+    let run = run_jpegs_through(
+        &[jpeg.to_vec()],
+        "appsrc name=src ! jpegdec ! appsink name=sink sync=false",
+        Duration::from_secs(60),
+    );
+    assert!(run.error.is_none(), "jpegdec failed: {:?}", run.error);
+    assert_eq!(run.samples.len(), 1, "jpegdec gave no frame");
+    let caps = run.caps(0);
+    let info = gst_video::VideoInfo::from_caps(&caps).expect("raw video caps");
+    let buffer = run.samples[0].buffer().expect("a buffer");
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .expect("a readable frame");
+    let mut pixels = Vec::new();
+    for plane in 0..info.n_planes() {
+        let data = frame.plane_data(plane).expect("plane data");
+        let stride = info.stride()[plane as usize] as usize;
+        let row = info.comp_width(plane as u8) as usize * info.comp_pstride(plane as u8) as usize;
+        for y in 0..info.comp_height(plane as u8) as usize {
+            pixels.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+    }
+    (caps, pixels)
+}
+
+/// The entropy-coded data of a JPEG's first scan.
+pub fn scan_data(jpeg: &[u8]) -> Vec<u8> {
+    let image = gstmjpegrtp::jpeg::parse_image(jpeg).expect("a valid JPEG");
+    jpeg[image.scan_data].to_vec()
+}
+
+/// A free UDP port on 127.0.0.1 (free when this returns).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a local UDP port")
+        .port()
+}

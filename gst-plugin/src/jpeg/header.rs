@@ -1,5 +1,5 @@
 use super::markers::{self, APP0, APP14, DRI};
-use super::{JpegError, segments};
+use super::{JpegError, Segment, segments};
 
 /// One image component from the frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,53 +135,71 @@ impl FrameHeader {
 
 /// Parses the header segments of the image at the start of `data` (up to its first scan).
 pub fn parse_header(data: &[u8]) -> Result<FrameHeader, JpegError> {
-    let mut sof = None;
-    let mut restart_interval = 0;
-    let mut adobe_transform = None;
-    let mut jfif = false;
-    let mut jfif_density = None;
+    let mut builder = HeaderBuilder::default();
     for segment in segments(data) {
         let segment = segment?;
+        if segment.marker == markers::SOS {
+            break;
+        }
+        builder.absorb(&segment)?;
+    }
+    builder.finish()
+}
+
+/// Collects what the header segments say about the frame, one segment at a time.
+#[derive(Debug, Default)]
+pub(super) struct HeaderBuilder {
+    sof: Option<FrameHeader>,
+    restart_interval: u16,
+    adobe_transform: Option<u8>,
+    jfif: bool,
+    jfif_density: Option<(u16, u16)>,
+}
+
+impl HeaderBuilder {
+    /// Takes in one header segment; SOF, DRI, JFIF APP0 and Adobe APP14 matter here.
+    pub(super) fn absorb(&mut self, segment: &Segment<'_>) -> Result<(), JpegError> {
         match segment.marker {
             m if markers::is_sof(m) => {
-                if sof.is_some() {
+                if self.sof.is_some() {
                     return Err(JpegError::UnexpectedMarker {
                         marker: m,
                         at: segment.offset,
                     });
                 }
-                sof = Some(parse_sof(m, segment.payload, segment.offset)?);
+                self.sof = Some(parse_sof(m, segment.payload, segment.offset)?);
             }
             DRI => {
                 let [hi, lo] = segment.payload else {
                     return Err(JpegError::BadDri { at: segment.offset });
                 };
-                restart_interval = u16::from_be_bytes([*hi, *lo]);
+                self.restart_interval = u16::from_be_bytes([*hi, *lo]);
             }
             APP0 if segment.payload.starts_with(b"JFIF\0") => {
-                jfif = true;
+                self.jfif = true;
                 // JFIF: identifier(5) version(2) units(1) Xdensity(2) Ydensity(2) ...
                 if let [_, _, _, _, _, _, _, _, xh, xl, yh, yl, ..] = segment.payload {
-                    let (x, y) = (
-                        u16::from_be_bytes([*xh, *xl]),
-                        u16::from_be_bytes([*yh, *yl]),
-                    );
-                    jfif_density = (x > 0 && y > 0).then_some((x, y));
+                    let x = u16::from_be_bytes([*xh, *xl]);
+                    let y = u16::from_be_bytes([*yh, *yl]);
+                    self.jfif_density = (x > 0 && y > 0).then_some((x, y));
                 }
             }
             APP14 if segment.payload.starts_with(b"Adobe") && segment.payload.len() >= 12 => {
-                adobe_transform = Some(segment.payload[11]);
+                self.adobe_transform = Some(segment.payload[11]);
             }
-            markers::SOS => break,
             _ => {}
         }
+        Ok(())
     }
-    let mut header = sof.ok_or(JpegError::NoSof)?;
-    header.restart_interval = restart_interval;
-    header.adobe_transform = adobe_transform;
-    header.jfif = jfif;
-    header.jfif_density = jfif_density;
-    Ok(header)
+
+    pub(super) fn finish(self) -> Result<FrameHeader, JpegError> {
+        let mut header = self.sof.ok_or(JpegError::NoSof)?;
+        header.restart_interval = self.restart_interval;
+        header.adobe_transform = self.adobe_transform;
+        header.jfif = self.jfif;
+        header.jfif_density = self.jfif_density;
+        Ok(header)
+    }
 }
 
 fn parse_sof(marker: u8, payload: &[u8], at: usize) -> Result<FrameHeader, JpegError> {

@@ -9,16 +9,26 @@
 //!
 //! - [`segments`] walks the header segments up to the first scan.
 //! - [`frame_length`] walks a whole image, scans included, to find where it ends.
-//! - [`FrameHeader`] is the summary a demuxer or payloader needs: size, sampling, colour
-//!   space, restart interval.
+//! - [`FrameHeader`] is the summary a demuxer needs: size, sampling, colour space, restart
+//!   interval.
+//! - [`parse_image`] is what a payloader needs on top: the tables, the scan header and
+//!   where the entropy-coded data is.
+//! - [`write_header`] writes the header a depayloader puts in front of received scan data.
 
 mod header;
+pub mod huffman;
+mod image;
 pub mod markers;
 pub mod scan;
+pub mod tables;
 mod walk;
+mod writer;
 
 pub use header::{ColorSpace, Component, FrameHeader, Sampling, parse_header};
+pub use image::{JpegImage, ScanComponent, ScanHeader, parse_image};
+pub use tables::{HuffmanTable, QuantTable, TableClass};
 pub use walk::{Segment, Segments, frame_length, segments};
+pub use writer::{HeaderSpec, write_header};
 
 /// A structural problem in a JPEG image. Byte positions count from the image's `SOI`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +49,10 @@ pub enum JpegError {
     BadSof { at: usize, reason: &'static str },
     #[error("invalid restart interval (DRI) at byte {at}")]
     BadDri { at: usize },
+    #[error("invalid table at byte {at}: {reason}")]
+    BadTable { at: usize, reason: &'static str },
+    #[error("invalid scan header (SOS) at byte {at}: {reason}")]
+    BadSos { at: usize, reason: &'static str },
 }
 
 #[cfg(test)]

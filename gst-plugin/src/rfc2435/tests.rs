@@ -1,0 +1,694 @@
+use super::headers::*;
+use super::payloader::interval_starts;
+use super::*;
+use crate::jpeg;
+
+macro_rules! vector {
+    ($name:literal) => {
+        include_bytes!(concat!("../../../tests/vectors/", $name)).as_slice()
+    };
+}
+
+const Q75: &[u8] = vector!("420-q75.jpg");
+const Q50_422: &[u8] = vector!("422-q50.jpg");
+const DRI2: &[u8] = vector!("420-dri2.jpg");
+const DRI3_422: &[u8] = vector!("422-dri3.jpg");
+const CUSTOM: &[u8] = vector!("420-custom-tables.jpg");
+const ONE_TABLE: &[u8] = vector!("420-one-table.jpg");
+const THREE_TABLES: &[u8] = vector!("420-three-tables.jpg");
+const SIXTEEN_BIT: &[u8] = vector!("420-16bit-tables.jpg");
+const OPTIMIZED: &[u8] = vector!("420-optimized-huffman.jpg");
+const OPTIMIZED_DRI: &[u8] = vector!("420-optimized-huffman-dri.jpg");
+const FFMPEG_OPTIMAL: &[u8] = vector!("ffmpeg-420-optimal-huffman.jpg");
+const FFMPEG_COMBINED: &[u8] = vector!("ffmpeg-420-combined-dqt.jpg");
+const JPEGENC: &[u8] = vector!("jpegenc-420.jpg");
+const ODD_SIZE: &[u8] = vector!("420-odd-size.jpg");
+
+fn scan_of(data: &[u8]) -> &[u8] {
+    let image = jpeg::parse_image(data).unwrap();
+    &data[image.scan_data]
+}
+
+/// Payloads `data` with `options` into packets of at most `max_payload` bytes, and
+/// returns the payloads and marker bits.
+fn packets(data: &[u8], options: &PayloadOptions, max_payload: usize) -> Vec<(Vec<u8>, bool)> {
+    let frame = prepare(data, options).unwrap();
+    let scan: Vec<u8> = match &frame.scan {
+        ScanData::Borrowed(r) => data[r.clone()].to_vec(),
+        ScanData::Reencoded(v) => v.clone(),
+    };
+    let send_tables = frame.q >= 128;
+    Packetizer::new(&frame, &scan, send_tables, max_payload)
+        .map(|f| {
+            let mut out = Vec::new();
+            f.write_headers(&frame, send_tables, &mut out);
+            out.extend_from_slice(&scan[f.data.clone()]);
+            (out, f.marker)
+        })
+        .collect()
+}
+
+fn receive(r: &mut Reassembler, packets: &[(Vec<u8>, bool)], timestamp: u32) -> Received {
+    let mut last = Received::default();
+    for (payload, marker) in packets {
+        let got = r.push(&Packet {
+            payload,
+            marker: *marker,
+            timestamp,
+        });
+        assert!(got.frame.is_none() || *marker);
+        last.dropped.extend(got.dropped);
+        last.frame = got.frame.or(last.frame);
+    }
+    last
+}
+
+fn round_trip(data: &[u8], max_payload: usize) -> Frame {
+    let mut r = Reassembler::new(DepayOptions::default());
+    let got = receive(
+        &mut r,
+        &packets(data, &PayloadOptions::default(), max_payload),
+        1000,
+    );
+    assert!(got.dropped.is_empty(), "{:?}", got.dropped);
+    got.frame.expect("a frame")
+}
+
+// Headers
+
+#[test]
+fn main_header_round_trip_and_errors() {
+    let h = MainHeader {
+        type_specific: 0,
+        fragment_offset: 0x12_3456,
+        kind: 65,
+        q: 200,
+        width8: 48,
+        height8: 36,
+    };
+    let mut out = Vec::new();
+    h.write(&mut out);
+    assert_eq!(out, [0, 0x12, 0x34, 0x56, 65, 200, 48, 36]);
+    assert_eq!(MainHeader::parse(&out), Ok(h));
+    assert!(h.has_restart_header());
+    assert_eq!(h.luma_sampling(), (2, 2));
+    assert_eq!(MainHeader::parse(&out[..7]), Err(HeaderError::ShortMain(7)));
+    out[4] = 3;
+    assert_eq!(
+        MainHeader::parse(&out),
+        Err(HeaderError::UnsupportedType(3))
+    );
+}
+
+#[test]
+fn restart_header_round_trip_and_errors() {
+    let h = RestartHeader {
+        interval: 4,
+        first: true,
+        last: false,
+        count: 0x1234,
+    };
+    let mut out = Vec::new();
+    h.write(&mut out);
+    assert_eq!(out, [0, 4, 0x92, 0x34]);
+    assert_eq!(RestartHeader::parse(&out, 64), Ok(h));
+    assert_eq!(
+        RestartHeader::parse(&[0, 0, 0xC0, 0], 64),
+        Err(HeaderError::ZeroRestartInterval(64))
+    );
+    assert_eq!(
+        RestartHeader::parse(&[0, 1, 0], 64),
+        Err(HeaderError::ShortRestart)
+    );
+}
+
+#[test]
+fn quant_header_layouts() {
+    let t8 = [7u8; 64];
+    let t16 = [9u8; 128];
+    let mut out = Vec::new();
+    QuantHeader::write(&[&t8, &t16, &t8], &mut out);
+    assert_eq!(&out[..4], &[0, 0b010, 1, 0]); // 64 + 128 + 64 = 256 bytes
+    let (h, used) = QuantHeader::parse(&out).unwrap();
+    assert_eq!(used, 4 + 256);
+    let tables = h.tables().unwrap();
+    assert_eq!(
+        tables.iter().map(|t| t.len()).collect::<Vec<_>>(),
+        [64, 128, 64]
+    );
+    assert_eq!(
+        QuantHeader::parse(&out[..100]),
+        Err(HeaderError::QuantPastEnd {
+            length: 256,
+            left: 96
+        })
+    );
+    // A length that does not split into 64/128-byte tables, or four tables.
+    let odd = QuantHeader {
+        precision: 0,
+        data: &[1; 100],
+    };
+    assert!(matches!(odd.tables(), Err(HeaderError::QuantLayout { .. })));
+    let four = QuantHeader {
+        precision: 0,
+        data: &[1; 256],
+    };
+    assert!(four.tables().is_err());
+    // Zero length: no tables.
+    let mut empty = Vec::new();
+    QuantHeader::write(&[], &mut empty);
+    assert_eq!(empty, [0, 0, 0, 0]);
+}
+
+// Q tables
+
+#[test]
+fn q50_tables_are_annex_k_in_zigzag_order() {
+    let t = qtables::make_tables(50);
+    // Scale 100 %: the K.1/K.2 values themselves; zigzag order starts 16, 11, 12, 14.
+    assert_eq!(&t.luma[..6], &[16, 11, 12, 14, 12, 10]);
+    assert_eq!(&t.chroma[..4], &[17, 18, 18, 24]);
+    assert_eq!(t.luma[63], 99);
+    // Q 1 clamps at 255; Q 99 scales by 2 %, giving 1 or 2.
+    assert!(qtables::make_tables(1).luma.contains(&255));
+    assert!(
+        qtables::make_tables(99)
+            .luma
+            .iter()
+            .all(|&v| v == 1 || v == 2)
+    );
+    assert_eq!(qtables::make_tables(0), qtables::make_tables(1));
+    assert_eq!(qtables::make_tables(127), qtables::make_tables(99));
+    for q in 1..=99 {
+        assert_eq!(*qtables::tables_for(q), qtables::make_tables(q));
+    }
+}
+
+#[test]
+fn q_is_recognised_in_libjpeg_and_jpegenc_output() {
+    for (data, q) in [(Q75, 75), (Q50_422, 50), (JPEGENC, 85), (DRI2, 75)] {
+        let frame = prepare(data, &PayloadOptions::default()).unwrap();
+        assert_eq!(frame.q, q);
+        assert!(frame.tables.is_empty());
+    }
+}
+
+// prepare
+
+#[test]
+fn types_follow_sampling_and_restart_markers() {
+    let kind = |d| prepare(d, &PayloadOptions::default()).unwrap().kind;
+    assert_eq!(kind(Q75), 1);
+    assert_eq!(kind(Q50_422), 0);
+    assert_eq!(kind(DRI2), 65);
+    assert_eq!(kind(DRI3_422), 64);
+    let f = prepare(DRI2, &PayloadOptions::default()).unwrap();
+    assert_eq!(f.restart_interval, 2);
+}
+
+#[test]
+fn custom_tables_go_in_band() {
+    let opts = PayloadOptions::default();
+    let two = prepare(CUSTOM, &opts).unwrap();
+    assert_eq!((two.q, two.tables.len()), (255, 2));
+    let one = prepare(ONE_TABLE, &opts).unwrap();
+    assert_eq!(
+        one.tables.len(),
+        2,
+        "one table is sent twice, as receivers expect two"
+    );
+    assert_eq!(one.tables[0], one.tables[1]);
+    let three = prepare(THREE_TABLES, &opts).unwrap();
+    assert_eq!(three.tables.len(), 3);
+    let wide = prepare(SIXTEEN_BIT, &opts).unwrap();
+    assert!(wide.tables.iter().any(|t| t.is_16bit()));
+    // Two tables in one DQT segment.
+    let dqt = jpeg::segments(FFMPEG_COMBINED)
+        .filter_map(Result::ok)
+        .filter(|s| s.marker == 0xDB)
+        .collect::<Vec<_>>();
+    assert_eq!((dqt.len(), dqt[0].payload.len()), (1, 130));
+    let combined = prepare(FFMPEG_COMBINED, &opts).unwrap();
+    assert_eq!(
+        (combined.kind, combined.q, combined.tables.len()),
+        (1, 255, 2)
+    );
+    let static_q = prepare(
+        CUSTOM,
+        &PayloadOptions {
+            inband_q: 200,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert_eq!(static_q.q, 200);
+}
+
+#[test]
+fn non_standard_huffman_is_reencoded_or_refused() {
+    for data in [OPTIMIZED, OPTIMIZED_DRI, FFMPEG_OPTIMAL] {
+        let frame = prepare(data, &PayloadOptions::default()).unwrap();
+        assert!(matches!(frame.scan, ScanData::Reencoded(_)));
+        let refuse = PayloadOptions {
+            huffman: HuffmanPolicy::Refuse,
+            ..PayloadOptions::default()
+        };
+        assert_eq!(
+            prepare(data, &refuse).unwrap_err(),
+            Unsupported::NonStandardHuffman
+        );
+    }
+    assert!(matches!(
+        prepare(Q75, &PayloadOptions::default()).unwrap().scan,
+        ScanData::Borrowed(_)
+    ));
+}
+
+#[test]
+fn unsupported_input_is_named_with_a_fix() {
+    let opts = PayloadOptions::default();
+    let cases: [(&[u8], Unsupported, &str); 5] = [
+        (
+            vector!("unsupported-progressive.jpg"),
+            Unsupported::Progressive,
+            "baseline",
+        ),
+        (
+            vector!("unsupported-arithmetic.jpg"),
+            Unsupported::Arithmetic,
+            "baseline",
+        ),
+        (
+            vector!("unsupported-444.jpg"),
+            Unsupported::Sampling {
+                name: "YCbCr-4:4:4".into(),
+                layout: "1x1, chroma 1x1/1x1".into(),
+            },
+            "video/x-raw,format=I420 before jpegenc",
+        ),
+        (
+            vector!("unsupported-ffmpeg-422.jpg"),
+            Unsupported::Sampling {
+                name: "YCbCr-4:2:2".into(),
+                layout: "2x2, chroma 1x2/1x2".into(),
+            },
+            "-pix_fmt yuvj420p",
+        ),
+        (
+            vector!("unsupported-grayscale.jpg"),
+            Unsupported::Components(1),
+            "video/x-raw,format=I420 before jpegenc",
+        ),
+    ];
+    for (data, expected, fix) in cases {
+        let err = prepare(data, &opts).unwrap_err();
+        assert_eq!(err, expected);
+        assert!(err.fix().contains(fix), "{}", err.fix());
+    }
+    // 12-bit samples: the precision byte of a baseline SOF changed to 12.
+    let mut twelve = Q75.to_vec();
+    let sof = jpeg::segments(&twelve).find(|s| s.as_ref().unwrap().marker == 0xC0);
+    let at = sof.unwrap().unwrap().offset + 4;
+    twelve[at] = 12;
+    assert_eq!(
+        prepare(&twelve, &opts).unwrap_err(),
+        Unsupported::Precision(12)
+    );
+    assert!(matches!(
+        prepare(b"not a jpeg", &opts),
+        Err(Unsupported::Corrupt(_))
+    ));
+}
+
+// Packetizer
+
+#[test]
+fn fragments_cover_the_scan_in_order() {
+    for max_payload in [40, 100, 1388] {
+        let frame = prepare(Q75, &PayloadOptions::default()).unwrap();
+        let scan = scan_of(Q75);
+        let frags: Vec<_> = Packetizer::new(&frame, scan, false, max_payload).collect();
+        let mut pos = 0;
+        for (i, f) in frags.iter().enumerate() {
+            assert_eq!(f.data.start, pos);
+            assert_eq!(f.main.fragment_offset as usize, pos);
+            assert!(8 + f.data.len() <= max_payload);
+            assert_eq!(f.marker, i == frags.len() - 1);
+            assert!(!f.quant_header);
+            pos = f.data.end;
+        }
+        assert_eq!(pos, scan.len());
+    }
+}
+
+#[test]
+fn restart_intervals_align_with_packets() {
+    let frame = prepare(DRI2, &PayloadOptions::default()).unwrap();
+    let scan = scan_of(DRI2);
+    let starts = interval_starts(scan);
+    assert!(starts.len() > 4, "the vector has several intervals");
+    let biggest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    // Packets that hold any whole interval: each starts and ends on an interval boundary.
+    let max_payload = 12 + biggest * 2;
+    let frags: Vec<_> = Packetizer::new(&frame, scan, false, max_payload).collect();
+    let mut count = 0;
+    for f in &frags {
+        let r = f.restart.unwrap();
+        assert!(r.first && r.last);
+        assert_eq!(usize::from(r.count), count);
+        assert_eq!(starts[count], f.data.start);
+        count = starts
+            .iter()
+            .position(|&s| s == f.data.end)
+            .unwrap_or(starts.len());
+        assert_eq!(r.interval, 2);
+    }
+    assert_eq!(count, starts.len());
+
+    // Packets smaller than an interval: intervals are spread, F on the first packet of
+    // each, L on the last.
+    let frags: Vec<_> = Packetizer::new(&frame, scan, false, 12 + 10).collect();
+    for f in &frags {
+        let r = f.restart.unwrap();
+        let k = usize::from(r.count);
+        assert_eq!(r.first, f.data.start == starts[k]);
+        let end = starts.get(k + 1).copied().unwrap_or(scan.len());
+        assert_eq!(r.last, f.data.end == end);
+        assert!(f.data.end <= end, "a packet never spans two chunks");
+    }
+}
+
+#[test]
+fn first_packet_carries_the_tables() {
+    let pk = packets(CUSTOM, &PayloadOptions::default(), 1400);
+    let first = &pk[0].0;
+    assert_eq!(first[5], 255);
+    let (qh, used) = QuantHeader::parse(&first[8..]).unwrap();
+    assert_eq!(qh.tables().unwrap().len(), 2);
+    assert_eq!(used, 4 + 128);
+    // Later packets have no table header.
+    let pk = packets(CUSTOM, &PayloadOptions::default(), 200);
+    assert!(pk.len() > 2);
+    assert_eq!(pk[1].0.len(), 200);
+}
+
+// Reassembler
+
+#[test]
+fn round_trips_keep_the_scan_byte_for_byte() {
+    for data in [
+        Q75,
+        Q50_422,
+        DRI2,
+        DRI3_422,
+        CUSTOM,
+        ONE_TABLE,
+        THREE_TABLES,
+        SIXTEEN_BIT,
+        FFMPEG_COMBINED,
+        JPEGENC,
+    ] {
+        for max_payload in [64, 1388] {
+            let frame = round_trip(data, max_payload);
+            assert_eq!(scan_of(&frame.jpeg), scan_of(data));
+            let original = jpeg::parse_header(data).unwrap();
+            let rebuilt = jpeg::parse_header(&frame.jpeg).unwrap();
+            assert_eq!(
+                (rebuilt.width, rebuilt.height),
+                (original.width, original.height)
+            );
+            assert_eq!(rebuilt.restart_interval, original.restart_interval);
+            assert_eq!(rebuilt.sampling(), original.sampling());
+            assert_eq!(jpeg::frame_length(&frame.jpeg), Ok(frame.jpeg.len()));
+            // The tables: the same values per component.
+            let (a, b) = (
+                jpeg::parse_image(data).unwrap(),
+                jpeg::parse_image(&frame.jpeg).unwrap(),
+            );
+            for c in 0..3 {
+                assert!(
+                    a.component_quant_table(c)
+                        .unwrap()
+                        .same_values(&b.component_quant_table(c).unwrap())
+                );
+            }
+        }
+    }
+    assert!(round_trip(SIXTEEN_BIT, 1388).extended);
+}
+
+#[test]
+fn reencoded_frames_arrive_with_standard_tables() {
+    for data in [OPTIMIZED, OPTIMIZED_DRI, FFMPEG_OPTIMAL] {
+        let frame = round_trip(data, 300);
+        let image = jpeg::parse_image(&frame.jpeg).unwrap();
+        assert!(jpeg::huffman::uses_rfc2435_tables(&image));
+    }
+}
+
+#[test]
+fn sizes_not_a_multiple_of_8_need_x_dimensions() {
+    let frame = prepare(ODD_SIZE, &PayloadOptions::default()).unwrap();
+    assert!(frame.needs_x_dimensions());
+    assert_eq!(frame.header_size(), (13, 10));
+    // Without x-dimensions the receiver can only say 104x80; with them, 100x75.
+    assert_eq!(
+        (
+            round_trip(ODD_SIZE, 1388).width,
+            round_trip(ODD_SIZE, 1388).height
+        ),
+        (104, 80)
+    );
+    let mut r = Reassembler::new(DepayOptions {
+        dimensions: Some((100, 75)),
+        ..DepayOptions::default()
+    });
+    let got = receive(
+        &mut r,
+        &packets(ODD_SIZE, &PayloadOptions::default(), 1388),
+        1,
+    );
+    let f = got.frame.unwrap();
+    assert_eq!((f.width, f.height), (100, 75));
+    // A size that disagrees with the header is not used.
+    let mut r = Reassembler::new(DepayOptions {
+        dimensions: Some((300, 75)),
+        ..DepayOptions::default()
+    });
+    let f = receive(
+        &mut r,
+        &packets(ODD_SIZE, &PayloadOptions::default(), 1388),
+        1,
+    )
+    .frame
+    .unwrap();
+    assert_eq!((f.width, f.height), (104, 75));
+}
+
+#[test]
+fn frames_over_2040_pixels_send_zero_and_use_x_dimensions() {
+    let header = MainHeader {
+        type_specific: 0,
+        fragment_offset: 0,
+        kind: 1,
+        q: 50,
+        width8: 0,
+        height8: 192,
+    };
+    let mut payload = Vec::new();
+    header.write(&mut payload);
+    payload.extend_from_slice(&[0x12, 0x34]);
+    let push = |r: &mut Reassembler, p: &[u8]| {
+        r.push(&Packet {
+            payload: p,
+            marker: true,
+            timestamp: 5,
+        })
+    };
+    let mut r = Reassembler::new(DepayOptions::default());
+    assert_eq!(
+        push(&mut r, &payload).dropped[0].reason,
+        DropReason::NoDimensions
+    );
+    let mut r = Reassembler::new(DepayOptions {
+        dimensions: Some((4096, 1536)),
+        ..DepayOptions::default()
+    });
+    let f = push(&mut r, &payload).frame.unwrap();
+    assert_eq!((f.width, f.height), (4096, 1536));
+}
+
+fn fresh() -> Reassembler {
+    Reassembler::new(DepayOptions::default())
+}
+
+#[test]
+fn a_lost_packet_drops_that_frame_only() {
+    let pk = packets(Q75, &PayloadOptions::default(), 300);
+    assert!(pk.len() >= 4);
+    let mut r = fresh();
+    let mut damaged = pk.clone();
+    damaged.remove(2);
+    let got = receive(&mut r, &damaged, 1);
+    assert!(got.frame.is_none());
+    assert!(matches!(got.dropped[0].reason, DropReason::Lost { .. }));
+    // The next frame comes through.
+    let got = receive(&mut r, &pk, 2);
+    assert!(got.frame.is_some() && got.dropped.is_empty());
+}
+
+#[test]
+fn duplicated_reordered_and_missing_packets_drop_the_frame() {
+    let pk = packets(Q75, &PayloadOptions::default(), 300);
+    let mut dup = pk.clone();
+    dup.insert(2, pk[1].clone());
+    let got = receive(&mut fresh(), &dup, 1);
+    assert!(got.frame.is_none());
+    assert!(matches!(
+        got.dropped[0].reason,
+        DropReason::OutOfOrder { .. }
+    ));
+
+    let mut swapped = pk.clone();
+    swapped.swap(1, 2);
+    let got = receive(&mut fresh(), &swapped, 1);
+    assert!(got.frame.is_none());
+    assert_eq!(got.dropped.len(), 1);
+
+    let got = receive(&mut fresh(), &pk[1..], 1);
+    assert_eq!(got.dropped[0].reason, DropReason::MissingStart);
+
+    // No marker: the frame is reported when the next one starts.
+    let mut r = fresh();
+    let got = receive(&mut r, &pk[..pk.len() - 1], 1);
+    assert!(got.frame.is_none() && got.dropped.is_empty());
+    let got = receive(&mut r, &pk, 2);
+    assert_eq!(got.dropped[0].reason, DropReason::MissingEnd);
+    assert_eq!(got.dropped[0].timestamp, 1);
+    assert!(got.frame.is_some());
+    // ... or when the stream ends.
+    receive(&mut r, &pk[..2], 3);
+    assert_eq!(r.end_of_stream().map(|d| d.timestamp), Some(3));
+    assert_eq!(r.end_of_stream(), None);
+
+    // A packet whose header disagrees with the first.
+    let mut odd = pk.clone();
+    odd[1].0[5] = 74;
+    let got = receive(&mut fresh(), &odd, 1);
+    assert_eq!(
+        got.dropped[0].reason,
+        DropReason::Inconsistent("type, Q or size")
+    );
+}
+
+#[test]
+fn static_q_tables_are_cached() {
+    let opts = PayloadOptions {
+        inband_q: 200,
+        ..PayloadOptions::default()
+    };
+    let with_tables = packets(CUSTOM, &opts, 1400);
+    let frame = prepare(CUSTOM, &opts).unwrap();
+    let scan = scan_of(CUSTOM);
+    let without: Vec<(Vec<u8>, bool)> = Packetizer::new(&frame, scan, false, 1400)
+        .map(|f| {
+            let mut out = Vec::new();
+            f.write_headers(&frame, false, &mut out);
+            out.extend_from_slice(&scan[f.data.clone()]);
+            (out, f.marker)
+        })
+        .collect();
+    assert_eq!(
+        &without[0].0[8..12],
+        &[0, 0, 0, 0],
+        "a zero-length table header"
+    );
+
+    let mut r = fresh();
+    let got = receive(&mut r, &without, 1);
+    assert_eq!(got.dropped[0].reason, DropReason::NoTables(200));
+    let first = receive(&mut r, &with_tables, 2).frame.unwrap();
+    let cached = receive(&mut r, &without, 3).frame.unwrap();
+    assert_eq!(first.jpeg, cached.jpeg);
+
+    // Q 255 must always carry its tables.
+    let mut q255 = without.clone();
+    q255[0].0[5] = 255;
+    let got = receive(&mut fresh(), &q255, 1);
+    assert_eq!(got.dropped[0].reason, DropReason::EmptyDynamicTables);
+}
+
+#[test]
+fn salvage_keeps_whole_restart_intervals() {
+    let pk = packets(DRI2, &PayloadOptions::default(), 40);
+    assert!(pk.len() > 6);
+    let mut damaged = pk.clone();
+    damaged.remove(pk.len() - 3);
+    let got = receive(&mut fresh(), &damaged, 1);
+    assert!(got.frame.is_none());
+
+    let mut r = Reassembler::new(DepayOptions {
+        salvage: true,
+        ..DepayOptions::default()
+    });
+    let got = receive(&mut r, &damaged, 1);
+    let f = got.frame.expect("a salvaged frame");
+    assert!(f.salvaged);
+    let original = scan_of(DRI2);
+    let kept = scan_of(&f.jpeg);
+    assert!(original.starts_with(kept) && kept.len() < original.len());
+    // It ends where an interval ends: right before a restart marker of the original.
+    assert_eq!(original[kept.len()], 0xFF);
+    assert!((0xD0..=0xD7).contains(&original[kept.len() + 1]));
+    // Salvage needs restart markers: without them the frame is still dropped.
+    let mut plain = packets(Q75, &PayloadOptions::default(), 100);
+    plain.remove(2);
+    assert!(receive(&mut r, &plain, 2).frame.is_none());
+}
+
+#[test]
+fn lab_packets_are_whole_jpegs() {
+    let mut r = fresh();
+    let got = r.push(&Packet {
+        payload: JPEGENC,
+        marker: false,
+        timestamp: 1_700_000_000,
+    });
+    let header = got.whole_jpeg.expect("recognised");
+    assert_eq!((header.width, header.height), (96, 64));
+    let got = r.push(&Packet {
+        payload: &[0xFF, 0xD8, 0xFF, 0xE0, 0, 2],
+        marker: false,
+        timestamp: 1,
+    });
+    assert!(got.whole_jpeg.is_none());
+    assert!(matches!(got.dropped[0].reason, DropReason::LabJpeg(_)));
+}
+
+#[test]
+fn garbage_packets_never_panic() {
+    // Every prefix and single-byte corruption of real packets.
+    let pk = packets(CUSTOM, &PayloadOptions::default(), 300);
+    let mut r = fresh();
+    for (i, (p, m)) in pk.iter().enumerate() {
+        for cut in 0..p.len().min(200) {
+            r.push(&Packet {
+                payload: &p[..cut],
+                marker: *m,
+                timestamp: i as u32,
+            });
+        }
+        for pos in 0..p.len().min(200) {
+            let mut q = p.clone();
+            q[pos] ^= 0xFF;
+            let got = r.push(&Packet {
+                payload: &q,
+                marker: true,
+                timestamp: pos as u32,
+            });
+            if let Some(f) = got.frame {
+                assert!(f.jpeg.starts_with(&[0xFF, 0xD8]));
+            }
+        }
+    }
+}

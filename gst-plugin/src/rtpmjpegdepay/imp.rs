@@ -1,0 +1,337 @@
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_rtp::prelude::*;
+use gst_rtp::subclass::prelude::*;
+
+use crate::jpeg;
+use crate::rfc2435::{self, DepayOptions, Packet, Reassembler};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtpmjpegdepay",
+        gst::DebugColorFlags::empty(),
+        Some("RFC 2435 JPEG depayloader"),
+    )
+});
+
+const DEFAULT_SALVAGE: bool = false;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    frames: u64,
+    dropped: u64,
+    salvaged: u64,
+}
+
+/// Caps fields that describe the output, from the frame and the input caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OutputFormat {
+    width: u16,
+    height: u16,
+    sampling: &'static str,
+    sof_marker: i32,
+}
+
+struct State {
+    reassembler: Reassembler,
+    framerate: Option<gst::Fraction>,
+    output: Option<OutputFormat>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            reassembler: Reassembler::new(DepayOptions::default()),
+            framerate: None,
+            output: None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct RtpMjpegDepay {
+    salvage: Mutex<bool>,
+    state: Mutex<State>,
+    stats: Mutex<Stats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `"W,H"` from `x-dimensions`.
+fn parse_dimensions(s: &str) -> Option<(u16, u16)> {
+    let (w, h) = s.split_once(',')?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+}
+
+/// A frame rate written as a decimal (`a-framerate:29.97`), as a fraction.
+fn parse_framerate(s: &str) -> Option<gst::Fraction> {
+    let fps: f64 = s.trim().parse().ok()?;
+    (fps > 0.0 && fps.is_finite())
+        .then(|| gst::Fraction::approximate_f64(fps))
+        .flatten()
+}
+
+fn sampling_name(luma: (u8, u8)) -> &'static str {
+    if luma == (2, 2) {
+        jpeg::Sampling::Ycbcr420.caps_name()
+    } else {
+        jpeg::Sampling::Ycbcr422.caps_name()
+    }
+}
+
+impl RtpMjpegDepay {
+    /// Sends new caps downstream when the output format changes.
+    fn update_caps(&self, state: &mut State, format: OutputFormat) {
+        if state.output == Some(format) {
+            return;
+        }
+        let mut caps = gst::Caps::builder("image/jpeg")
+            .field("parsed", true)
+            .field("width", i32::from(format.width))
+            .field("height", i32::from(format.height))
+            .field("sof-marker", format.sof_marker)
+            .field("colorspace", jpeg::ColorSpace::Yuv.caps_name())
+            .field("sampling", format.sampling)
+            .build();
+        if let Some(rate) = state.framerate {
+            caps.make_mut().set("framerate", rate);
+        }
+        gst::debug!(CAT, imp = self, "output caps {caps}");
+        if self
+            .obj()
+            .src_pad()
+            .push_event(gst::event::Caps::new(&caps))
+        {
+            state.output = Some(format);
+        }
+    }
+
+    fn count_drops(&self, dropped: &[rfc2435::Dropped]) {
+        if dropped.is_empty() {
+            return;
+        }
+        lock(&self.stats).dropped += dropped.len() as u64;
+        for d in dropped {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "dropping frame with RTP timestamp {}: {}",
+                d.timestamp,
+                d.reason
+            );
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtpMjpegDepay {
+    const NAME: &'static str = "GstRtpMjpegDepay";
+    type Type = super::RtpMjpegDepay;
+    type ParentType = gst_rtp::RTPBaseDepayload;
+}
+
+impl ObjectImpl for RtpMjpegDepay {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecBoolean::builder("salvage")
+                    .nick("Salvage damaged frames")
+                    .blurb("Output a frame with restart markers that lost packets up to its last complete restart interval (the rest decodes as grey) instead of dropping it")
+                    .default_value(DEFAULT_SALVAGE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-out")
+                    .nick("Frames out")
+                    .blurb("Complete frames output (salvaged ones included)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-dropped")
+                    .nick("Frames dropped")
+                    .blurb("Frames dropped because a packet was lost, duplicated, reordered or inconsistent")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-salvaged")
+                    .nick("Frames salvaged")
+                    .blurb("Damaged frames output up to their last complete restart interval (with salvage=true)")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        match pspec.name() {
+            "salvage" => *lock(&self.salvage) = value.get().expect("type checked upstream"),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "salvage" => lock(&self.salvage).to_value(),
+            "frames-out" => lock(&self.stats).frames.to_value(),
+            "frames-dropped" => lock(&self.stats).dropped.to_value(),
+            "frames-salvaged" => lock(&self.stats).salvaged.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for RtpMjpegDepay {}
+
+impl ElementImpl for RtpMjpegDepay {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RTP JPEG depayloader (RFC 2435)",
+                "Codec/Depayloader/Network/RTP",
+                "Rebuilds JPEG images from RTP/JPEG (RFC 2435): restart markers, 1-3 and \
+                 16-bit tables, cached static tables, large frames, loss-safe, lab dialect",
+                "mjpeg-rtsp developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let mut sink = gst::Caps::builder("application/x-rtp")
+                .field("media", "video")
+                .field("clock-rate", rfc2435::CLOCK_RATE as i32)
+                .field("encoding-name", "JPEG")
+                .build();
+            sink.make_mut().append_structure(
+                gst::Structure::builder("application/x-rtp")
+                    .field("media", "video")
+                    .field("clock-rate", rfc2435::CLOCK_RATE as i32)
+                    .field("payload", i32::from(rfc2435::PAYLOAD_TYPE))
+                    .build(),
+            );
+            let src = gst::Caps::builder("image/jpeg")
+                .field("parsed", true)
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &sink,
+                )
+                .expect("valid template"),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &src,
+                )
+                .expect("valid template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            *lock(&self.state) = State::default();
+        }
+        self.parent_change_state(transition)
+    }
+}
+
+impl RTPBaseDepayloadImpl for RtpMjpegDepay {
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let s = caps
+            .structure(0)
+            .ok_or_else(|| gst::loggable_error!(CAT, "empty caps"))?;
+        let dimensions = s
+            .get::<&str>("x-dimensions")
+            .ok()
+            .and_then(parse_dimensions);
+        let framerate = ["a-framerate", "x-framerate"]
+            .iter()
+            .find_map(|f| s.get::<&str>(*f).ok().and_then(parse_framerate));
+        let mut state = lock(&self.state);
+        state.framerate = framerate;
+        state.output = None;
+        let salvage = *lock(&self.salvage);
+        state.reassembler.set_options(DepayOptions {
+            salvage,
+            dimensions,
+        });
+        Ok(())
+    }
+
+    fn handle_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::FlushStop(_) => lock(&self.state).reassembler.reset(),
+            gst::EventView::Eos(_) => {
+                let unfinished = lock(&self.state).reassembler.end_of_stream();
+                self.count_drops(unfinished.as_slice());
+            }
+            _ => {}
+        }
+        self.parent_handle_event(event)
+    }
+
+    fn process_rtp_packet(
+        &self,
+        rtp: &gst_rtp::RTPBuffer<gst_rtp::rtp_buffer::Readable>,
+    ) -> Option<gst::Buffer> {
+        let payload = match rtp.payload() {
+            Ok(p) => p,
+            Err(_) => {
+                gst::warning!(CAT, imp = self, "could not read the RTP payload");
+                return None;
+            }
+        };
+        let packet = Packet {
+            payload,
+            marker: rtp.is_marker(),
+            timestamp: rtp.timestamp(),
+        };
+        let salvage = *lock(&self.salvage);
+        let mut state = lock(&self.state);
+        state.reassembler.set_salvage(salvage);
+        let received = state.reassembler.push(&packet);
+        self.count_drops(&received.dropped);
+
+        if let Some(header) = received.whole_jpeg {
+            // Networking-lab dialect: the payload is the image.
+            let format = OutputFormat {
+                width: header.width,
+                height: header.height,
+                sampling: header.sampling().map_or("YCbCr-4:2:0", |s| s.caps_name()),
+                sof_marker: i32::from(header.sof_type),
+            };
+            self.update_caps(&mut state, format);
+            drop(state);
+            lock(&self.stats).frames += 1;
+            return rtp.payload_buffer().ok();
+        }
+
+        let frame = received.frame?;
+        let format = OutputFormat {
+            width: frame.width,
+            height: frame.height,
+            sampling: sampling_name(frame.luma_sampling),
+            sof_marker: if frame.extended { 1 } else { 0 },
+        };
+        self.update_caps(&mut state, format);
+        drop(state);
+        {
+            let mut stats = lock(&self.stats);
+            stats.frames += 1;
+            stats.salvaged += u64::from(frame.salvaged);
+        }
+        Some(gst::Buffer::from_mut_slice(frame.jpeg))
+    }
+}
