@@ -5,8 +5,9 @@
 set -eu
 
 # GStreamer 1.22 development files and plugins (jpegdec, rtpjpegpay, jpegparse, netsim,
-# rtpbin, ...), the gst-launch/gst-inspect tools, ffmpeg/ffprobe for interop tests, Xvfb
-# for tests that open a window, meson/ninja for the install path.
+# rtpbin, ...), the gst-launch/gst-inspect tools, ffmpeg/ffprobe for interop tests,
+# cjpeg/djpeg (test vectors, pixel checks), Xvfb for tests that open a window,
+# meson/ninja for the install path.
 PACKAGES="
     pkg-config
     libgstreamer1.0-dev
@@ -19,6 +20,7 @@ PACKAGES="
     gstreamer1.0-libav
     gstreamer1.0-x
     ffmpeg
+    libjpeg-turbo-progs
     xvfb
     xauth
     meson

@@ -996,7 +996,9 @@ mod tests {
     ];
 
     /// Vectors with the standard tables.
-    const STANDARD: [(&str, &[u8]); 10] = [
+    /// ("unsupported" means by RFC 2435, not by re-encoding: 4:4:4, grayscale, and
+    /// ffmpeg's 4:2:2, whose chroma is 1x2 under a 2x2 luma.)
+    const STANDARD: [(&str, &[u8]); 11] = [
         vector!("420-q75.jpg"),
         vector!("422-q50.jpg"),
         vector!("420-dri2.jpg"),
@@ -1007,6 +1009,7 @@ mod tests {
         vector!("420-16bit-tables.jpg"),
         vector!("unsupported-444.jpg"),
         vector!("unsupported-grayscale.jpg"),
+        vector!("unsupported-ffmpeg-422.jpg"),
     ];
 
     fn reencode_all(data: &[u8]) -> Vec<u8> {

@@ -1,0 +1,302 @@
+//! Interop with real RFC 2435 peers over UDP on loopback: GStreamer's rtpjpegpay and
+//! rtpjpegdepay, gst-plugins-rs's rtpjpegpay2 and rtpjpegdepay2, and ffmpeg in both
+//! directions. Frames must arrive with their scan data byte for byte and decode to the
+//! same pixels.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use mjpeg_rtsp_tests::*;
+
+const RTP_CAPS: &str =
+    "application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26";
+
+fn init_rs_plugins() {
+    static INIT: Once = Once::new();
+    init();
+    INIT.call_once(|| gstrsrtp::plugin_register_static().expect("gst-plugins-rs rtp registers"));
+}
+
+fn vector(name: &str) -> Vec<u8> {
+    std::fs::read(workspace_root().join("tests/vectors").join(name)).expect("vector")
+}
+
+/// Ten different 4:2:0 frames with standard tables (the ball moves).
+fn clip() -> Vec<Vec<u8>> {
+    encode_jpegs(10, 320, 240, "ball")
+}
+
+/// A receiving pipeline that collects what reaches its appsink named `sink`.
+struct Receiver {
+    pipeline: gst::Pipeline,
+    frames: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Receiver {
+    fn start(description: &str) -> Receiver {
+        init_rs_plugins();
+        let pipeline = gst::parse::launch(description)
+            .unwrap_or_else(|e| panic!("{description}: {e}"))
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let frames: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let store = frames.clone();
+        appsink(&pipeline).set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    store.lock().unwrap().push(map.to_vec());
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .set_state(gst::State::Playing)
+            .expect("receiver plays");
+        Receiver { pipeline, frames }
+    }
+
+    /// Waits until `n` frames arrived (or the time is up) and stops.
+    fn finish(self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let start = Instant::now();
+        while self.frames.lock().unwrap().len() < n && start.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.pipeline.set_state(gst::State::Null).unwrap();
+        std::mem::take(&mut *self.frames.lock().unwrap())
+    }
+}
+
+/// Sends `jpegs` through `payloader` to 127.0.0.1:`port`, paced at 20 frames/s.
+/// (`jpegparse` in front, as GStreamer's rtpjpegpay needs the size in the caps.)
+fn send(jpegs: &[Vec<u8>], payloader: &str, port: u16) {
+    init_rs_plugins();
+    let run = run_jpegs_through(
+        jpegs,
+        &format!(
+            "appsrc name=src ! jpegparse ! {payloader} ! tee name=t ! queue ! udpsink host=127.0.0.1 \
+             port={port} sync=true  t. ! queue ! appsink name=sink sync=false"
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(run.error.is_none(), "sender: {:?}", run.error);
+}
+
+/// Every received frame is one of `sent`, in order, with the same scan bytes and pixels.
+fn assert_received(sent: &[Vec<u8>], received: &[Vec<u8>], min: usize, what: &str) {
+    assert!(
+        received.len() >= min,
+        "{what}: only {} frames",
+        received.len()
+    );
+    let mut next = 0;
+    for (i, frame) in received.iter().enumerate() {
+        let scan = scan_data(frame);
+        let k = (next..sent.len())
+            .find(|&k| scan_data(&sent[k]) == scan)
+            .unwrap_or_else(|| panic!("{what}: frame {i} matches no sent frame's scan"));
+        let (a, b) = (decode_jpeg(&sent[k]), decode_jpeg(frame));
+        assert!(a.1 == b.1, "{what}: frame {i} decodes differently");
+        next = k + 1;
+    }
+}
+
+fn receive_with(depayloader: &str, port: u16, extra_caps: &str) -> Receiver {
+    Receiver::start(&format!(
+        "udpsrc port={port} caps=\"{RTP_CAPS}{extra_caps}\" ! rtpjitterbuffer latency=100 \
+         ! {depayloader} ! appsink name=sink sync=false"
+    ))
+}
+
+#[test]
+fn ours_to_rtpjpegdepay() {
+    let sent = clip();
+    let port = free_udp_port();
+    let rx = receive_with("rtpjpegdepay", port, "");
+    send(&sent, "rtpmjpegpay", port);
+    assert_received(
+        &sent,
+        &rx.finish(sent.len(), Duration::from_secs(5)),
+        sent.len(),
+        "rtpjpegdepay",
+    );
+}
+
+#[test]
+fn rtpjpegpay_to_ours() {
+    let sent = clip();
+    let port = free_udp_port();
+    let rx = receive_with("rtpmjpegdepay", port, "");
+    send(&sent, "rtpjpegpay", port);
+    assert_received(
+        &sent,
+        &rx.finish(sent.len(), Duration::from_secs(5)),
+        sent.len(),
+        "from rtpjpegpay",
+    );
+}
+
+#[test]
+fn ours_to_rtpjpegdepay2() {
+    let sent = clip();
+    let port = free_udp_port();
+    let rx = receive_with("rtpjpegdepay2", port, "");
+    send(&sent, "rtpmjpegpay", port);
+    assert_received(
+        &sent,
+        &rx.finish(sent.len(), Duration::from_secs(5)),
+        sent.len(),
+        "rtpjpegdepay2",
+    );
+}
+
+#[test]
+fn rtpjpegpay2_to_ours() {
+    let sent = clip();
+    let port = free_udp_port();
+    let rx = receive_with("rtpmjpegdepay", port, "");
+    send(&sent, "rtpjpegpay2", port);
+    assert_received(
+        &sent,
+        &rx.finish(sent.len(), Duration::from_secs(5)),
+        sent.len(),
+        "from rtpjpegpay2",
+    );
+}
+
+#[test]
+fn what_the_anchors_cannot_carry_our_pair_can() {
+    // Restart markers, three tables and 16-bit tables, between our own two elements over
+    // UDP, as a reference for the tests above.
+    let sent = vec![
+        vector("420-dri2.jpg"),
+        vector("420-three-tables.jpg"),
+        vector("420-16bit-tables.jpg"),
+    ];
+    let port = free_udp_port();
+    let rx = receive_with("rtpmjpegdepay", port, "");
+    send(&sent, "rtpmjpegpay", port);
+    assert_received(
+        &sent,
+        &rx.finish(sent.len(), Duration::from_secs(5)),
+        sent.len(),
+        "ours",
+    );
+}
+
+#[test]
+fn ffmpeg_rtp_to_ours() {
+    let sent = clip();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "clip.mjpeg", &sent.concat());
+    let port = free_udp_port();
+    let rx = receive_with("rtpmjpegdepay", port, "");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "mjpeg",
+            "-framerate",
+            "20",
+            "-i",
+        ])
+        .arg(&file)
+        .args(["-c:v", "copy", "-f", "rtp"])
+        .arg(format!("rtp://127.0.0.1:{port}"))
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_received(
+        &sent,
+        &rx.finish(sent.len(), Duration::from_secs(5)),
+        sent.len(),
+        "from ffmpeg",
+    );
+}
+
+#[test]
+fn ours_to_ffmpeg_reading_an_sdp_file() {
+    // ffmpeg spends its first frames probing the stream: send two seconds' worth.
+    let sent = encode_jpegs(40, 320, 240, "ball");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let sdp = write_file(
+        dir.path(),
+        "stream.sdp",
+        format!(
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=mjpeg-rtsp test\r\nc=IN IP4 127.0.0.1\r\n\
+             t=0 0\r\nm=video {port} RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\na=framerate:20\r\n"
+        )
+        .as_bytes(),
+    );
+    let received = dir.path().join("received.mjpeg");
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-protocol_whitelist",
+            "file,udp,rtp",
+        ])
+        .args(["-i"])
+        .arg(&sdp)
+        .args(["-c:v", "copy", "-f", "mjpeg", "-y"])
+        .arg(&received)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg runs");
+    // ffmpeg opens the port while it reads the SDP.
+    std::thread::sleep(Duration::from_millis(1500));
+    send(&sent, "rtpmjpegpay", port);
+    std::thread::sleep(Duration::from_millis(1000));
+    // 'q' asks ffmpeg to finish writing and stop.
+    if let Some(stdin) = ffmpeg.stdin.as_mut() {
+        let _ = stdin.write_all(b"q");
+    }
+    let status = wait_or_kill(&mut ffmpeg, Duration::from_secs(10));
+    let bytes = std::fs::read(&received).unwrap_or_default();
+    assert!(status.is_some(), "ffmpeg did not stop");
+    let index = gstmjpegrtp::mjpeg::FrameIndex::build(
+        &bytes,
+        gstmjpegrtp::mjpeg::Framing::Concatenated,
+        false,
+    );
+    let frames: Vec<Vec<u8>> = index
+        .frames()
+        .iter()
+        .map(|f| bytes[f.range()].to_vec())
+        .collect();
+    // ffmpeg may miss some first frames while it starts; all it writes must be exact.
+    assert_received(&sent, &frames, 30, "ffmpeg");
+}
+
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
