@@ -1,7 +1,7 @@
 # mjpeg-rtsp: every target first installs what is missing (scripts/bootstrap.sh).
 #
 #   make demo     play the bundled sample clip
-#   make test     formatting, lints, unit/element/end-to-end tests (what CI runs)
+#   make test     formatting, lints, unit/element/end-to-end tests, a short fuzz run (CI)
 #   make bench    benchmarks against GStreamer's own elements (see BENCHMARKS.md)
 #   make install  build the plugin with meson and install it into GStreamer's plugin dir
 #   make fuzz     fuzz the parsers for FUZZ_SECONDS (default 60) each (see fuzz/README.md)
@@ -27,6 +27,7 @@ test: bootstrap
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) build --workspace --locked
 	$(CARGO) test --workspace --locked
+	FUZZ_SECONDS=10 FUZZ_QUIET=1 fuzz/run.sh
 
 bench: bootstrap
 	$(CARGO) bench --locked -p mjpeg-rtsp-tests

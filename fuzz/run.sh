@@ -8,11 +8,12 @@
 #
 #   FUZZ_SECONDS=300 fuzz/run.sh              # longer runs
 #   FUZZ_TARGETS=mjpeg_index fuzz/run.sh      # one target
+#   FUZZ_QUIET=1 fuzz/run.sh                  # a summary line per target (as make test)
 set -eu
 cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"jpeg_parse mjpeg_index"}
+targets=${FUZZ_TARGETS:-"jpeg_parse mjpeg_index rtp_depay rtp_roundtrip"}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"
@@ -26,9 +27,20 @@ for target in $targets; do
         echo "fuzz: replaying regressions/$target"
         cargo fuzz run "$target" "regressions/$target"/* -- -runs=0 || failed="$failed $target"
     fi
-    mkdir -p "corpus/$target"
+    mkdir -p "corpus/$target" target
     echo "fuzz: running $target for ${seconds}s"
-    if ! cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+    log="target/$target.log"
+    if [ -n "${FUZZ_QUIET:-}" ]; then
+        if cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+            -max_total_time="$seconds" -print_final_stats=1 > "$log" 2>&1; then
+            runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+            cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
+            echo "fuzz: $target: $runs runs, $cov, no failure"
+        else
+            tail -n 40 "$log"
+            failed="$failed $target"
+        fi
+    elif ! cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -print_final_stats=1; then
         failed="$failed $target"
     fi

@@ -1,11 +1,13 @@
 #!/bin/sh
-# Streams a file as RTP/JPEG over UDP in real time, like a camera: is-live paces the frames
-# at the file's frame rate, and loop=true restarts it at the end (set LOOP=false to stop).
+# Streams a file as RTP/JPEG (RFC 2435) over UDP in real time, like a camera: is-live paces
+# the frames at the file's frame rate, and loop=true restarts it at the end (LOOP=false to
+# stop at the end). Any RFC 2435 receiver plays it: udp-receive.sh, GStreamer's
+# rtpjpegdepay, or ffplay/VLC with stream.sdp (port 5000).
 #
 #   gst-launch-1.0 mjpegfilesrc location=media/sample.Mjpeg is-live=true loop=true \
-#       ! rtpjpegpay ! udpsink host=127.0.0.1 port=5000
+#       ! rtpmjpegpay ! udpsink host=127.0.0.1 port=5000
 #
-# Usage: pipelines/udp-send.sh [CLIP [HOST [PORT]]]   (receive with udp-receive.sh)
+# Usage: pipelines/udp-send.sh [CLIP [HOST [PORT]]]
 set -eu
 . "$(dirname "$0")/common.sh"
 clip=${1:-$sample}
@@ -13,4 +15,4 @@ host=${2:-127.0.0.1}
 port=${3:-5000}
 echo "sending $clip to rtp://$host:$port (RTP/JPEG, payload type 26)" >&2
 gst-launch-1.0 -q mjpegfilesrc location="$clip" is-live=true loop="${LOOP:-true}" \
-    ! rtpjpegpay ! udpsink host="$host" port="$port"
+    ! rtpmjpegpay ! udpsink host="$host" port="$port"

@@ -1,5 +1,6 @@
-//! Fuzzes the marker-level JPEG parsers: `frame_length`, `parse_header`, `segments` and
-//! the two scan-end searches, checking the invariants their documentation promises.
+//! Fuzzes the marker-level JPEG parsers: `frame_length`, `parse_header`, `segments`,
+//! `parse_image`, the two scan-end searches and the Huffman re-encoder, checking the
+//! invariants their documentation promises.
 
 #![no_main]
 
@@ -27,7 +28,29 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     check_scan_end(data);
+    check_image_and_reencode(data);
 });
+
+/// `parse_image`: tables and scan inside the data; `reencode_scan` never panics, keeps
+/// within its output bound, and leaves the output untouched when it fails.
+fn check_image_and_reencode(data: &[u8]) {
+    let Ok(image) = jpeg::parse_image(data) else {
+        return;
+    };
+    assert!(image.scan_data.start <= image.scan_data.end && image.scan_data.end <= data.len());
+    for table in image.quant_tables.iter().flatten() {
+        assert!(matches!(table.raw().len(), 64 | 128));
+    }
+    let mut out = Vec::new();
+    if jpeg::huffman::reencode_scan(data, &image, &mut out).is_ok() {
+        assert!(out.len() <= jpeg::huffman::output_limit(image.scan_data.len()));
+    } else {
+        assert!(
+            out.is_empty(),
+            "a failed re-encoding leaves the output as it was"
+        );
+    }
+}
 
 /// `frame_length`: the image it finds is inside `data`, runs from SOI to EOI, and is found
 /// again, with the same length, when the bytes after it are cut off.
@@ -138,7 +161,9 @@ fn check_error(e: &JpegError, data: &[u8]) {
         | JpegError::UnexpectedMarker { at, .. }
         | JpegError::BadSegmentLength { at, .. }
         | JpegError::BadSof { at, .. }
-        | JpegError::BadDri { at } => Some(at),
+        | JpegError::BadDri { at }
+        | JpegError::BadTable { at, .. }
+        | JpegError::BadSos { at, .. } => Some(at),
     };
     if let Some(at) = at {
         assert!(at <= data.len(), "{e:?} names byte {at} of {}", data.len());

@@ -1,0 +1,53 @@
+//! Fuzzes the RFC 2435 depayloader with arbitrary packet sequences: no panic, and every
+//! frame it outputs is a bounded, well-formed JPEG (SOI, a header that parses, EOI).
+
+#![no_main]
+
+use gstmjpegrtp::jpeg;
+use gstmjpegrtp::rfc2435::{DepayOptions, Packet, Reassembler};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&options, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut reassembler = Reassembler::new(DepayOptions {
+        salvage: options & 1 != 0,
+        dimensions: (options & 2 != 0).then_some((4096, 2160)),
+    });
+    let mut timestamp = 0u32;
+    let mut received_bytes = 0usize;
+    // Each packet: a flags byte (marker, timestamp step), a length byte, the payload.
+    while let [flags, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (payload, next) = tail.split_at(len);
+        rest = next;
+        timestamp = timestamp.wrapping_add(u32::from(flags >> 1 & 3));
+        received_bytes += payload.len();
+        let got = reassembler.push(&Packet {
+            payload,
+            marker: flags & 1 != 0,
+            timestamp,
+        });
+        if let Some(frame) = got.frame {
+            let j = &frame.jpeg;
+            assert!(j.starts_with(&[0xFF, 0xD8]) && j.ends_with(&[0xFF, 0xD9]));
+            // Header (at most 3 tables of 128 bytes plus fixed segments) and the data.
+            assert!(
+                j.len() <= received_bytes + 1024,
+                "{} > {}",
+                j.len(),
+                received_bytes
+            );
+            let header = jpeg::parse_header(j).expect("the header it wrote parses");
+            assert_eq!((header.width, header.height), (frame.width, frame.height));
+        }
+        for d in &got.dropped {
+            assert!(!d.reason.to_string().is_empty());
+        }
+        if got.whole_jpeg.is_some() {
+            assert!(payload.starts_with(&[0xFF, 0xD8, 0xFF]));
+        }
+    }
+    let _ = reassembler.end_of_stream();
+});

@@ -1,0 +1,60 @@
+//! Fuzzes the RFC 2435 payloader on arbitrary images: whatever `prepare` accepts, cut into
+//! packets of an arbitrary size, must come back from the depayloader as an image with
+//! exactly the scan data sent, the same size and restart interval.
+
+#![no_main]
+
+use gstmjpegrtp::jpeg;
+use gstmjpegrtp::rfc2435::{
+    DepayOptions, Packet, Packetizer, PayloadOptions, Reassembler, ScanData, prepare,
+};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&knob, image)) = data.split_first() else {
+        return;
+    };
+    let options = PayloadOptions {
+        inband_q: 128 + (knob & 0x7F),
+        ..PayloadOptions::default()
+    };
+    let Ok(frame) = prepare(image, &options) else {
+        return;
+    };
+    let scan: &[u8] = match &frame.scan {
+        ScanData::Borrowed(range) => &image[range.clone()],
+        ScanData::Reencoded(bytes) => bytes,
+    };
+    let max_payload = 16 + usize::from(knob) * 8;
+    let mut reassembler = Reassembler::new(DepayOptions {
+        salvage: false,
+        dimensions: Some((frame.width, frame.height)),
+    });
+    let send_tables = frame.q >= 128;
+    let mut out = None;
+    let mut header = Vec::new();
+    for fragment in Packetizer::new(&frame, scan, send_tables, max_payload) {
+        header.clear();
+        fragment.write_headers(&frame, send_tables, &mut header);
+        assert!(header.len() + fragment.data.len() <= max_payload.max(header.len() + 1));
+        header.extend_from_slice(&scan[fragment.data.clone()]);
+        let got = reassembler.push(&Packet {
+            payload: &header,
+            marker: fragment.marker,
+            timestamp: 7,
+        });
+        assert!(got.dropped.is_empty(), "{:?}", got.dropped);
+        out = out.or(got.frame);
+    }
+    let frame_out = out.expect("the marker packet completes the frame");
+    let rebuilt = jpeg::parse_image(&frame_out.jpeg).expect("the rebuilt image parses");
+    let rebuilt_scan = &frame_out.jpeg[rebuilt.scan_data.clone()];
+    // A scan ending in EOI-less data gets its EOI appended, so compare up to the sent
+    // length.
+    assert_eq!(rebuilt_scan, scan);
+    assert_eq!(
+        (rebuilt.header.width, rebuilt.header.height),
+        (frame.width, frame.height)
+    );
+    assert_eq!(rebuilt.header.restart_interval, frame.restart_interval);
+});
