@@ -329,3 +329,36 @@ fn depayloader_documents_its_counters() {
         assert!(doc.contains(p), "{p} missing");
     }
 }
+
+#[test]
+fn payloads_point_into_the_input_buffer() {
+    // The scan data is not copied: every packet's payload bytes lie inside the input
+    // buffer's own memory.
+    init();
+    let jpeg = vector("420-q75.jpg");
+    let input = gst::Buffer::from_slice(jpeg.clone());
+    let input_map = input.map_readable().unwrap();
+    let (start, end) = (
+        input_map.as_ptr() as usize,
+        input_map.as_ptr() as usize + input_map.len(),
+    );
+    let pipeline =
+        jpeg_pipeline("appsrc name=src ! rtpmjpegpay mtu=200 ! appsink name=sink sync=false");
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    src.push_buffer(input.clone()).unwrap();
+    src.end_of_stream().unwrap();
+    let run = collect(&pipeline, TIMEOUT);
+    assert!(run.samples.len() > 5);
+    for sample in &run.samples {
+        let packet = sample.buffer().unwrap();
+        assert_eq!(packet.n_memory(), 2, "headers, then the scan data");
+        let payload = packet.peek_memory(1).map_readable().unwrap();
+        let at = payload.as_ptr() as usize;
+        assert!(at >= start && at + payload.len() <= end, "a copy");
+    }
+    drop(input_map);
+}

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+pub mod bench;
+
 /// Initialises GStreamer and registers this workspace's plugin in-process.
 pub fn init() {
     static INIT: Once = Once::new();

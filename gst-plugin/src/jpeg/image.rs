@@ -61,6 +61,10 @@ impl<'a> JpegImage<'a> {
 }
 
 /// Parses the image at the start of `data` through its first scan.
+///
+/// The scan's end is found without reading the entropy-coded data when the image is a
+/// single-scan sequential image ending in EOI (see `only_scan_end`); otherwise by
+/// searching for the marker that ends it.
 pub fn parse_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
     let mut builder = HeaderBuilder::default();
     let mut quant_tables = [None; 4];
@@ -86,10 +90,13 @@ pub fn parse_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
                 let header = builder.finish()?;
                 let scan = parse_sos(&header, segment.payload, segment.offset)?;
                 let start = segment.end();
-                let end = scan::find_scan_end(data, start).ok_or(JpegError::Truncated {
-                    what: "entropy-coded data",
-                    at: data.len(),
-                })?;
+                let end = match only_scan_end(&header, &scan, data, start) {
+                    Some(end) => end,
+                    None => scan::find_scan_end(data, start).ok_or(JpegError::Truncated {
+                        what: "entropy-coded data",
+                        at: data.len(),
+                    })?,
+                };
                 return Ok(JpegImage {
                     header,
                     quant_tables,
@@ -107,6 +114,23 @@ pub fn parse_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
         what: "the header (no scan)",
         at: data.len(),
     })
+}
+
+/// Where the first scan ends when it needs no search: in a sequential image every
+/// component is coded in exactly one scan (T.81 B.2.3), so a first scan that holds all of
+/// them is the only one, and nothing but EOI may follow it (a DNL segment would, but a
+/// frame header with a height is required here). Its data then runs to the image's final
+/// EOI. `None` when that does not apply or the data does not end with EOI.
+fn only_scan_end(
+    header: &FrameHeader,
+    scan: &ScanHeader,
+    data: &[u8],
+    start: usize,
+) -> Option<usize> {
+    let sequential = matches!(header.sof_type, 0 | 1 | 9);
+    let all_components = scan.components().len() == header.components().len();
+    (sequential && all_components && data.len() >= start + 2 && data.ends_with(&[0xFF, EOI]))
+        .then(|| data.len() - 2)
 }
 
 fn parse_sos(header: &FrameHeader, payload: &[u8], at: usize) -> Result<ScanHeader, JpegError> {

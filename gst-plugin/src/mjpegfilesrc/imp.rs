@@ -1,6 +1,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
 use gst::glib;
@@ -50,19 +50,27 @@ impl Default for Settings {
     }
 }
 
-/// The mapped file, shared by every buffer pushed from it.
-struct MappedFile(memmap2::Mmap);
+/// One frame's bytes in the mapped file: the memory of a buffer pushed downstream.
+///
+/// Each frame is a memory of its own over the shared mapping, not a sub-memory of one
+/// memory for the whole file: GStreamer counts a memory's live sub-memories in 16 bits,
+/// and a pipeline that holds more than 65535 frames or packets of one file at once (a
+/// long queue, a payloader's packets kept for replay) would overflow it.
+struct FrameSlice {
+    file: Arc<memmap2::Mmap>,
+    range: std::ops::Range<usize>,
+}
 
-impl AsRef<[u8]> for MappedFile {
+impl AsRef<[u8]> for FrameSlice {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.file[self.range.clone()]
     }
 }
 
 /// Streaming state, from `start` to `stop`.
 struct State {
     path: PathBuf,
-    file: gst::Memory,
+    file: Arc<memmap2::Mmap>,
     index: FrameIndex,
     rate: FrameRate,
     /// Next frame to push.
@@ -442,7 +450,7 @@ impl BaseSrcImpl for MjpegFileSrc {
         let len = index.len();
         *lock(&self.state) = Some(State {
             path,
-            file: gst::Memory::from_slice(MappedFile(map)),
+            file: Arc::new(map),
             index,
             rate: frame_rate(settings.framerate),
             next: 0,
@@ -610,7 +618,10 @@ impl PushSrcImpl for MjpegFileSrc {
         let mut buffer = gst::Buffer::new();
         {
             let buffer = buffer.get_mut().ok_or(gst::FlowError::Error)?;
-            buffer.append_memory(state.file.share(frame.range()));
+            buffer.append_memory(gst::Memory::from_slice(FrameSlice {
+                file: Arc::clone(&state.file),
+                range: frame.range(),
+            }));
             let pts = state.pts_of(timeline);
             buffer.set_pts(pts);
             buffer.set_duration(state.pts_of(timeline + 1) - pts);

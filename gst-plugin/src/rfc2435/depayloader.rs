@@ -142,17 +142,31 @@ impl Reassembler {
 
     /// Takes in one packet.
     pub fn push(&mut self, packet: &Packet<'_>) -> Received {
-        let mut received = Received::default();
-        let payload = packet.payload;
+        self.push_parts(&[packet.payload], packet.marker, packet.timestamp)
+    }
 
-        if payload.starts_with(&[0xFF, markers::SOI, 0xFF]) {
+    /// Takes in one packet whose payload is split in `parts` (as a packet's memories are),
+    /// without joining them first.
+    pub fn push_parts(&mut self, parts: &[&[u8]], marker: bool, timestamp: u32) -> Received {
+        let mut received = Received::default();
+        let mut head_copy = [0u8; HEAD_MAX];
+        let head = head_of(parts, &mut head_copy);
+
+        if head.starts_with(&[0xFF, markers::SOI, 0xFF]) {
             if let Some(dropped) = self.abandon() {
                 received.dropped.push(dropped);
             }
-            match jpeg::parse_header(payload) {
+            let joined;
+            let whole: &[u8] = if parts.len() == 1 {
+                parts[0]
+            } else {
+                joined = parts.concat();
+                &joined
+            };
+            match jpeg::parse_header(whole) {
                 Ok(header) => received.whole_jpeg = Some(header),
                 Err(e) => received.dropped.push(Dropped {
-                    timestamp: packet.timestamp,
+                    timestamp,
                     reason: DropReason::LabJpeg(e),
                 }),
             }
@@ -162,24 +176,22 @@ impl Reassembler {
         if self
             .current
             .as_ref()
-            .is_some_and(|a| a.timestamp != packet.timestamp)
+            .is_some_and(|a| a.timestamp != timestamp)
             && let Some(dropped) = self.abandon()
         {
             received.dropped.push(dropped);
         }
 
-        if let Err(reason) = self.add(packet) {
+        if let Err(reason) = self.add(head, parts, timestamp) {
             match self.current.as_mut() {
                 Some(assembly) => {
                     assembly.broken.get_or_insert(reason);
                 }
-                None => self.current = Some(Assembly::broken(packet.timestamp, reason)),
+                None => self.current = Some(Assembly::broken(timestamp, reason)),
             }
         }
 
-        if packet.marker
-            && let Some(assembly) = self.current.take()
-        {
+        if marker && let Some(assembly) = self.current.take() {
             match self.finish(assembly) {
                 Ok(frame) => received.frame = Some(frame),
                 Err(dropped) => received.dropped.push(dropped),
@@ -202,12 +214,14 @@ impl Reassembler {
         })
     }
 
-    fn add(&mut self, packet: &Packet<'_>) -> Result<(), DropReason> {
-        let main = MainHeader::parse(packet.payload)?;
-        let mut rest = &packet.payload[MAIN_LEN..];
+    /// Adds a packet to the frame in progress. `head` holds the payload's first bytes
+    /// (all of them, or at least the largest header), `parts` the whole payload.
+    fn add(&mut self, head: &[u8], parts: &[&[u8]], timestamp: u32) -> Result<(), DropReason> {
+        let main = MainHeader::parse(head)?;
+        let mut used = MAIN_LEN;
         let restart = if main.has_restart_header() {
-            let header = RestartHeader::parse(rest, main.kind)?;
-            rest = &rest[RESTART_LEN..];
+            let header = RestartHeader::parse(&head[used..], main.kind)?;
+            used += RESTART_LEN;
             Some(header)
         } else {
             None
@@ -221,8 +235,8 @@ impl Reassembler {
                     got: 0,
                 });
             }
-            let (assembly, consumed) = self.start(&main, restart, rest, packet.timestamp)?;
-            rest = &rest[consumed..];
+            let (assembly, consumed) = self.start(&main, restart, &head[used..], timestamp)?;
+            used += consumed;
             self.current = Some(assembly);
         }
 
@@ -248,8 +262,17 @@ impl Reassembler {
                 DropReason::OutOfOrder { expected, got }
             });
         }
-        assembly.jpeg.extend_from_slice(rest);
-        assembly.next_offset += rest.len();
+        // The data after the headers, appended part by part.
+        let mut skip = used;
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            assembly.jpeg.extend_from_slice(&part[skip..]);
+            assembly.next_offset += part.len() - skip;
+            skip = 0;
+        }
         Ok(())
     }
 
@@ -264,7 +287,8 @@ impl Reassembler {
         timestamp: u32,
     ) -> Result<(Assembly, usize), DropReason> {
         let (width, height) = self.dimensions(main)?;
-        let mut jpeg = Vec::with_capacity(self.size_hint.max(4096));
+        // Room for a frame a quarter larger than the last one, so it rarely has to grow.
+        let mut jpeg = Vec::with_capacity(self.size_hint + self.size_hint / 4 + 4096);
         let mut write = |tables: &[QuantTable<'_>]| {
             jpeg::write_header(
                 &mut jpeg,
@@ -388,6 +412,32 @@ impl Assembly {
             height: 0,
             extended: false,
             broken: Some(reason),
+        }
+    }
+}
+
+/// The most header bytes a packet can start with: main, restart marker and quantization
+/// table headers, and three 16-bit tables.
+const HEAD_MAX: usize = MAIN_LEN + RESTART_LEN + 4 + 3 * 128;
+
+/// The payload's first bytes as one slice: the first part when it is the only one or holds
+/// any header, else up to `HEAD_MAX` bytes of the parts copied into `copy`.
+fn head_of<'a>(parts: &[&'a [u8]], copy: &'a mut [u8; HEAD_MAX]) -> &'a [u8] {
+    match parts {
+        [] => &[],
+        [only] => only,
+        [first, ..] if first.len() >= HEAD_MAX => first,
+        _ => {
+            let mut n = 0;
+            for part in parts {
+                let take = part.len().min(HEAD_MAX - n);
+                copy[n..n + take].copy_from_slice(&part[..take]);
+                n += take;
+                if n == HEAD_MAX {
+                    break;
+                }
+            }
+            &copy[..n]
         }
     }
 }

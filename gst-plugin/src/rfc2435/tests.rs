@@ -692,3 +692,25 @@ fn garbage_packets_never_panic() {
         }
     }
 }
+
+#[test]
+fn payloads_in_parts_give_the_same_frames() {
+    // A packet's payload can be split across memories anywhere, even inside the headers.
+    for data in [CUSTOM, DRI2, THREE_TABLES] {
+        let pk = packets(data, &PayloadOptions::default(), 300);
+        let whole = receive(&mut fresh(), &pk, 9).frame.unwrap();
+        for split in [1, 5, 9, 13, 100, 290] {
+            let mut r = fresh();
+            let mut out = None;
+            for (payload, marker) in &pk {
+                let cut = split.min(payload.len());
+                let (a, b) = payload.split_at(cut);
+                let (b1, b2) = b.split_at(b.len() / 2);
+                let got = r.push_parts(&[a, b1, b2], *marker, 9);
+                assert!(got.dropped.is_empty(), "split {split}: {:?}", got.dropped);
+                out = out.or(got.frame);
+            }
+            assert_eq!(out.unwrap().jpeg, whole.jpeg, "split at {split}");
+        }
+    }
+}

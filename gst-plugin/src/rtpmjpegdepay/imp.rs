@@ -7,7 +7,7 @@ use gst_rtp::prelude::*;
 use gst_rtp::subclass::prelude::*;
 
 use crate::jpeg;
-use crate::rfc2435::{self, DepayOptions, Packet, Reassembler};
+use crate::rfc2435::{self, DepayOptions, Reassembler};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -286,22 +286,21 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
         &self,
         rtp: &gst_rtp::RTPBuffer<gst_rtp::rtp_buffer::Readable>,
     ) -> Option<gst::Buffer> {
-        let payload = match rtp.payload() {
-            Ok(p) => p,
-            Err(_) => {
+        let salvage = *lock(&self.salvage);
+        let mut state = lock(&self.state);
+        state.reassembler.set_salvage(salvage);
+        let received = match PayloadParts::of(rtp) {
+            Some(parts) => {
+                let (slices, n) = parts.slices();
+                state
+                    .reassembler
+                    .push_parts(&slices[..n], rtp.is_marker(), rtp.timestamp())
+            }
+            None => {
                 gst::warning!(CAT, imp = self, "could not read the RTP payload");
                 return None;
             }
         };
-        let packet = Packet {
-            payload,
-            marker: rtp.is_marker(),
-            timestamp: rtp.timestamp(),
-        };
-        let salvage = *lock(&self.salvage);
-        let mut state = lock(&self.state);
-        state.reassembler.set_salvage(salvage);
-        let received = state.reassembler.push(&packet);
         self.count_drops(&received.dropped);
 
         if let Some(header) = received.whole_jpeg {
@@ -333,5 +332,65 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
             stats.salvaged += u64::from(frame.salvaged);
         }
         Some(gst::Buffer::from_mut_slice(frame.jpeg))
+    }
+}
+
+/// A packet's payload as slices of its memories, mapped one by one: joining them (what
+/// reading the payload as one slice does when a packet has a header memory and a data
+/// memory) would allocate and copy for every packet. Packets with padding, or more
+/// memories than this holds, are read joined.
+struct PayloadParts<'a> {
+    maps: [Option<gst::memory::MemoryMap<'a, gst::memory::Readable>>; MAX_PARTS],
+    /// The payload's range within each mapped memory.
+    ranges: [std::ops::Range<usize>; MAX_PARTS],
+    joined: Option<&'a [u8]>,
+}
+
+const MAX_PARTS: usize = 4;
+
+impl<'a> PayloadParts<'a> {
+    fn of(
+        rtp: &'a gst_rtp::RTPBuffer<'a, gst_rtp::rtp_buffer::Readable>,
+    ) -> Option<PayloadParts<'a>> {
+        let mut parts = PayloadParts {
+            maps: [None, None, None, None],
+            ranges: [0..0, 0..0, 0..0, 0..0],
+            joined: None,
+        };
+        let buffer = rtp.buffer();
+        if rtp.has_padding() || buffer.n_memory() > MAX_PARTS {
+            parts.joined = Some(rtp.payload().ok()?);
+            return Some(parts);
+        }
+        let payload_len = rtp.payload_size() as usize;
+        let mut skip = buffer.size().checked_sub(payload_len)?;
+        for (i, memory) in buffer.iter_memories().enumerate() {
+            let size = memory.size();
+            if skip >= size {
+                skip -= size;
+                continue;
+            }
+            parts.ranges[i] = skip..size;
+            parts.maps[i] = Some(memory.map_readable().ok()?);
+            skip = 0;
+        }
+        Some(parts)
+    }
+
+    /// The payload's slices, in order, and how many there are.
+    fn slices(&self) -> ([&[u8]; MAX_PARTS], usize) {
+        let mut slices: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+        if let Some(joined) = self.joined {
+            slices[0] = joined;
+            return (slices, 1);
+        }
+        let mut n = 0;
+        for (map, range) in self.maps.iter().zip(&self.ranges) {
+            if let Some(map) = map {
+                slices[n] = &map.as_slice()[range.clone()];
+                n += 1;
+            }
+        }
+        (slices, n)
     }
 }

@@ -1,4 +1,5 @@
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
@@ -69,6 +70,9 @@ pub struct RtpMjpegPay {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     stats: Mutex<Stats>,
+    /// The base class's `mtu`, kept current by a notify handler (reading the property by
+    /// name for every frame costs a hash lookup).
+    mtu: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -217,6 +221,10 @@ impl ObjectImpl for RtpMjpegPay {
         let obj = self.obj();
         obj.set_options("video", false, "JPEG", rfc2435::CLOCK_RATE);
         obj.set_property("pt", u32::from(rfc2435::PAYLOAD_TYPE));
+        self.mtu.store(obj.mtu(), Ordering::Relaxed);
+        obj.connect_notify(Some("mtu"), |obj, _| {
+            obj.imp().mtu.store(obj.mtu(), Ordering::Relaxed);
+        });
     }
 }
 
@@ -296,15 +304,18 @@ impl RTPBasePayloadImpl for RtpMjpegPay {
                 Huffman::Refuse => HuffmanPolicy::Refuse,
             },
         };
-        let map = buffer.map_readable().map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Read,
-                ("Could not map the input buffer")
-            );
-            gst::FlowError::Error
-        })?;
-        let mut frame = match rfc2435::prepare(&map, &options) {
+        let (pts, dts) = (buffer.pts(), buffer.dts());
+        // Mapped once for the whole frame; the packets' payloads are slices of it.
+        let input: Arc<dyn AsRef<[u8]> + Send + Sync> =
+            Arc::new(buffer.into_mapped_buffer_readable().map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("Could not map the input buffer")
+                );
+                gst::FlowError::Error
+            })?);
+        let mut frame = match rfc2435::prepare((*input).as_ref(), &options) {
             Ok(frame) => frame,
             Err(reason) => return self.refuse(&reason, settings.drop_unsupported),
         };
@@ -313,98 +324,93 @@ impl RTPBasePayloadImpl for RtpMjpegPay {
         self.update_outcaps(&mut state, &frame)?;
         let send_tables = Self::tables_due(&mut state, &frame);
 
-        // The memory packets share their scan bytes from: the input, or the re-encoding
-        // (moved, not copied, into a GStreamer memory).
-        let source = match &mut frame.scan {
-            ScanData::Borrowed(range) => ScanSource::Input(range.clone()),
-            ScanData::Reencoded(bytes) => {
-                lock(&self.stats).reencoded += 1;
-                ScanSource::Reencoded(gst::Memory::from_slice(std::mem::take(bytes)))
-            }
-        };
-        let reencoded_map = match &source {
-            ScanSource::Reencoded(memory) => {
-                Some(memory.map_readable().map_err(|_| gst::FlowError::Error)?)
-            }
-            ScanSource::Input(_) => None,
-        };
-        let scan: &[u8] = match (&source, &reencoded_map) {
-            (ScanSource::Input(range), _) => &map[range.clone()],
-            (_, Some(m)) => m.as_slice(),
-            (_, None) => return Err(gst::FlowError::Error),
-        };
+        // Where the scan bytes are: in the input, or in the re-encoding (moved, not
+        // copied, behind a reference count).
+        let scan_len = frame.scan_len();
+        let (source, scan_start): (Arc<dyn AsRef<[u8]> + Send + Sync>, usize) =
+            match &mut frame.scan {
+                ScanData::Borrowed(range) => (input.clone(), range.start),
+                ScanData::Reencoded(bytes) => {
+                    lock(&self.stats).reencoded += 1;
+                    (Arc::new(std::mem::take(bytes)), 0)
+                }
+            };
+        let scan = &source.as_ref().as_ref()[scan_start..scan_start + scan_len];
 
-        let mtu = self.obj().mtu();
-        let max_payload = gst_rtp::calc_payload_len(mtu, 0, 0) as usize;
+        let max_payload =
+            gst_rtp::calc_payload_len(self.mtu.load(Ordering::Relaxed), 0, 0) as usize;
         let packets = Packetizer::new(&frame, scan, send_tables, max_payload);
         let mut list = gst::BufferList::new_sized(scan.len() / max_payload.max(1) + 1);
         {
             let list = list.get_mut().ok_or(gst::FlowError::Error)?;
             for fragment in packets {
+                // The RTP header (payload type, sequence number, timestamp and SSRC are
+                // filled in by the base class when it pushes), then the RFC 2435 headers,
+                // built in place: no buffer is mapped.
                 state.header.clear();
+                state
+                    .header
+                    .extend_from_slice(&[0x80, u8::from(fragment.marker) << 7]);
+                state.header.extend_from_slice(&[0; 10]);
                 fragment.write_headers(&frame, send_tables, &mut state.header);
-                let mut packet = self
-                    .obj()
-                    .allocate_output_buffer(state.header.len() as u32, 0, 0);
-                {
-                    let packet = packet.get_mut().ok_or(gst::FlowError::Error)?;
-                    let mut rtp = gst_rtp::RTPBuffer::from_buffer_writable(packet)
-                        .map_err(|_| gst::FlowError::Error)?;
-                    rtp.payload_mut()
-                        .map_err(|_| gst::FlowError::Error)?
-                        .copy_from_slice(&state.header);
-                    rtp.set_marker(fragment.marker);
-                }
+                let mut packet = gst::Buffer::new();
                 let packet_ref = packet.get_mut().ok_or(gst::FlowError::Error)?;
-                source.append(&buffer, fragment.data.clone(), packet_ref)?;
-                packet_ref.set_pts(buffer.pts());
-                packet_ref.set_dts(buffer.dts());
+                packet_ref.append_memory(PacketHeader::memory(&state.header));
+                if !fragment.data.is_empty() {
+                    packet_ref.append_memory(gst::Memory::from_slice(ScanSlice {
+                        bytes: source.clone(),
+                        range: scan_start + fragment.data.start..scan_start + fragment.data.end,
+                    }));
+                }
+                packet_ref.set_pts(pts);
+                packet_ref.set_dts(dts);
                 list.add(packet);
             }
         }
         drop(state);
-        drop(reencoded_map);
-        drop(frame);
-        drop(map);
         self.obj().push_list(list)
     }
 }
 
-/// Where packets get their scan bytes from.
-enum ScanSource {
-    /// These bytes of the input buffer.
-    Input(std::ops::Range<usize>),
-    /// A re-encoded scan.
-    Reencoded(gst::Memory),
+/// A packet's share of the scan data: a range of bytes kept alive by a reference count,
+/// so that no packet copies them and none needs a GStreamer sub-memory.
+struct ScanSlice {
+    bytes: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    range: std::ops::Range<usize>,
 }
 
-impl ScanSource {
-    /// Appends `range` of the scan to `packet`, sharing memory rather than copying.
-    fn append(
-        &self,
-        input: &gst::Buffer,
-        range: std::ops::Range<usize>,
-        packet: &mut gst::BufferRef,
-    ) -> Result<(), gst::FlowError> {
-        if range.is_empty() {
-            return Ok(());
+impl AsRef<[u8]> for ScanSlice {
+    fn as_ref(&self) -> &[u8] {
+        &(*self.bytes).as_ref()[self.range.clone()]
+    }
+}
+
+/// One packet's headers as a memory of their own, sized to fit: most packets need 24
+/// bytes; the first of a frame with in-band tables up to 412.
+struct PacketHeader {
+    bytes: [u8; PacketHeader::INLINE],
+    len: usize,
+}
+
+impl PacketHeader {
+    const INLINE: usize = 32;
+
+    fn memory(bytes: &[u8]) -> gst::Memory {
+        if bytes.len() <= Self::INLINE {
+            let mut header = PacketHeader {
+                bytes: [0; Self::INLINE],
+                len: bytes.len(),
+            };
+            header.bytes[..bytes.len()].copy_from_slice(bytes);
+            gst::Memory::from_mut_slice(header)
+        } else {
+            gst::Memory::from_mut_slice(bytes.to_vec())
         }
-        match self {
-            ScanSource::Input(scan) => {
-                let range = scan.start + range.start..scan.start + range.end;
-                if input.n_memory() == 1 {
-                    packet.append_memory(input.peek_memory(0).share(range));
-                } else {
-                    let region = input
-                        .copy_region(gst::BufferCopyFlags::MEMORY, range)
-                        .map_err(|_| gst::FlowError::Error)?;
-                    for mem in region.iter_memories_owned() {
-                        packet.append_memory(mem);
-                    }
-                }
-            }
-            ScanSource::Reencoded(memory) => packet.append_memory(memory.share(range)),
-        }
-        Ok(())
+    }
+}
+
+impl AsMut<[u8]> for PacketHeader {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.len]
     }
 }

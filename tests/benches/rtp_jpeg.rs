@@ -1,0 +1,236 @@
+//! `make bench`: rtpmjpegpay and rtpmjpegdepay against GStreamer's rtpjpegpay/rtpjpegdepay
+//! (the anchors) and gst-plugins-rs's rtpjpegpay2/rtpjpegdepay2, on the same 720p frames,
+//! in one run; and what re-encoding non-standard Huffman tables costs.
+//!
+//! Payloaders: `mjpegfilesrc loop=true ! PAY ! fakesink`, packets/s at the default MTU.
+//! Depayloaders: the packets rtpjpegpay made of the clip (one buffer list per frame,
+//! queued in an appsrc before the clock starts) into `DEPAY ! fakesink`, frames/s. Each run
+//! goes through the clip 5 times (1500 frames) to EOS, interleaved with the other
+//! configurations; medians are reported.
+
+use std::time::Duration;
+
+use gst::prelude::*;
+use mjpeg_rtsp_tests::bench::{Case, measure, report, time_ms, verdict};
+use mjpeg_rtsp_tests::{encode_with, init, run_pipeline, write_file};
+
+const FRAMES: usize = 300;
+/// Each run plays the clip this many times, so that pipeline start-up is a small part of
+/// the time measured.
+const PASSES: usize = 5;
+const RUNS: usize = 7;
+
+fn launch(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .expect("valid pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
+}
+
+/// The RTP packets rtpjpegpay makes of `clip` played `PASSES` times, one list per frame,
+/// and their caps.
+fn packets(clip: &str) -> (gst::Caps, Vec<gst::BufferList>) {
+    let run = run_pipeline(
+        &format!(
+            "mjpegfilesrc location={clip} loop=true num-buffers={} ! rtpjpegpay \
+             ! appsink name=sink sync=false",
+            FRAMES * PASSES
+        ),
+        Duration::from_secs(120),
+    );
+    assert!(run.error.is_none(), "{:?}", run.error);
+    let caps = run.caps(0);
+    let mut lists = Vec::new();
+    let mut current = gst::BufferList::new();
+    for sample in &run.samples {
+        let buffer = sample.buffer_owned().expect("a buffer");
+        let marker = gst_rtp::RTPBuffer::from_buffer_readable(&buffer)
+            .map(|rtp| rtp.is_marker())
+            .unwrap_or(false);
+        current.get_mut().expect("writable").add(buffer);
+        if marker {
+            lists.push(std::mem::replace(&mut current, gst::BufferList::new()));
+        }
+    }
+    assert_eq!(lists.len(), FRAMES * PASSES);
+    (caps, lists)
+}
+
+fn depay_case(
+    name: &str,
+    depayloader: &'static str,
+    caps: &gst::Caps,
+    lists: &[gst::BufferList],
+) -> Case {
+    let (caps, lists) = (caps.clone(), lists.to_vec());
+    Case::new(name, move || {
+        let pipeline = launch(&format!(
+            "appsrc name=src max-bytes=0 max-buffers=0 ! {depayloader} ! fakesink name=sink sync=false"
+        ));
+        let src = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .expect("appsrc");
+        src.set_caps(Some(&caps));
+        src.set_format(gst::Format::Time);
+        for list in &lists {
+            src.push_buffer_list(list.clone()).expect("queued");
+        }
+        src.end_of_stream().expect("EOS queued");
+        pipeline
+    })
+}
+
+fn main() {
+    init();
+    gstrsrtp::plugin_register_static().expect("gst-plugins-rs rtp plugin");
+    println!(
+        "RTP/JPEG benchmark: {FRAMES} frames of 1280x720 4:2:0 JPEG, {RUNS} interleaved runs each"
+    );
+    let frames = encode_with(
+        FRAMES,
+        1280,
+        720,
+        "smpte horizontal-speed=3",
+        "jpegenc quality=85",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clip = write_file(dir.path(), "clip720p.mjpeg", &frames.concat());
+    let clip = clip.display().to_string();
+
+    // Payloaders: once into fakesink, which handles each packet of a list on its own,
+    // and once with the packets counted and dropped as they leave the payloader, which
+    // times the payloading (and the file source) alone.
+    let pay = |name: &str, element: &str, measured: bool| {
+        let name = if measured {
+            format!("{name}, output dropped")
+        } else {
+            name.to_string()
+        };
+        let tag = if measured { " name=measured" } else { "" };
+        let description = format!(
+            "mjpegfilesrc location={clip} loop=true num-buffers={} ! {element}{tag} \
+             ! fakesink name=sink sync=false",
+            FRAMES * PASSES
+        );
+        Case::new(&name, move || launch(&description))
+    };
+    let mut payloaders = Vec::new();
+    for measured in [false, true] {
+        payloaders.push(pay("rtpjpegpay (anchor)", "rtpjpegpay", measured));
+        payloaders.push(pay("rtpjpegpay2 (gst-plugins-rs)", "rtpjpegpay2", measured));
+        payloaders.push(pay("rtpmjpegpay", "rtpmjpegpay", measured));
+    }
+    measure(&mut payloaders, RUNS, |name, n, t| {
+        assert!(n >= FRAMES * PASSES, "{name}: {n} packets");
+        n as f64 / t.as_secs_f64()
+    });
+    report(
+        "payloading into fakesink (packets/s, MTU 1400)",
+        "packets/s",
+        &payloaders[..3],
+    );
+    report(
+        "payloading, packets dropped at the payloader's output (packets/s, MTU 1400)",
+        "packets/s",
+        &payloaders[3..],
+    );
+    let pay_ratio_sink = payloaders[2].median() / payloaders[0].median();
+    let pay_ratio = payloaders[5].median() / payloaders[3].median();
+
+    // Depayloaders.
+    let (caps, lists) = packets(&clip);
+    let packet_count: usize = lists.iter().map(|l| l.len()).sum();
+    println!();
+    println!(
+        "depayloading {packet_count} packets made by rtpjpegpay ({} per frame)",
+        packet_count / (FRAMES * PASSES)
+    );
+    let mut depayloaders = vec![
+        depay_case("rtpjpegdepay (anchor)", "rtpjpegdepay", &caps, &lists),
+        depay_case(
+            "rtpjpegdepay2 (gst-plugins-rs)",
+            "rtpjpegdepay2",
+            &caps,
+            &lists,
+        ),
+        depay_case("rtpmjpegdepay", "rtpmjpegdepay", &caps, &lists),
+    ];
+    measure(&mut depayloaders, RUNS, |name, n, t| {
+        assert_eq!(n, FRAMES * PASSES, "{name} output {n} frames");
+        n as f64 / t.as_secs_f64()
+    });
+    report("depayloading (frames/s)", "frames/s", &depayloaders);
+    let depay_ratio = depayloaders[2].median() / depayloaders[0].median();
+    let depay_vs_rs = depayloaders[2].median() / depayloaders[1].median();
+
+    // Re-encoding non-standard Huffman tables: ffmpeg's default MJPEG output.
+    let optimized = dir.path().join("optimized.mjpeg");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=1280x720:rate=20",
+        ])
+        .args([
+            "-frames:v",
+            "60",
+            "-pix_fmt",
+            "yuvj420p",
+            "-q:v",
+            "3",
+            "-f",
+            "mjpeg",
+            "-y",
+        ])
+        .arg(&optimized)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let data = std::fs::read(&optimized).expect("clip");
+    let index = gstmjpegrtp::mjpeg::FrameIndex::build(
+        &data,
+        gstmjpegrtp::mjpeg::Framing::Concatenated,
+        false,
+    );
+    let images: Vec<_> = index
+        .frames()
+        .iter()
+        .map(|f| {
+            (
+                &data[f.range()],
+                gstmjpegrtp::jpeg::parse_image(&data[f.range()]).expect("valid"),
+            )
+        })
+        .collect();
+    let scan_bytes: usize = images.iter().map(|(_, i)| i.scan_data.len()).sum();
+    let mut out = Vec::new();
+    let ms = time_ms(RUNS, || {
+        for (bytes, image) in &images {
+            out.clear();
+            gstmjpegrtp::jpeg::huffman::reencode_scan(bytes, image, &mut out).expect("re-encodes");
+        }
+    });
+    let per_frame_us = ms * 1000.0 / images.len() as f64;
+    println!();
+    println!(
+        "Huffman re-encoding (ffmpeg 1280x720 frames, {} KB of scan each): {per_frame_us:.0} us/frame, {:.0} MB/s",
+        scan_bytes / images.len() / 1000,
+        scan_bytes as f64 / 1e3 / ms
+    );
+
+    println!();
+    println!(
+        "rtpmjpegpay vs rtpjpegpay: {pay_ratio:.2}x packets/s payloading (target >= 1.5x: {}); \
+         {pay_ratio_sink:.2}x with fakesink's per-packet work included",
+        verdict(pay_ratio >= 1.5)
+    );
+    println!(
+        "rtpmjpegdepay vs rtpjpegdepay: {depay_ratio:.2}x frames/s (target >= 1.5x: {}); vs rtpjpegdepay2: {depay_vs_rs:.2}x (target > 1x: {})",
+        verdict(depay_ratio >= 1.5),
+        verdict(depay_vs_rs > 1.0)
+    );
+}
