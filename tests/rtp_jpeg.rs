@@ -362,3 +362,43 @@ fn payloads_point_into_the_input_buffer() {
     }
     drop(input_map);
 }
+
+#[test]
+fn lab_dialect_packets_come_out_as_the_jpegs_they_carry() {
+    // What a networking-lab server sends: a 12-byte RTP header (payload type 26, marker
+    // never set, sequence number = frame number, timestamp in seconds, SSRC 0) and the
+    // whole JPEG, with no RFC 2435 header.
+    init();
+    let frames = encode_jpegs(5, 384, 288, "ball");
+    let pipeline = gst::parse::launch(
+        "appsrc name=src format=time caps=\"application/x-rtp,media=video,clock-rate=90000,\
+         encoding-name=JPEG,payload=26\" ! rtpmjpegdepay ! appsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    for (n, jpeg) in frames.iter().enumerate() {
+        let seq = (n + 1) as u16;
+        let mut packet = vec![0x80, 26];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&1_732_000_000u32.to_be_bytes());
+        packet.extend_from_slice(&[0; 4]);
+        packet.extend_from_slice(jpeg);
+        src.push_buffer(gst::Buffer::from_slice(packet)).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let run = collect(&pipeline, TIMEOUT);
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(run.buffers(), frames);
+    let s = run.caps(0);
+    let s = s.structure(0).unwrap();
+    assert_eq!(
+        (s.get::<i32>("width"), s.get::<i32>("height")),
+        (Ok(384), Ok(288))
+    );
+}

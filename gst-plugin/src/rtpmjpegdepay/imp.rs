@@ -394,3 +394,27 @@ impl<'a> PayloadParts<'a> {
         (slices, n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_fields_from_sdp_attributes() {
+        assert_eq!(parse_dimensions("4096,2160"), Some((4096, 2160)));
+        assert_eq!(parse_dimensions(" 100 , 75 "), Some((100, 75)));
+        assert_eq!(parse_dimensions("4096"), None);
+        assert_eq!(parse_dimensions("a,b"), None);
+        assert_eq!(parse_dimensions("70000,1"), None);
+        assert_eq!(parse_framerate("20"), Some(gst::Fraction::new(20, 1)));
+        assert_eq!(
+            parse_framerate("29.97"),
+            gst::Fraction::approximate_f64(29.97)
+        );
+        assert_eq!(parse_framerate("12.5"), Some(gst::Fraction::new(25, 2)));
+        assert_eq!(parse_framerate("0"), None);
+        assert_eq!(parse_framerate("-5"), None);
+        assert_eq!(parse_framerate("NaN"), None);
+        assert_eq!(parse_framerate("fast"), None);
+    }
+}
