@@ -60,12 +60,22 @@ impl<'a> JpegImage<'a> {
     }
 }
 
-/// Parses the image at the start of `data` through its first scan.
-///
-/// The scan's end is found without reading the entropy-coded data when the image is a
-/// single-scan sequential image ending in EOI (see `only_scan_end`); otherwise by
-/// searching for the marker that ends it.
+/// Parses the image at the start of `data` through its first scan, searching the
+/// entropy-coded data for the marker that ends the scan.
 pub fn parse_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
+    parse(data, false)
+}
+
+/// Like [`parse_image`], for `data` known to hold exactly one image that ends with its EOI
+/// (what a parser that frames at EOI delivers, `parsed=true` in GStreamer caps): a
+/// single-scan sequential image's scan then runs to that final EOI, found without
+/// reading the entropy-coded data. Bytes after an image's real end would be taken as part
+/// of its scan, so this is only for framed input.
+pub fn parse_framed_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
+    parse(data, true)
+}
+
+fn parse(data: &[u8], framed: bool) -> Result<JpegImage<'_>, JpegError> {
     let mut builder = HeaderBuilder::default();
     let mut quant_tables = [None; 4];
     let mut dc_tables = [None; 4];
@@ -90,7 +100,8 @@ pub fn parse_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
                 let header = builder.finish()?;
                 let scan = parse_sos(&header, segment.payload, segment.offset)?;
                 let start = segment.end();
-                let end = match only_scan_end(&header, &scan, data, start) {
+                let known_end = framed.then(|| only_scan_end(&header, &scan, data, start));
+                let end = match known_end.flatten() {
                     Some(end) => end,
                     None => scan::find_scan_end(data, start).ok_or(JpegError::Truncated {
                         what: "entropy-coded data",
@@ -116,11 +127,11 @@ pub fn parse_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
     })
 }
 
-/// Where the first scan ends when it needs no search: in a sequential image every
-/// component is coded in exactly one scan (T.81 B.2.3), so a first scan that holds all of
-/// them is the only one, and nothing but EOI may follow it (a DNL segment would, but a
-/// frame header with a height is required here). Its data then runs to the image's final
-/// EOI. `None` when that does not apply or the data does not end with EOI.
+/// Where the first scan of a framed image ends, without a search: in a sequential image
+/// every component is coded in exactly one scan (T.81 B.2.3), so a first scan that holds
+/// all of them is the only one, and nothing but EOI may follow it (a DNL segment would,
+/// but a frame header with a height is required here). Its data then runs to the image's
+/// final EOI. `None` when that does not apply or the data does not end with EOI.
 fn only_scan_end(
     header: &FrameHeader,
     scan: &ScanHeader,

@@ -25,7 +25,7 @@ mod walk;
 mod writer;
 
 pub use header::{ColorSpace, Component, FrameHeader, Sampling, parse_header};
-pub use image::{JpegImage, ScanComponent, ScanHeader, parse_image};
+pub use image::{JpegImage, ScanComponent, ScanHeader, parse_framed_image, parse_image};
 pub use tables::{HuffmanTable, QuantTable, TableClass};
 pub use walk::{Segment, Segments, frame_length, segments};
 pub use writer::{HeaderSpec, write_header};

@@ -247,3 +247,31 @@ fn sof_marker_classes() {
         ]
     );
 }
+
+#[test]
+fn framed_parse_trusts_the_final_eoi_only_for_one_clean_image() {
+    let img = JpegBuilder::yuv420(64, 64).build();
+    let searched = parse_image(&img).unwrap();
+    let framed = parse_framed_image(&img).unwrap();
+    assert_eq!(framed.scan_data, searched.scan_data);
+    assert!(framed.single_scan);
+    // Bytes after the image that end in EOI: the search still stops at the real end,
+    // while a framed parse (which must not be used on such input) takes them as scan.
+    let mut trailing = img.clone();
+    trailing.extend_from_slice(&[0x12, 0xFF, 0xD9]);
+    assert_eq!(
+        parse_image(&trailing).unwrap().scan_data,
+        searched.scan_data
+    );
+    assert_ne!(
+        parse_framed_image(&trailing).unwrap().scan_data,
+        searched.scan_data
+    );
+    // Without a final EOI, the framed parse falls back to the search.
+    let mut padded = img.clone();
+    padded.push(0);
+    assert_eq!(
+        parse_framed_image(&padded).unwrap().scan_data,
+        searched.scan_data
+    );
+}

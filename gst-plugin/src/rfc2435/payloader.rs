@@ -32,6 +32,9 @@ pub struct PayloadOptions {
     /// 128-254 (static tables a receiver may cache).
     pub inband_q: u8,
     pub huffman: HuffmanPolicy,
+    /// Each input holds exactly one image ending with its EOI (`parsed=true` upstream), so
+    /// the end of its scan need not be searched for (see [`jpeg::parse_framed_image`]).
+    pub framed: bool,
 }
 
 impl Default for PayloadOptions {
@@ -39,6 +42,7 @@ impl Default for PayloadOptions {
         PayloadOptions {
             inband_q: 255,
             huffman: HuffmanPolicy::Reencode,
+            framed: false,
         }
     }
 }
@@ -162,7 +166,11 @@ pub fn prepare<'a>(
     data: &'a [u8],
     options: &PayloadOptions,
 ) -> Result<OutgoingFrame<'a>, Unsupported> {
-    let image = jpeg::parse_image(data)?;
+    let image = if options.framed {
+        jpeg::parse_framed_image(data)?
+    } else {
+        jpeg::parse_image(data)?
+    };
     let header = &image.header;
     check_process(header.sof_type)?;
     if header.precision != 8 {

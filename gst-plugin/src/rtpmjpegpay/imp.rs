@@ -49,6 +49,8 @@ impl Default for Settings {
 struct State {
     /// Frame rate from the input caps, for `a-framerate`.
     framerate: Option<gst::Fraction>,
+    /// The input caps say `parsed=true`: one image per buffer, ending with its EOI.
+    framed: bool,
     /// `x-dimensions` in the output caps now, if any.
     x_dimensions: Option<(u16, u16)>,
     outcaps_set: bool,
@@ -286,11 +288,14 @@ impl ElementImpl for RtpMjpegPay {
 
 impl RTPBasePayloadImpl for RtpMjpegPay {
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let framerate = caps
-            .structure(0)
-            .and_then(|s| s.get::<gst::Fraction>("framerate").ok());
+        let s = caps.structure(0);
+        let framerate = s.and_then(|s| s.get::<gst::Fraction>("framerate").ok());
+        let framed = s
+            .and_then(|s| s.get::<bool>("parsed").ok())
+            .unwrap_or(false);
         let mut state = lock(&self.state);
         state.framerate = framerate;
+        state.framed = framed;
         state.outcaps_set = false;
         Ok(())
     }
@@ -303,6 +308,7 @@ impl RTPBasePayloadImpl for RtpMjpegPay {
                 Huffman::Reencode => HuffmanPolicy::Reencode,
                 Huffman::Refuse => HuffmanPolicy::Refuse,
             },
+            framed: lock(&self.state).framed,
         };
         let (pts, dts) = (buffer.pts(), buffer.dts());
         // Mapped once for the whole frame; the packets' payloads are slices of it.

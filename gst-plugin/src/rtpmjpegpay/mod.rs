@@ -14,6 +14,10 @@
 //! GStreamer's `rtpjpegdepay` read. The same field gives receivers the exact size of images
 //! whose size is not a multiple of 8.
 //!
+//! When the input caps say `parsed=true` (from `mjpegfilesrc` or `jpegparse`: one image per
+//! buffer, ending with its EOI), the end of each image's scan is taken from that EOI;
+//! otherwise the scan data is read to find it.
+//!
 //! Input RFC 2435 cannot carry (progressive, arithmetic, 12-bit, grayscale, 4:4:4, CMYK,
 //! several scans) is an error naming the reason and the fix, or with
 //! `drop-unsupported=true` a dropped frame with a warning, counted in `frames-dropped`.
