@@ -14,9 +14,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&knob, image)) = data.split_first() else {
         return;
     };
-    // The framed shortcut is only for input holding exactly one image (what a parser that
-    // frames at EOI delivers): use it when that holds.
-    let framed = knob & 0x80 != 0 && jpeg::frame_length(image) == Ok(image.len());
+    // The framed shortcut is for input holding exactly one valid image (what a parser
+    // that frames at EOI delivers from a valid stream): where that holds, it must find the
+    // same scan as the search.
+    let valid_single_image = jpeg::frame_length(image) == Ok(image.len())
+        && jpeg::parse_image(image)
+            .is_ok_and(|i| i.single_scan && i.scan_data.end + 2 == image.len());
+    let framed = knob & 0x80 != 0 && valid_single_image;
+    if framed {
+        let (a, b) = (jpeg::parse_framed_image(image), jpeg::parse_image(image));
+        assert_eq!(a.map(|i| i.scan_data), b.map(|i| i.scan_data));
+    }
     let options = PayloadOptions {
         inband_q: 128 + (knob & 0x7F),
         framed,

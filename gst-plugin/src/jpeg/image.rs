@@ -69,8 +69,10 @@ pub fn parse_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
 /// Like [`parse_image`], for `data` known to hold exactly one image that ends with its EOI
 /// (what a parser that frames at EOI delivers, `parsed=true` in GStreamer caps): a
 /// single-scan sequential image's scan then runs to that final EOI, found without
-/// reading the entropy-coded data. Bytes after an image's real end would be taken as part
-/// of its scan, so this is only for framed input.
+/// reading the entropy-coded data. The result is the same as [`parse_image`]'s for every
+/// image that follows T.81; bytes after an image's real end, or segments after a scan
+/// that already coded every component (which T.81 forbids), would be taken as part of
+/// the scan, so this is only for framed input.
 pub fn parse_framed_image(data: &[u8]) -> Result<JpegImage<'_>, JpegError> {
     parse(data, true)
 }

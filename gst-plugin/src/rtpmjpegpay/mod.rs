@@ -15,8 +15,9 @@
 //! whose size is not a multiple of 8.
 //!
 //! When the input caps say `parsed=true` (from `mjpegfilesrc` or `jpegparse`: one image per
-//! buffer, ending with its EOI), the end of each image's scan is taken from that EOI;
-//! otherwise the scan data is read to find it.
+//! buffer, ending with its EOI), the end of each single-scan image's scan is taken from
+//! that EOI; otherwise the scan data is read to find it. The two agree for every image
+//! that follows T.81.
 //!
 //! Input RFC 2435 cannot carry (progressive, arithmetic, 12-bit, grayscale, 4:4:4, CMYK,
 //! several scans) is an error naming the reason and the fix, or with
