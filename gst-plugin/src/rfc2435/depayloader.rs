@@ -399,6 +399,17 @@ impl Reassembler {
     }
 }
 
+impl Frame {
+    /// The image's chroma sampling: 4:2:0 or 4:2:2, the two RFC 2435 types carry.
+    pub fn sampling(&self) -> jpeg::Sampling {
+        if self.luma_sampling == (2, 2) {
+            jpeg::Sampling::Ycbcr420
+        } else {
+            jpeg::Sampling::Ycbcr422
+        }
+    }
+}
+
 impl Assembly {
     /// A frame that cannot be output, for `reason`; later packets of it are ignored.
     fn broken(timestamp: u32, reason: DropReason) -> Assembly {

@@ -18,8 +18,8 @@ pub mod qtables;
 
 pub use depayloader::{DepayOptions, DropReason, Dropped, Frame, Packet, Reassembler, Received};
 pub use payloader::{
-    Fragment, HuffmanPolicy, OutgoingFrame, Packetizer, PayloadOptions, ScanData, Unsupported,
-    prepare,
+    Fragment, HuffmanPolicy, OutgoingFrame, Packetizer, PayloadOptions, ScanData, TableSchedule,
+    Unsupported, prepare,
 };
 
 /// RTP payload type 26 (RFC 3551), clock rate 90 kHz.

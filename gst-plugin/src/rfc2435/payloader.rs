@@ -268,6 +268,35 @@ fn frame_kind(image: &JpegImage<'_>) -> Result<u8, Unsupported> {
     }
 }
 
+/// When a sender's frames carry their quantization tables: with Q 255 always; with a
+/// static Q (128-254), when the tables change, and every `every` frames so that a
+/// receiver that joined late or lost the frame that carried them recovers.
+#[derive(Debug, Clone, Default)]
+pub struct TableSchedule {
+    last: Vec<u8>,
+    since: u64,
+}
+
+impl TableSchedule {
+    pub fn due(&mut self, frame: &OutgoingFrame<'_>, every: u64) -> bool {
+        match frame.q {
+            0..128 => false,
+            255 => true,
+            _ => {
+                let bytes = frame.table_bytes().concat();
+                let due = bytes != self.last || self.since + 1 >= every;
+                if due {
+                    self.last = bytes;
+                    self.since = 0;
+                } else {
+                    self.since += 1;
+                }
+                due
+            }
+        }
+    }
+}
+
 /// One packet's worth: its headers and which bytes of the scan data follow them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fragment {

@@ -714,3 +714,28 @@ fn payloads_in_parts_give_the_same_frames() {
         }
     }
 }
+
+#[test]
+fn static_tables_are_resent_when_they_change_and_now_and_then() {
+    let mut schedule = TableSchedule::default();
+    let static_q = PayloadOptions {
+        inband_q: 200,
+        ..PayloadOptions::default()
+    };
+    let custom = prepare(CUSTOM, &static_q).unwrap();
+    let three = prepare(THREE_TABLES, &static_q).unwrap();
+    let sent: Vec<bool> = (0..10).map(|_| schedule.due(&custom, 4)).collect();
+    assert_eq!(
+        sent,
+        [
+            true, false, false, false, true, false, false, false, true, false
+        ]
+    );
+    assert!(schedule.due(&three, 4), "new tables go at once");
+    assert!(!schedule.due(&three, 4));
+    // Q 255 always carries its tables; Q 1-99 never has any.
+    let dynamic = prepare(CUSTOM, &PayloadOptions::default()).unwrap();
+    assert!((0..3).all(|_| schedule.due(&dynamic, 4)));
+    let q75 = prepare(Q75, &PayloadOptions::default()).unwrap();
+    assert!(!schedule.due(&q75, 4));
+}

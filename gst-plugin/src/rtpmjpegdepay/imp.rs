@@ -76,14 +76,6 @@ fn parse_framerate(s: &str) -> Option<gst::Fraction> {
         .flatten()
 }
 
-fn sampling_name(luma: (u8, u8)) -> &'static str {
-    if luma == (2, 2) {
-        jpeg::Sampling::Ycbcr420.caps_name()
-    } else {
-        jpeg::Sampling::Ycbcr422.caps_name()
-    }
-}
-
 impl RtpMjpegDepay {
     /// Sends new caps downstream when the output format changes.
     fn update_caps(&self, state: &mut State, format: OutputFormat) {
@@ -321,7 +313,7 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
         let format = OutputFormat {
             width: frame.width,
             height: frame.height,
-            sampling: sampling_name(frame.luma_sampling),
+            sampling: frame.sampling().caps_name(),
             sof_marker: if frame.extended { 1 } else { 0 },
         };
         self.update_caps(&mut state, format);

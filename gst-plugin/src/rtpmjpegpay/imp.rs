@@ -9,7 +9,8 @@ use gst_rtp::subclass::prelude::*;
 
 use super::Huffman;
 use crate::rfc2435::{
-    self, HuffmanPolicy, OutgoingFrame, Packetizer, PayloadOptions, ScanData, Unsupported,
+    self, HuffmanPolicy, OutgoingFrame, Packetizer, PayloadOptions, ScanData, TableSchedule,
+    Unsupported,
 };
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -54,9 +55,8 @@ struct State {
     /// `x-dimensions` in the output caps now, if any.
     x_dimensions: Option<(u16, u16)>,
     outcaps_set: bool,
-    /// Static-Q tables last sent, and frames since.
-    last_tables: Vec<u8>,
-    frames_since_tables: u64,
+    /// When frames carry their tables.
+    tables: TableSchedule,
     /// Reused for each packet's headers.
     header: Vec<u8>,
 }
@@ -110,27 +110,6 @@ impl RtpMjpegPay {
         state.x_dimensions = x_dimensions;
         state.outcaps_set = true;
         Ok(())
-    }
-
-    /// Whether this frame's first packet carries the tables (Q 255 always; a static Q when
-    /// the tables change, and now and then).
-    fn tables_due(state: &mut State, frame: &OutgoingFrame<'_>) -> bool {
-        match frame.q {
-            0..128 => false,
-            255 => true,
-            _ => {
-                let bytes = frame.table_bytes().concat();
-                let due = bytes != state.last_tables
-                    || state.frames_since_tables + 1 >= STATIC_TABLES_EVERY;
-                if due {
-                    state.last_tables = bytes;
-                    state.frames_since_tables = 0;
-                } else {
-                    state.frames_since_tables += 1;
-                }
-                due
-            }
-        }
     }
 
     fn refuse(&self, reason: &Unsupported, drop: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -328,7 +307,7 @@ impl RTPBasePayloadImpl for RtpMjpegPay {
 
         let mut state = lock(&self.state);
         self.update_outcaps(&mut state, &frame)?;
-        let send_tables = Self::tables_due(&mut state, &frame);
+        let send_tables = state.tables.due(&frame, STATIC_TABLES_EVERY);
 
         // Where the scan bytes are: in the input, or in the re-encoding (moved, not
         // copied, behind a reference count).
