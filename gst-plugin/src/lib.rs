@@ -16,6 +16,21 @@ pub mod rfc2435;
 pub mod rtpmjpegdepay;
 pub mod rtpmjpegpay;
 
+/// A sink and a source pad template, both always present: what a one-in, one-out element
+/// declares.
+pub(crate) fn sink_and_src_templates(sink: &gst::Caps, src: &gst::Caps) -> Vec<gst::PadTemplate> {
+    [
+        ("sink", gst::PadDirection::Sink, sink),
+        ("src", gst::PadDirection::Src, src),
+    ]
+    .into_iter()
+    .map(|(name, direction, caps)| {
+        gst::PadTemplate::new(name, direction, gst::PadPresence::Always, caps)
+            .expect("a valid pad template")
+    })
+    .collect()
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     mjpegfilesrc::register(plugin)?;
     rtpmjpegpay::register(plugin)?;

@@ -8,8 +8,8 @@
 
 use gstmjpegrtp::jpeg::scan;
 use gstmjpegrtp::mjpeg::{FrameIndex, Framing};
-use mjpeg_rtsp_tests::bench::{Case, measure, report, time_ms, verdict};
-use mjpeg_rtsp_tests::{encode_with, init, lab_file, write_file};
+use mjpeg_rtsp_tests::bench::{Case, clip_720p, measure, report, time_ms, verdict};
+use mjpeg_rtsp_tests::{init, lab_file, write_file};
 
 const FRAMES: usize = 300;
 const RUNS: usize = 7;
@@ -67,13 +67,7 @@ fn main() {
     println!(
         "mjpegfilesrc benchmark: {FRAMES} frames of 1280x720 4:2:0 JPEG, {RUNS} interleaved runs each"
     );
-    let frames = encode_with(
-        FRAMES,
-        1280,
-        720,
-        "smpte horizontal-speed=3",
-        "jpegenc quality=85",
-    );
+    let frames = clip_720p(FRAMES);
     let bytes: usize = frames.iter().map(Vec::len).sum();
     println!(
         "clip: {:.1} MB, {} bytes per frame on average",

@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use gst::prelude::*;
-use mjpeg_rtsp_tests::bench::{Case, measure, report, time_ms, verdict};
-use mjpeg_rtsp_tests::{encode_with, init, run_pipeline, write_file};
+use mjpeg_rtsp_tests::bench::{Case, clip_720p, measure, report, time_ms, verdict};
+use mjpeg_rtsp_tests::{init, run_pipeline, write_file};
 
 const FRAMES: usize = 300;
 /// Each run plays the clip this many times, so that pipeline start-up is a small part of
@@ -87,13 +87,7 @@ fn main() {
     println!(
         "RTP/JPEG benchmark: {FRAMES} frames of 1280x720 4:2:0 JPEG, {RUNS} interleaved runs each"
     );
-    let frames = encode_with(
-        FRAMES,
-        1280,
-        720,
-        "smpte horizontal-speed=3",
-        "jpegenc quality=85",
-    );
+    let frames = clip_720p(FRAMES);
     let dir = tempfile::tempdir().expect("temp dir");
     let clip = write_file(dir.path(), "clip720p.mjpeg", &frames.concat());
     let clip = clip.display().to_string();

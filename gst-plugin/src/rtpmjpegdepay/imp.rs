@@ -208,22 +208,7 @@ impl ElementImpl for RtpMjpegDepay {
             let src = gst::Caps::builder("image/jpeg")
                 .field("parsed", true)
                 .build();
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &sink,
-                )
-                .expect("valid template"),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &src,
-                )
-                .expect("valid template"),
-            ]
+            crate::sink_and_src_templates(&sink, &src)
         });
         TEMPLATES.as_ref()
     }

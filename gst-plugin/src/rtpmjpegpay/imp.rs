@@ -234,22 +234,7 @@ impl ElementImpl for RtpMjpegPay {
                 .field("clock-rate", rfc2435::CLOCK_RATE as i32)
                 .field("encoding-name", "JPEG")
                 .build();
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &sink,
-                )
-                .expect("valid template"),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &src,
-                )
-                .expect("valid template"),
-            ]
+            crate::sink_and_src_templates(&sink, &src)
         });
         TEMPLATES.as_ref()
     }
