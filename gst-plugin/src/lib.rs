@@ -16,6 +16,12 @@ pub mod rfc2435;
 pub mod rtpmjpegdepay;
 pub mod rtpmjpegpay;
 
+/// Locks `m`, carrying on with the data if another thread panicked while holding it (the
+/// elements' state stays usable; a panic is already reported by GStreamer).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A sink and a source pad template, both always present: what a one-in, one-out element
 /// declares.
 pub(crate) fn sink_and_src_templates(sink: &gst::Caps, src: &gst::Caps) -> Vec<gst::PadTemplate> {

@@ -1,6 +1,8 @@
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
+
+use crate::lock;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_rtp::prelude::*;
@@ -56,10 +58,6 @@ pub struct RtpMjpegDepay {
     salvage: Mutex<bool>,
     state: Mutex<State>,
     stats: Mutex<Stats>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `"W,H"` from `x-dimensions`.

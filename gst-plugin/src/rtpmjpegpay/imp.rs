@@ -1,7 +1,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
+
+use crate::lock;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_rtp::prelude::*;
@@ -75,10 +77,6 @@ pub struct RtpMjpegPay {
     /// The base class's `mtu`, kept current by a notify handler (reading the property by
     /// name for every frame costs a hash lookup).
     mtu: AtomicU32,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RtpMjpegPay {
