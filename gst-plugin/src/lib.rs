@@ -1,11 +1,12 @@
 //! GStreamer plugin `mjpegrtp`: Motion-JPEG files and RFC 2435 JPEG over RTP.
 //!
 //! The protocol knowledge lives in pure modules with no GStreamer in them ([`jpeg`],
-//! [`mjpeg`], [`rfc2435`]); the elements are thin shells that call into them.
+//! [`mjpeg`], [`rfc2435`], [`rtcp`]); the elements are thin shells that call into them.
 //!
 //! Elements:
 //! - `mjpegfilesrc`: reads `.Mjpeg` (networking-lab) and concatenated-JPEG files.
 //! - `rtpmjpegpay` / `rtpmjpegdepay`: RFC 2435 JPEG over RTP.
+//! - `rtcplossmonitor`: RFC 3550 receiver statistics and RTCP receiver reports.
 
 use gst::glib;
 
@@ -13,6 +14,8 @@ pub mod jpeg;
 pub mod mjpeg;
 pub mod mjpegfilesrc;
 pub mod rfc2435;
+pub mod rtcp;
+pub mod rtcplossmonitor;
 pub mod rtpmjpegdepay;
 pub mod rtpmjpegpay;
 
@@ -41,6 +44,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     mjpegfilesrc::register(plugin)?;
     rtpmjpegpay::register(plugin)?;
     rtpmjpegdepay::register(plugin)?;
+    rtcplossmonitor::register(plugin)?;
     Ok(())
 }
 

@@ -79,6 +79,7 @@ pub struct Run {
     pub arrivals: Vec<Instant>,
     pub error: Option<String>,
     pub warnings: Vec<String>,
+    pub infos: Vec<String>,
     pub eos: bool,
 }
 
@@ -164,6 +165,7 @@ pub fn collect(pipeline: &gst::Pipeline, timeout: Duration) -> Run {
                 break;
             }
             gst::MessageView::Warning(w) => run.warnings.push(w.error().to_string()),
+            gst::MessageView::Info(i) => run.infos.push(i.error().to_string()),
             _ => {}
         }
     }

@@ -1,0 +1,685 @@
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use crate::lock;
+use crate::rtcp::interval::{self, IntervalInput};
+use crate::rtcp::{Session, Source, ntp};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtcplossmonitor",
+        gst::DebugColorFlags::empty(),
+        Some("RTP loss monitor and RTCP receiver reports"),
+    )
+});
+
+const DEFAULT_INTERVAL_MS: u32 = 1000;
+const DEFAULT_LOSS_THRESHOLD: f64 = 0.0;
+const DEFAULT_REDUCED_MINIMUM: bool = false;
+const DEFAULT_SESSION_BANDWIDTH: u32 = 0;
+
+const STATS_DOC: &str = "Statistics (GstStructure application/x-rtcp-loss-stats): ssrc (uint, \
+ours), rtcp-packets (received), rtcp-errors, rtp-errors (malformed packets dropped), sources (GstValueArray of \
+application/x-rtcp-source-stats, one per SSRC: ssrc, valid (passed probation), \
+packets-received, packets-expected, packets-lost (int64, cumulative, RFC 3550 A.3; negative \
+with duplicates), fraction-lost (0-255, last interval), loss-percent (double, cumulative), \
+extended-highest-seq, jitter (RTP timestamp units), jitter-ms (double), duplicates, \
+reordered, bitrate (bit/s), packet-rate (packets/s), cname, ended (BYE received); from \
+the source's sender reports: sr-ntp-time, sr-rtp-time, sr-packet-count, sr-octet-count; \
+from the other side's report blocks about it: rb-fraction-lost, rb-packets-lost, \
+rb-jitter, rb-extended-highest-seq, rtt-ms)";
+
+#[derive(Debug, Clone)]
+struct Settings {
+    interval_ms: u32,
+    loss_threshold: f64,
+    reduced_minimum: bool,
+    session_bandwidth: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval_ms: DEFAULT_INTERVAL_MS,
+            loss_threshold: DEFAULT_LOSS_THRESHOLD,
+            reduced_minimum: DEFAULT_REDUCED_MINIMUM,
+            session_bandwidth: DEFAULT_SESSION_BANDWIDTH,
+        }
+    }
+}
+
+struct State {
+    session: Session,
+    clock_rate: Option<u32>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    rtp_errors: u64,
+    /// SSRCs whose loss is above `loss-threshold` now.
+    above_threshold: Vec<u32>,
+    /// Whether rtcp_src got its stream-start, caps and segment.
+    rtcp_src_ready: bool,
+}
+
+impl State {
+    fn new(ssrc: u32, cname: &str) -> State {
+        State {
+            session: Session::new(ssrc, cname),
+            clock_rate: None,
+            segment: gst::FormattedSegment::new(),
+            rtp_errors: 0,
+            above_threshold: Vec::new(),
+            rtcp_src_ready: false,
+        }
+    }
+}
+
+/// The thread that posts the statistics and sends RTCP.
+struct Reporter {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+pub struct RtcpLossMonitor {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    rtcp_sinkpad: gst::Pad,
+    rtcp_srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    reporter: Mutex<Option<Reporter>>,
+    /// The origin of the element's monotonic clock (RTCP timing, DLSR).
+    epoch: Instant,
+}
+
+/// A small random number source (xorshift) for SSRCs and RTCP interval randomisation.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+fn default_cname() -> String {
+    format!(
+        "{}@{}",
+        glib::user_name().to_string_lossy(),
+        glib::host_name()
+    )
+}
+
+impl RtcpLossMonitor {
+    fn monotonic_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// A packet's arrival time: its running time (DTS, else PTS) as rtpsession takes it,
+    /// else the clock's running time now, else the element's monotonic clock.
+    fn arrival_ns(&self, state: &State, buffer: &gst::BufferRef) -> u64 {
+        buffer
+            .dts_or_pts()
+            .and_then(|t| state.segment.to_running_time(t))
+            .or_else(|| self.obj().current_running_time())
+            .map_or_else(|| self.monotonic_ns(), |t| t.nseconds())
+    }
+
+    fn observe(&self, buffer: &gst::BufferRef) {
+        let mut header = [0u8; 12];
+        let n = buffer
+            .copy_to_slice(0, &mut header)
+            .map_or_else(|n| n, |()| 12);
+        let mut state = lock(&self.state);
+        let arrival = self.arrival_ns(&state, buffer);
+        let clock_rate = state.clock_rate;
+        if let Err(e) = state
+            .session
+            .on_rtp(&header[..n], buffer.size(), arrival, clock_rate)
+        {
+            state.rtp_errors += 1;
+            gst::warning!(CAT, imp = self, "not counted: {e}");
+        }
+    }
+
+    fn sink_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.observe(&buffer);
+        self.srcpad.push(buffer)
+    }
+
+    fn sink_chain_list(&self, list: gst::BufferList) -> Result<gst::FlowSuccess, gst::FlowError> {
+        for buffer in list.iter() {
+            self.observe(buffer);
+        }
+        self.srcpad.push_list(list)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                let rate = c
+                    .caps()
+                    .structure(0)
+                    .and_then(|s| s.get::<i32>("clock-rate").ok())
+                    .and_then(|r| u32::try_from(r).ok())
+                    .filter(|&r| r > 0);
+                if rate.is_none() {
+                    gst::warning!(CAT, imp = self, "no clock-rate in the caps: no jitter");
+                }
+                lock(&self.state).clock_rate = rate;
+            }
+            gst::EventView::Segment(s) => {
+                if let Ok(segment) = s.segment().clone().downcast::<gst::ClockTime>() {
+                    lock(&self.state).segment = segment;
+                }
+            }
+            _ => {}
+        }
+        self.srcpad.push_event(event)
+    }
+
+    fn rtcp_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Ok(map) = buffer.map_readable() else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let now = self.monotonic_ns();
+        let result = lock(&self.state).session.on_rtcp(&map, now, ntp::now());
+        match result {
+            Ok(events) => {
+                for (ssrc, reason) in events.byes {
+                    gst::info!(CAT, imp = self, "BYE from SSRC {ssrc:#010x}: {reason:?}");
+                    let s = gst::Structure::builder("rtcp-bye")
+                        .field("ssrc", ssrc)
+                        .field("reason", reason.unwrap_or_default())
+                        .build();
+                    let _ = self
+                        .obj()
+                        .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+                }
+            }
+            Err(e) => gst::warning!(CAT, imp = self, "dropping RTCP packet: {e}"),
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// The statistics as a structure named `name`.
+    fn stats_structure(&self, name: &str) -> gst::Structure {
+        let state = lock(&self.state);
+        let sources: Vec<glib::SendValue> = state
+            .session
+            .sources()
+            .iter()
+            .map(|s| source_structure(s).to_send_value())
+            .collect();
+        gst::Structure::builder(name)
+            .field("ssrc", state.session.ssrc)
+            .field("rtcp-packets", state.session.rtcp_packets())
+            .field("rtcp-errors", state.session.rtcp_errors())
+            .field("rtp-errors", state.rtp_errors)
+            .field("sources", gst::Array::from_values(sources))
+            .build()
+    }
+
+    /// Every `interval`: ends the statistics interval, posts `loss-report`, checks the
+    /// threshold.
+    fn report(&self) {
+        let threshold = lock(&self.settings).loss_threshold;
+        let mut crossings = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            state.session.end_interval();
+            let losses: Vec<(u32, f64)> = state
+                .session
+                .sources()
+                .iter()
+                .filter(|s| s.sequence().is_some_and(|q| q.is_valid()))
+                .map(|s| {
+                    (
+                        s.ssrc,
+                        f64::from(s.interval_fraction_lost()) * 100.0 / 256.0,
+                    )
+                })
+                .collect();
+            if threshold > 0.0 {
+                for (ssrc, loss) in losses {
+                    let above = state.above_threshold.contains(&ssrc);
+                    if loss > threshold && !above {
+                        state.above_threshold.push(ssrc);
+                        crossings.push((ssrc, loss, true));
+                    } else if loss <= threshold && above {
+                        state.above_threshold.retain(|&s| s != ssrc);
+                        crossings.push((ssrc, loss, false));
+                    }
+                }
+            }
+        }
+        let s = self.stats_structure("loss-report");
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+        for (ssrc, loss, above) in crossings {
+            if above {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("SSRC {ssrc:#010x}: {loss:.1}% packet loss in the last interval, above the {threshold}% threshold")
+                );
+            } else {
+                gst::element_imp_info!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("SSRC {ssrc:#010x}: packet loss back to {loss:.1}%, under the {threshold}% threshold")
+                );
+            }
+        }
+    }
+
+    /// Sends one receiver report on `rtcp_src`.
+    fn send_rtcp(&self) {
+        let now = self.monotonic_ns();
+        let (report, first) = {
+            let mut state = lock(&self.state);
+            let first = !state.rtcp_src_ready;
+            state.rtcp_src_ready = true;
+            (state.session.build_report(now), first)
+        };
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                gst::error!(CAT, imp = self, "could not build a report: {e}");
+                return;
+            }
+        };
+        if first {
+            let id = format!("rtcplossmonitor-{:08x}", lock(&self.state).session.ssrc);
+            self.rtcp_srcpad
+                .push_event(gst::event::StreamStart::new(&id));
+            self.rtcp_srcpad
+                .push_event(gst::event::Caps::new(&gst::Caps::new_empty_simple(
+                    "application/x-rtcp",
+                )));
+            self.rtcp_srcpad
+                .push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+                    gst::ClockTime,
+                >::new()));
+        }
+        let mut buffer = gst::Buffer::from_mut_slice(report);
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(self.obj().current_running_time());
+        }
+        match self.rtcp_srcpad.push(buffer) {
+            Ok(_) | Err(gst::FlowError::NotLinked) | Err(gst::FlowError::Flushing) => {}
+            Err(e) => gst::warning!(CAT, imp = self, "sending RTCP: {e:?}"),
+        }
+    }
+
+    /// The time to the next receiver report (RFC 3550 6.3).
+    fn rtcp_interval(&self, initial: bool) -> Duration {
+        let settings = lock(&self.settings).clone();
+        let state = lock(&self.state);
+        let received_bitrate: u64 = state.session.sources().iter().map(Source::bitrate).sum();
+        let session_bandwidth = if settings.session_bandwidth > 0 {
+            f64::from(settings.session_bandwidth)
+        } else {
+            // Unknown: the senders' rate as measured, but at least 64 kbit/s.
+            (received_bitrate as f64).max(64_000.0)
+        };
+        let input = IntervalInput {
+            members: state.session.senders() + 1,
+            senders: state.session.senders(),
+            we_sent: false,
+            session_bandwidth,
+            avg_rtcp_size: state.session.avg_rtcp_size(),
+            initial,
+            reduced_minimum: settings.reduced_minimum,
+        };
+        let random = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        Duration::from_secs_f64(interval::randomized(&input, random))
+    }
+
+    fn start_reporter(&self) {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let weak = self.obj().downgrade();
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rtcplossmonitor".into())
+            .spawn(move || reporter_loop(weak, thread_stop));
+        match thread {
+            Ok(thread) => *lock(&self.reporter) = Some(Reporter { stop, thread }),
+            Err(e) => gst::error!(CAT, imp = self, "could not start the report thread: {e}"),
+        }
+    }
+
+    fn stop_reporter(&self) {
+        if let Some(reporter) = lock(&self.reporter).take() {
+            *lock(&reporter.stop.0) = true;
+            reporter.stop.1.notify_all();
+            let _ = reporter.thread.join();
+        }
+    }
+}
+
+fn reporter_loop(weak: glib::WeakRef<super::RtcpLossMonitor>, stop: Arc<(Mutex<bool>, Condvar)>) {
+    let Some(element) = weak.upgrade() else {
+        return;
+    };
+    let start = Instant::now();
+    let mut next_rtcp = start + element.imp().rtcp_interval(true);
+    let mut next_stats = start;
+    drop(element);
+    loop {
+        let interval_ms = match weak.upgrade() {
+            Some(e) => lock(&e.imp().settings).interval_ms,
+            None => return,
+        };
+        if interval_ms > 0 && next_stats <= start {
+            next_stats = start + Duration::from_millis(u64::from(interval_ms));
+        }
+        let wake = if interval_ms > 0 {
+            next_stats.min(next_rtcp)
+        } else {
+            next_rtcp
+        };
+        {
+            let (flag, condvar) = &*stop;
+            let mut stopped = lock(flag);
+            while !*stopped && Instant::now() < wake {
+                let wait = wake.saturating_duration_since(Instant::now());
+                stopped = condvar
+                    .wait_timeout(stopped, wait)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            if *stopped {
+                return;
+            }
+        }
+        let Some(element) = weak.upgrade() else {
+            return;
+        };
+        let imp = element.imp();
+        let now = Instant::now();
+        if interval_ms > 0 && now >= next_stats {
+            imp.report();
+            next_stats += Duration::from_millis(u64::from(interval_ms));
+            if next_stats < now {
+                next_stats = now + Duration::from_millis(u64::from(interval_ms));
+            }
+        }
+        if now >= next_rtcp {
+            imp.send_rtcp();
+            next_rtcp = now + imp.rtcp_interval(false);
+        }
+    }
+}
+
+fn source_structure(s: &Source) -> gst::Structure {
+    let mut b = gst::Structure::builder("application/x-rtcp-source-stats").field("ssrc", s.ssrc);
+    if let Some(seq) = s.sequence() {
+        let expected = seq.expected();
+        let lost = seq.lost();
+        let loss_percent = if expected > 0 {
+            lost.max(0) as f64 * 100.0 / expected as f64
+        } else {
+            0.0
+        };
+        b = b
+            .field("valid", seq.is_valid())
+            .field("packets-received", seq.received())
+            .field("packets-expected", expected)
+            .field("packets-lost", lost)
+            .field("fraction-lost", u32::from(s.interval_fraction_lost()))
+            .field("loss-percent", loss_percent)
+            .field("extended-highest-seq", seq.extended_max())
+            .field("duplicates", seq.duplicates())
+            .field("reordered", seq.reordered());
+    }
+    let jitter = s.jitter().value();
+    let jitter_ms = s
+        .clock_rate()
+        .map_or(0.0, |r| f64::from(jitter) * 1000.0 / f64::from(r));
+    b = b
+        .field("jitter", jitter)
+        .field("jitter-ms", jitter_ms)
+        .field("bitrate", s.bitrate())
+        .field("packet-rate", s.packet_rate())
+        .field("ended", s.bye.is_some());
+    if let Some(cname) = &s.cname {
+        b = b.field("cname", cname);
+    }
+    if let Some(sr) = s.sender_info {
+        b = b
+            .field("sr-ntp-time", sr.ntp_timestamp)
+            .field("sr-rtp-time", sr.rtp_timestamp)
+            .field("sr-packet-count", sr.packet_count)
+            .field("sr-octet-count", sr.octet_count);
+    }
+    if let Some(rb) = s.peer_report {
+        b = b
+            .field("rb-fraction-lost", u32::from(rb.fraction_lost))
+            .field("rb-packets-lost", rb.cumulative_lost)
+            .field("rb-jitter", rb.jitter)
+            .field("rb-extended-highest-seq", rb.extended_highest_seq);
+        if let Some(rtt) = rb.round_trip_ns {
+            b = b.field("rtt-ms", rtt as f64 / 1e6);
+        }
+    }
+    b.build()
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtcpLossMonitor {
+    const NAME: &'static str = "GstRtcpLossMonitor";
+    type Type = super::RtcpLossMonitor;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let template = |name| klass.pad_template(name).expect("pad template");
+        let sinkpad = gst::Pad::builder_from_template(&template("sink"))
+            .chain_function(|_, parent, buffer| {
+                RtcpLossMonitor::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.sink_chain(buffer),
+                )
+            })
+            .chain_list_function(|_, parent, list| {
+                RtcpLossMonitor::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.sink_chain_list(list),
+                )
+            })
+            .event_function(|_, parent, event| {
+                RtcpLossMonitor::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(event),
+                )
+            })
+            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
+            .build();
+        let srcpad = gst::Pad::builder_from_template(&template("src"))
+            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
+            .build();
+        let rtcp_sinkpad = gst::Pad::builder_from_template(&template("rtcp_sink"))
+            .chain_function(|_, parent, buffer| {
+                RtcpLossMonitor::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.rtcp_chain(buffer),
+                )
+            })
+            .event_function(|_, _, _| true)
+            .build();
+        let rtcp_srcpad = gst::Pad::builder_from_template(&template("rtcp_src")).build();
+        RtcpLossMonitor {
+            sinkpad,
+            srcpad,
+            rtcp_sinkpad,
+            rtcp_srcpad,
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(State::new(random_u64() as u32, &default_cname())),
+            reporter: Mutex::new(None),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl ObjectImpl for RtcpLossMonitor {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(STATS_DOC)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Report interval")
+                    .blurb("Milliseconds between loss-report bus messages (0: none); also the interval fraction-lost is measured over")
+                    .default_value(DEFAULT_INTERVAL_MS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("loss-threshold")
+                    .nick("Loss threshold")
+                    .blurb("Packet loss (percent, per interval) above which a warning is posted, and an info message when back under (0: off)")
+                    .minimum(0.0)
+                    .maximum(100.0)
+                    .default_value(DEFAULT_LOSS_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("reduced-minimum")
+                    .nick("Reduced minimum RTCP interval")
+                    .blurb("Use RFC 3550 6.2's reduced minimum interval between receiver reports (360 s / session bandwidth in kbit/s) instead of 5 s")
+                    .default_value(DEFAULT_REDUCED_MINIMUM)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("session-bandwidth")
+                    .nick("Session bandwidth")
+                    .blurb("Session bandwidth in bit/s for the RTCP interval (0: the received bitrate, at least 64 kbit/s)")
+                    .default_value(DEFAULT_SESSION_BANDWIDTH)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("ssrc")
+                    .nick("SSRC")
+                    .blurb("The SSRC of our receiver reports (random by default)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cname")
+                    .nick("CNAME")
+                    .blurb("The CNAME in our SDES (user@host by default)")
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        match pspec.name() {
+            "interval" => lock(&self.settings).interval_ms = value.get().expect("type checked"),
+            "loss-threshold" => {
+                lock(&self.settings).loss_threshold = value.get().expect("type checked")
+            }
+            "reduced-minimum" => {
+                lock(&self.settings).reduced_minimum = value.get().expect("type checked")
+            }
+            "session-bandwidth" => {
+                lock(&self.settings).session_bandwidth = value.get().expect("type checked")
+            }
+            "ssrc" => lock(&self.state).session.ssrc = value.get().expect("type checked"),
+            "cname" => {
+                if let Ok(Some(cname)) = value.get::<Option<String>>() {
+                    lock(&self.state).session.cname = cname;
+                }
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "stats" => self
+                .stats_structure("application/x-rtcp-loss-stats")
+                .to_value(),
+            "interval" => lock(&self.settings).interval_ms.to_value(),
+            "loss-threshold" => lock(&self.settings).loss_threshold.to_value(),
+            "reduced-minimum" => lock(&self.settings).reduced_minimum.to_value(),
+            "session-bandwidth" => lock(&self.settings).session_bandwidth.to_value(),
+            "ssrc" => lock(&self.state).session.ssrc.to_value(),
+            "cname" => lock(&self.state).session.cname.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        for pad in [
+            &self.sinkpad,
+            &self.srcpad,
+            &self.rtcp_sinkpad,
+            &self.rtcp_srcpad,
+        ] {
+            obj.add_pad(pad).expect("a new pad");
+        }
+    }
+}
+
+impl GstObjectImpl for RtcpLossMonitor {}
+
+impl ElementImpl for RtcpLossMonitor {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RTP loss monitor",
+                "Filter/Network/RTP",
+                "Passes RTP through and measures it per RFC 3550 (loss, fraction lost, jitter, \
+                 duplicates, reordering), with RTCP receiver reports out and sender/receiver \
+                 reports in",
+                "mjpeg-rtsp developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let rtp = gst::Caps::new_empty_simple("application/x-rtp");
+            let rtcp = gst::Caps::new_empty_simple("application/x-rtcp");
+            let mut templates = crate::sink_and_src_templates(&rtp, &rtp);
+            for (name, direction) in [
+                ("rtcp_sink", gst::PadDirection::Sink),
+                ("rtcp_src", gst::PadDirection::Src),
+            ] {
+                templates.push(
+                    gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &rtcp)
+                        .expect("a valid pad template"),
+                );
+            }
+            templates
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            let mut state = lock(&self.state);
+            let (ssrc, cname) = (state.session.ssrc, state.session.cname.clone());
+            *state = State::new(ssrc, &cname);
+        }
+        if transition == gst::StateChange::PausedToReady {
+            self.stop_reporter();
+        }
+        let result = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::ReadyToPaused {
+            self.start_reporter();
+        }
+        Ok(result)
+    }
+}

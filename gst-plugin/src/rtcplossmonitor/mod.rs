@@ -1,0 +1,42 @@
+//! `rtcplossmonitor`: RFC 3550 receiver statistics for an RTP stream, and RTCP receiver
+//! reports, in one element you drop into any RTP pipeline.
+//!
+//! RTP goes from `sink` to `src` untouched (no copy, no added latency). Per SSRC, the
+//! element keeps RFC 3550 Appendix A statistics: sequence validation with probation, loss
+//! (expected, cumulative lost, fraction lost), interarrival jitter (from the buffers'
+//! arrival times, their running time as rtpsession takes it, else the clock), duplicates,
+//! reordered packets, bit and packet rates. They are in the read-only `stats` property and,
+//! every `interval`, in a `loss-report` element message on the bus; `loss-threshold` posts
+//! a warning when a source's loss in an interval rises above it and an info message when it
+//! falls back.
+//!
+//! RTCP: `rtcp_src` sends compound receiver reports (RR + SDES CNAME) at RFC 3550 intervals
+//! (`reduced-minimum` for the shorter minimum of section 6.2), with LSR/DLSR from the sender
+//! reports that arrive on `rtcp_sink`. Receiver reports arriving there (at a sender) show up
+//! in the statistics as `rb-*` fields with the round-trip time; BYE marks a source ended and
+//! posts an `rtcp-bye` message. Malformed RTCP is dropped with a warning and counted.
+//!
+//! ```text
+//! gst-launch-1.0 -m udpsrc port=5000 \
+//!     caps="application/x-rtp,media=video,encoding-name=JPEG,clock-rate=90000,payload=26" \
+//!     ! rtcplossmonitor ! rtpjitterbuffer ! rtpmjpegdepay ! jpegdec ! autovideosink
+//! ```
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct RtcpLossMonitor(ObjectSubclass<imp::RtcpLossMonitor>)
+        @extends gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "rtcplossmonitor",
+        gst::Rank::NONE,
+        RtcpLossMonitor::static_type(),
+    )
+}
