@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+use gst::glib;
 use gst::prelude::*;
 use mjpeg_rtsp_tests::*;
 
@@ -299,4 +300,185 @@ fn wait_or_kill(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// RTCP
+
+/// The report blocks of the RRs leaving `element`'s rtcp_src: (extended highest sequence
+/// number, fraction lost, jitter).
+fn capture_report_blocks(element: &gst::Element) -> Arc<Mutex<Vec<(u32, u8, u32)>>> {
+    let blocks: Arc<Mutex<Vec<(u32, u8, u32)>>> = Arc::default();
+    let store = blocks.clone();
+    element
+        .static_pad("rtcp_src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+                && let Ok(map) = b.map_readable()
+                && let Ok(compound) = rtcp_types::Compound::parse(&map)
+            {
+                for packet in compound.flatten() {
+                    if let rtcp_types::Packet::Rr(rr) = packet {
+                        for rb in rr.report_blocks() {
+                            store.lock().unwrap().push((
+                                rb.extended_sequence_number(),
+                                rb.fraction_lost(),
+                                rb.interarrival_jitter(),
+                            ));
+                        }
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    blocks
+}
+
+fn first_source(monitor: &gst::Element) -> gst::Structure {
+    let stats = monitor.property::<gst::Structure>("stats");
+    stats
+        .get::<gst::Array>("sources")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<gst::Structure>().unwrap())
+        .next()
+        .unwrap_or_else(|| panic!("no source in {stats}"))
+}
+
+#[test]
+fn rtpbin_sender_accepts_our_receiver_reports_and_we_read_its_sender_reports() {
+    init();
+    let (rtp, rtcp, rr) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let rx = gst::parse::launch(&format!(
+        "udpsrc port={rtp} caps=\"{RTP_CAPS}\" ! rtcplossmonitor name=mon reduced-minimum=true \
+         ! fakesink sync=false \
+         udpsrc port={rtcp} caps=application/x-rtcp ! mon.rtcp_sink \
+         mon.rtcp_src ! udpsink host=127.0.0.1 port={rr} sync=false async=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let mon = rx.by_name("mon").unwrap();
+    let sent_blocks = capture_report_blocks(&mon);
+    rx.set_state(gst::State::Playing).unwrap();
+
+    let tx = gst::parse::launch(&format!(
+        "rtpbin name=rtpbin mjpegfilesrc location={} is-live=true num-buffers=80 \
+         ! rtpmjpegpay ! rtpbin.send_rtp_sink_0 \
+         rtpbin.send_rtp_src_0 ! udpsink host=127.0.0.1 port={rtp} \
+         rtpbin.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={rtcp} sync=false async=false \
+         udpsrc port={rr} caps=application/x-rtcp ! rtpbin.recv_rtcp_sink_0",
+        workspace_root().join("media/sample.Mjpeg").display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let rtpbin = tx.by_name("rtpbin").unwrap();
+    let session = rtpbin.emit_by_name::<glib::Object>("get-internal-session", &[&0u32]);
+    session.set_property("rtcp-min-interval", 500_000_000u64);
+    tx.set_state(gst::State::Playing).unwrap();
+    tx.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(30),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Ours: the sender's SRs and CNAME arrived and were read.
+    let ours = first_source(&mon);
+    assert!(ours.get::<u32>("sr-packet-count").unwrap() > 0, "{ours}");
+    assert!(ours.get::<u64>("sr-ntp-time").unwrap() > 0);
+    assert!(ours.get::<&str>("cname").is_ok(), "no CNAME in {ours}");
+    let our_ssrc = mon.property::<u32>("ssrc");
+
+    // Theirs: rtpbin's session took our report blocks about its stream.
+    let stats = session.property::<gst::Structure>("stats");
+    tx.set_state(gst::State::Null).unwrap();
+    rx.set_state(gst::State::Null).unwrap();
+    // rtpsession keeps a report block with the participant that sent it (our SSRC);
+    // rb-ssrc names the stream it reports on (the sender's own).
+    let sources: Vec<gst::Structure> = stats
+        .get::<gst::glib::ValueArray>("source-stats")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<gst::Structure>().unwrap())
+        .collect();
+    let own_ssrc = sources
+        .iter()
+        .find(|s| s.get::<bool>("internal") == Ok(true))
+        .and_then(|s| s.get::<u32>("ssrc").ok())
+        .unwrap_or_else(|| panic!("no internal source in {stats}"));
+    let sender = sources
+        .iter()
+        .find(|s| s.get::<u32>("ssrc") == Ok(our_ssrc))
+        .unwrap_or_else(|| panic!("rtpbin never heard of our SSRC {our_ssrc:#x}: {stats}"));
+    assert_eq!(sender.get::<bool>("have-rb"), Ok(true), "{sender}");
+    assert_eq!(sender.get::<u32>("rb-ssrc"), Ok(own_ssrc), "{sender}");
+    let theirs = (
+        sender.get::<u32>("rb-exthighestseq").unwrap(),
+        sender.get::<u32>("rb-fractionlost").unwrap() as u8,
+        sender.get::<u32>("rb-jitter").unwrap(),
+    );
+    assert!(
+        sent_blocks.lock().unwrap().contains(&theirs),
+        "rtpbin's {theirs:?} is none of our blocks {:?}",
+        sent_blocks.lock().unwrap()
+    );
+    // It computed a round trip from our LSR and DLSR: positive and short on loopback.
+    let rtt = sender.get::<u32>("rb-round-trip").unwrap();
+    assert!(rtt > 0 && rtt < 0x8000, "round trip {rtt} (1/65536 s)");
+}
+
+#[test]
+fn ffmpeg_sender_reports_are_read() {
+    init();
+    let sent = clip();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "clip.mjpeg", &sent.concat());
+    // ffmpeg sends RTCP to the RTP port + 1.
+    let (rtp, rtcp) = loop {
+        let p = free_udp_port();
+        if p % 2 == 0 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            break (p, p + 1);
+        }
+    };
+    let rx = gst::parse::launch(&format!(
+        "udpsrc port={rtp} caps=\"{RTP_CAPS}\" ! rtcplossmonitor name=mon ! fakesink sync=false \
+         udpsrc port={rtcp} caps=application/x-rtcp ! mon.rtcp_sink"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    rx.set_state(gst::State::Playing).unwrap();
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "mjpeg",
+            "-framerate",
+            "20",
+            "-i",
+        ])
+        .arg(&file)
+        .args(["-c:v", "copy", "-f", "rtp"])
+        .arg(format!("rtp://127.0.0.1:{rtp}"))
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let ours = first_source(&rx.by_name("mon").unwrap());
+    rx.set_state(gst::State::Null).unwrap();
+    assert!(
+        ours.get::<u64>("sr-ntp-time").unwrap_or(0) > 0,
+        "no SR from ffmpeg: {ours}"
+    );
+    // The RTP itself: all of it, on loopback.
+    assert_eq!(ours.get::<i64>("packets-lost"), Ok(0), "{ours}");
+    assert!(ours.get::<u64>("packets-received").unwrap() >= sent.len() as u64 - 1);
 }
