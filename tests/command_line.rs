@@ -216,3 +216,42 @@ fn examples_fail_clearly_on_a_missing_clip() {
         text(&out)
     );
 }
+
+#[test]
+fn loss_report_example_prints_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = write_file(
+        dir.path(),
+        "short.Mjpeg",
+        &lab_file(&encode_jpegs(80, 320, 240, "ball")),
+    );
+    let port = free_udp_port();
+    let registry = tempfile::tempdir().unwrap();
+    // Reports every 200 ms; the receiver stops after 80 packets (at least one a frame,
+    // so before the 4 s clip ends).
+    let receiver = script("udp-loss-report.sh", registry.path())
+        .arg(port.to_string())
+        .env("PACKETS", "80")
+        .env("INTERVAL", "200")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = script("udp-send.sh", registry.path())
+        .args([
+            clip.as_os_str(),
+            "127.0.0.1".as_ref(),
+            port.to_string().as_ref(),
+        ])
+        .env("LOOP", "false")
+        .output()
+        .unwrap();
+    assert!(sender.status.success(), "{}", text(&sender));
+    let out = wait_with_timeout(receiver, Duration::from_secs(30));
+    let log = text(&out);
+    let reports: Vec<&str> = log.lines().filter(|l| l.contains("loss-report")).collect();
+    assert!(!reports.is_empty(), "no loss report in:\n{log}");
+    assert!(reports[0].contains("packets-received"), "{}", reports[0]);
+    assert!(reports[0].contains("jitter"), "{}", reports[0]);
+}

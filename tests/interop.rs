@@ -437,7 +437,7 @@ fn ffmpeg_sender_reports_are_read() {
     // ffmpeg sends RTCP to the RTP port + 1.
     let (rtp, rtcp) = loop {
         let p = free_udp_port();
-        if p % 2 == 0 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+        if p.is_multiple_of(2) && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
             break (p, p + 1);
         }
     };
