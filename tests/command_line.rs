@@ -1,7 +1,6 @@
 //! What a user types: gst-launch-1.0 and gst-inspect-1.0 with the built plugin, the
 //! bundled sample clip, and the example scripts in pipelines/.
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -151,24 +150,14 @@ fn rtp_roundtrip_example() {
     assert_eq!(decoded(&out), 200);
 }
 
-#[test]
-fn udp_examples_stream_over_loopback() {
-    // A short clip, so the sender ends by itself.
-    let dir = tempfile::tempdir().unwrap();
-    let clip = write_file(
-        dir.path(),
-        "short.Mjpeg",
-        &lab_file(&encode_jpegs(30, 320, 240, "ball")),
-    );
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// Starts the receiving example `receiver` (with `env`) on a free port, streams `clip` to
+/// it once with udp-send.sh, and returns what the receiver printed when it ended.
+fn send_and_receive(clip: &Path, receiver: &str, env: &[(&str, &str)]) -> Output {
+    let port = free_udp_port();
     let registry = tempfile::tempdir().unwrap();
-    let receiver = script("udp-receive.sh", registry.path())
+    let receiver = script(receiver, registry.path())
         .arg(port.to_string())
-        .env("PACKETS", "40")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -184,7 +173,19 @@ fn udp_examples_stream_over_loopback() {
         .output()
         .unwrap();
     assert!(sender.status.success(), "{}", text(&sender));
-    let out = wait_with_timeout(receiver, Duration::from_secs(30));
+    wait_with_timeout(receiver, Duration::from_secs(30))
+}
+
+#[test]
+fn udp_examples_stream_over_loopback() {
+    // A short clip, so the sender ends by itself.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = write_file(
+        dir.path(),
+        "short.Mjpeg",
+        &lab_file(&encode_jpegs(30, 320, 240, "ball")),
+    );
+    let out = send_and_receive(&clip, "udp-receive.sh", &[("PACKETS", "40")]);
     // 40 packets of 320x240 frames carry at least a few whole frames.
     let frames = decoded(&out);
     assert!(frames >= 3, "only {frames} frames decoded:\n{}", text(&out));
@@ -225,33 +226,29 @@ fn loss_report_example_prints_reports() {
         "short.Mjpeg",
         &lab_file(&encode_jpegs(80, 320, 240, "ball")),
     );
-    let port = free_udp_port();
-    let registry = tempfile::tempdir().unwrap();
     // Reports every 200 ms; the receiver stops after 80 packets (at least one a frame,
     // so before the 4 s clip ends).
-    let receiver = script("udp-loss-report.sh", registry.path())
-        .arg(port.to_string())
-        .env("PACKETS", "80")
-        .env("INTERVAL", "200")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let sender = script("udp-send.sh", registry.path())
-        .args([
-            clip.as_os_str(),
-            "127.0.0.1".as_ref(),
-            port.to_string().as_ref(),
-        ])
-        .env("LOOP", "false")
-        .output()
-        .unwrap();
-    assert!(sender.status.success(), "{}", text(&sender));
-    let out = wait_with_timeout(receiver, Duration::from_secs(30));
+    let out = send_and_receive(
+        &clip,
+        "udp-loss-report.sh",
+        &[("PACKETS", "80"), ("INTERVAL", "200")],
+    );
     let log = text(&out);
-    let reports: Vec<&str> = log.lines().filter(|l| l.contains("loss-report")).collect();
-    assert!(!reports.is_empty(), "no loss report in:\n{log}");
-    assert!(reports[0].contains("packets-received"), "{}", reports[0]);
-    assert!(reports[0].contains("jitter"), "{}", reports[0]);
+    // Reports come from the start; those after the first packets describe the stream.
+    let received: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("loss-report") && l.contains("jitter"))
+        .filter_map(|l| {
+            let count = l.split("packets-received\\=\\(guint64\\)").nth(1)?;
+            count.split('\\').next()?.parse().ok()
+        })
+        .collect();
+    assert!(
+        received.iter().any(|&n| n > 0),
+        "no loss report with packets received in:\n{log}"
+    );
+    assert!(
+        received.windows(2).all(|w| w[0] <= w[1]),
+        "packets-received went down: {received:?}"
+    );
 }

@@ -4,6 +4,7 @@
 //! same pixels.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
@@ -39,10 +40,7 @@ struct Receiver {
 impl Receiver {
     fn start(description: &str) -> Receiver {
         init_rs_plugins();
-        let pipeline = gst::parse::launch(description)
-            .unwrap_or_else(|e| panic!("{description}: {e}"))
-            .downcast::<gst::Pipeline>()
-            .unwrap();
+        let pipeline = launch(description);
         let frames: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
         let store = frames.clone();
         appsink(&pipeline).set_callbacks(
@@ -190,13 +188,9 @@ fn what_the_anchors_cannot_carry_our_pair_can() {
     );
 }
 
-#[test]
-fn ffmpeg_rtp_to_ours() {
-    let sent = clip();
-    let dir = tempfile::tempdir().unwrap();
-    let file = write_file(dir.path(), "clip.mjpeg", &sent.concat());
-    let port = free_udp_port();
-    let rx = receive_with("rtpmjpegdepay", port, "");
+/// ffmpeg sends the concatenated-JPEG `file` as RTP/JPEG to 127.0.0.1:`port` in real time
+/// (20 frames/s, the images as they are), and its RTCP to `port` + 1.
+fn ffmpeg_send(file: &Path, port: u16) {
     let out = Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -209,7 +203,7 @@ fn ffmpeg_rtp_to_ours() {
             "20",
             "-i",
         ])
-        .arg(&file)
+        .arg(file)
         .args(["-c:v", "copy", "-f", "rtp"])
         .arg(format!("rtp://127.0.0.1:{port}"))
         .output()
@@ -219,6 +213,16 @@ fn ffmpeg_rtp_to_ours() {
         "ffmpeg: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn ffmpeg_rtp_to_ours() {
+    let sent = clip();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "clip.mjpeg", &sent.concat());
+    let port = free_udp_port();
+    let rx = receive_with("rtpmjpegdepay", port, "");
+    ffmpeg_send(&file, port);
     assert_received(
         &sent,
         &rx.finish(sent.len(), Duration::from_secs(5)),
@@ -349,30 +353,24 @@ fn first_source(monitor: &gst::Element) -> gst::Structure {
 fn rtpbin_sender_accepts_our_receiver_reports_and_we_read_its_sender_reports() {
     init();
     let (rtp, rtcp, rr) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let rx = gst::parse::launch(&format!(
+    let rx = launch(&format!(
         "udpsrc port={rtp} caps=\"{RTP_CAPS}\" ! rtcplossmonitor name=mon reduced-minimum=true \
          ! fakesink sync=false \
          udpsrc port={rtcp} caps=application/x-rtcp ! mon.rtcp_sink \
          mon.rtcp_src ! udpsink host=127.0.0.1 port={rr} sync=false async=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let mon = rx.by_name("mon").unwrap();
     let sent_blocks = capture_report_blocks(&mon);
     rx.set_state(gst::State::Playing).unwrap();
 
-    let tx = gst::parse::launch(&format!(
+    let tx = launch(&format!(
         "rtpbin name=rtpbin mjpegfilesrc location={} is-live=true num-buffers=80 \
          ! rtpmjpegpay ! rtpbin.send_rtp_sink_0 \
          rtpbin.send_rtp_src_0 ! udpsink host=127.0.0.1 port={rtp} \
          rtpbin.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={rtcp} sync=false async=false \
          udpsrc port={rr} caps=application/x-rtcp ! rtpbin.recv_rtcp_sink_0",
         workspace_root().join("media/sample.Mjpeg").display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let rtpbin = tx.by_name("rtpbin").unwrap();
     let session = rtpbin.emit_by_name::<glib::Object>("get-internal-session", &[&0u32]);
     session.set_property("rtcp-min-interval", 500_000_000u64);
@@ -441,36 +439,12 @@ fn ffmpeg_sender_reports_are_read() {
             break (p, p + 1);
         }
     };
-    let rx = gst::parse::launch(&format!(
+    let rx = launch(&format!(
         "udpsrc port={rtp} caps=\"{RTP_CAPS}\" ! rtcplossmonitor name=mon ! fakesink sync=false \
          udpsrc port={rtcp} caps=application/x-rtcp ! mon.rtcp_sink"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     rx.set_state(gst::State::Playing).unwrap();
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "mjpeg",
-            "-framerate",
-            "20",
-            "-i",
-        ])
-        .arg(&file)
-        .args(["-c:v", "copy", "-f", "rtp"])
-        .arg(format!("rtp://127.0.0.1:{rtp}"))
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ffmpeg_send(&file, rtp);
     std::thread::sleep(Duration::from_millis(300));
     let ours = first_source(&rx.by_name("mon").unwrap());
     rx.set_state(gst::State::Null).unwrap();

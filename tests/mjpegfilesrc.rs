@@ -34,10 +34,7 @@ fn description(path: &Path, props: &str) -> String {
 /// A pipeline reading `path` into an appsink, and its mjpegfilesrc.
 fn source_pipeline(path: &Path, props: &str) -> (gst::Pipeline, gst::Element) {
     init();
-    let pipeline = gst::parse::launch(&description(path, props))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = launch(&description(path, props));
     let src = pipeline.by_name("src").unwrap();
     (pipeline, src)
 }

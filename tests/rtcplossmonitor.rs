@@ -72,20 +72,13 @@ fn seqs_passing(element: &gst::Element) -> Arc<Mutex<Vec<u16>>> {
 fn netsim_losses_are_counted_exactly() {
     init();
     let buffers = stream(2000, 65000, |_| 0); // wraps past 65535 on the way
-    let pipeline = gst::parse::launch(
+    let pipeline = launch(
         "appsrc name=src ! identity name=before ! netsim drop-probability=0.05 \
          ! identity name=after ! rtcplossmonitor name=mon ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     let before = seqs_passing(&pipeline.by_name("before").unwrap());
     let after = seqs_passing(&pipeline.by_name("after").unwrap());
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = appsrc(&pipeline);
     src.set_caps(Some(&CAPS.parse::<gst::Caps>().unwrap()));
     src.set_format(gst::Format::Time);
     for b in &buffers {
@@ -147,23 +140,17 @@ fn jitter_matches_rtpsession() {
     // 15 ms: both measure the same packets with udpsrc's arrival times.
     init();
     let port = free_udp_port();
-    let rx = gst::parse::launch(&format!(
+    let rx = launch(&format!(
         "udpsrc port={port} caps=\"{CAPS}\" ! rtcplossmonitor name=mon ! sess.recv_rtp_sink \
          rtpsession name=sess sess.recv_rtp_src ! fakesink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     rx.set_state(gst::State::Playing).unwrap();
-    let tx = gst::parse::launch(&format!(
+    let tx = launch(&format!(
         "mjpegfilesrc location={} is-live=true num-buffers=60 ! rtpmjpegpay \
          ! netsim delay-probability=0.5 min-delay=0 max-delay=15 \
          ! udpsink host=127.0.0.1 port={port}",
         workspace_root().join("media/sample.Mjpeg").display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     tx.set_state(gst::State::Playing).unwrap();
     let eos = tx.bus().unwrap().timed_pop_filtered(
         gst::ClockTime::from_seconds(30),
@@ -217,13 +204,10 @@ fn jitter_matches_rtpsession() {
 
 fn rtcp_into_monitor(packets: Vec<Vec<u8>>) -> (gst::Pipeline, Vec<gst::Message>) {
     init();
-    let pipeline = gst::parse::launch(
+    let pipeline = launch(
         "appsrc name=rtcp caps=application/x-rtcp format=time ! mon.rtcp_sink \
          rtcplossmonitor name=mon interval=0",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     let bus = pipeline.bus().unwrap();
     let src = pipeline
         .by_name("rtcp")
@@ -308,18 +292,11 @@ fn bye_ends_a_source_with_a_message() {
 fn threshold_warns_and_reports_recovery() {
     // A live stream: 3 s of packets, the second second losing every other packet.
     init();
-    let pipeline = gst::parse::launch(
+    let pipeline = launch(
         "appsrc name=src is-live=true ! rtcplossmonitor name=mon interval=500 loss-threshold=10 \
          ! appsink name=sink sync=true",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    );
+    let src = appsrc(&pipeline);
     src.set_caps(Some(&CAPS.parse::<gst::Caps>().unwrap()));
     src.set_format(gst::Format::Time);
     src.set_do_timestamp(true);

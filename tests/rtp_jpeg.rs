@@ -344,11 +344,7 @@ fn payloads_point_into_the_input_buffer() {
     );
     let pipeline =
         jpeg_pipeline("appsrc name=src ! rtpmjpegpay mtu=200 ! appsink name=sink sync=false");
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = appsrc(&pipeline);
     src.push_buffer(input.clone()).unwrap();
     src.end_of_stream().unwrap();
     let run = collect(&pipeline, TIMEOUT);
@@ -370,18 +366,11 @@ fn lab_dialect_packets_come_out_as_the_jpegs_they_carry() {
     // whole JPEG, with no RFC 2435 header.
     init();
     let frames = encode_jpegs(5, 384, 288, "ball");
-    let pipeline = gst::parse::launch(
+    let pipeline = launch(
         "appsrc name=src format=time caps=\"application/x-rtp,media=video,clock-rate=90000,\
          encoding-name=JPEG,payload=26\" ! rtpmjpegdepay ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    );
+    let src = appsrc(&pipeline);
     for (n, jpeg) in frames.iter().enumerate() {
         let seq = (n + 1) as u16;
         let mut packet = vec![0x80, 26];

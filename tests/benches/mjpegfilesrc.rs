@@ -9,20 +9,14 @@
 use gstmjpegrtp::jpeg::scan;
 use gstmjpegrtp::mjpeg::{FrameIndex, Framing};
 use mjpeg_rtsp_tests::bench::{Case, clip_720p, measure, report, time_ms, verdict};
-use mjpeg_rtsp_tests::{init, lab_file, write_file};
+use mjpeg_rtsp_tests::{init, lab_file, launch, write_file};
 
 const FRAMES: usize = 300;
 const RUNS: usize = 7;
 const TARGET_RATIO: f64 = 5.0;
 
 fn pipeline(description: String) -> impl Fn() -> gst::Pipeline {
-    move || {
-        use gst::prelude::*;
-        gst::parse::launch(&description)
-            .expect("valid pipeline")
-            .downcast::<gst::Pipeline>()
-            .expect("a pipeline")
-    }
+    move || launch(&description)
 }
 
 /// The core's share: indexing the files in memory, and the entropy-coded-data search

@@ -11,7 +11,7 @@
 
 use gst::prelude::*;
 use mjpeg_rtsp_tests::bench::{Case, measure, verdict};
-use mjpeg_rtsp_tests::init;
+use mjpeg_rtsp_tests::{init, launch};
 
 /// Packets in one run: about 70 s of a 30 fps stream.
 const PACKETS: usize = 100_000;
@@ -59,10 +59,7 @@ fn case(name: &str, element: Option<&'static str>, packets: &[gst::Buffer]) -> C
             Some(e) => format!("appsrc name=src ! {e} name=measured ! fakesink"),
             None => "appsrc name=measured ! fakesink".to_string(),
         };
-        let pipeline = gst::parse::launch(&description)
-            .expect("valid pipeline")
-            .downcast::<gst::Pipeline>()
-            .expect("a pipeline");
+        let pipeline = launch(&description);
         let src = pipeline
             .by_name(if element.is_some() { "src" } else { "measured" })
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())

@@ -10,22 +10,14 @@
 
 use std::time::Duration;
 
-use gst::prelude::*;
 use mjpeg_rtsp_tests::bench::{Case, clip_720p, measure, report, time_ms, verdict};
-use mjpeg_rtsp_tests::{init, run_pipeline, write_file};
+use mjpeg_rtsp_tests::{appsrc, init, launch, run_pipeline, write_file};
 
 const FRAMES: usize = 300;
 /// Each run plays the clip this many times, so that pipeline start-up is a small part of
 /// the time measured.
 const PASSES: usize = 5;
 const RUNS: usize = 7;
-
-fn launch(description: &str) -> gst::Pipeline {
-    gst::parse::launch(description)
-        .expect("valid pipeline")
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline")
-}
 
 /// The RTP packets rtpjpegpay makes of `clip` played `PASSES` times, one list per frame,
 /// and their caps.
@@ -67,10 +59,7 @@ fn depay_case(
         let pipeline = launch(&format!(
             "appsrc name=src max-bytes=0 max-buffers=0 ! {depayloader} ! fakesink name=sink sync=false"
         ));
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .expect("appsrc");
+        let src = appsrc(&pipeline);
         src.set_caps(Some(&caps));
         src.set_format(gst::Format::Time);
         for list in &lists {

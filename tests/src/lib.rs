@@ -114,14 +114,19 @@ impl Run {
     }
 }
 
+/// The pipeline `description` describes, as gst-launch-1.0 would build it.
+pub fn launch(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("bad pipeline {description}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
+}
+
 /// Runs `description` (which must contain `appsink name=sink`) to EOS or error, or until
 /// `timeout`, collecting samples.
 pub fn run_pipeline(description: &str, timeout: Duration) -> Run {
-    init();
-    let pipeline = gst::parse::launch(description)
-        .unwrap_or_else(|e| panic!("bad pipeline {description}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline");
+    let pipeline = launch(description);
     let run = collect(&pipeline, timeout);
     pipeline
         .set_state(gst::State::Null)
@@ -229,11 +234,7 @@ pub fn gst_tool(tool: &str, registry_dir: &Path) -> Command {
 /// A pipeline from `description`, which must start with `appsrc name=src` (fed JPEGs at
 /// 20 frames/s by [`feed_jpegs`]) and end with `appsink name=sink`.
 pub fn jpeg_pipeline(description: &str) -> gst::Pipeline {
-    init();
-    let pipeline = gst::parse::launch(description)
-        .unwrap_or_else(|e| panic!("bad pipeline {description}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline");
+    let pipeline = launch(description);
     let src = appsrc(&pipeline);
     src.set_caps(Some(
         &gst::Caps::builder("image/jpeg")
@@ -244,7 +245,8 @@ pub fn jpeg_pipeline(description: &str) -> gst::Pipeline {
     pipeline
 }
 
-fn appsrc(pipeline: &gst::Pipeline) -> gst_app::AppSrc {
+/// The pipeline's appsrc named `src`.
+pub fn appsrc(pipeline: &gst::Pipeline) -> gst_app::AppSrc {
     pipeline
         .by_name("src")
         .expect("an element named src")
