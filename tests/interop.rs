@@ -365,13 +365,14 @@ fn rtpbin_sender_accepts_our_receiver_reports_and_we_read_its_sender_reports() {
 
     let tx = launch(&format!(
         "rtpbin name=rtpbin mjpegfilesrc location={} is-live=true num-buffers=80 \
-         ! rtpmjpegpay ! rtpbin.send_rtp_sink_0 \
+         ! rtpmjpegpay name=pay ! rtpbin.send_rtp_sink_0 \
          rtpbin.send_rtp_src_0 ! udpsink host=127.0.0.1 port={rtp} \
          rtpbin.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={rtcp} sync=false async=false \
          udpsrc port={rr} caps=application/x-rtcp ! rtpbin.recv_rtcp_sink_0",
         workspace_root().join("media/sample.Mjpeg").display()
     ));
     let rtpbin = tx.by_name("rtpbin").unwrap();
+    let pay = tx.by_name("pay").unwrap();
     let session = rtpbin.emit_by_name::<glib::Object>("get-internal-session", &[&0u32]);
     session.set_property("rtcp-min-interval", 500_000_000u64);
     tx.set_state(gst::State::Playing).unwrap();
@@ -388,27 +389,42 @@ fn rtpbin_sender_accepts_our_receiver_reports_and_we_read_its_sender_reports() {
     assert!(ours.get::<&str>("cname").is_ok(), "no CNAME in {ours}");
     let our_ssrc = mon.property::<u32>("ssrc");
 
-    // Theirs: rtpbin's session took our report blocks about its stream.
-    let stats = session.property::<gst::Structure>("stats");
+    // Theirs: rtpbin's session took our report blocks about its stream. rtpsession keeps
+    // a report block with the participant that sent it (our SSRC); rb-ssrc names the
+    // stream it reports on (the sender's own). Our reports keep coming after the stream
+    // ends, so wait for one rather than guess when it lands.
+    let rtpbin_sources = || -> Vec<gst::Structure> {
+        session
+            .property::<gst::Structure>("stats")
+            .get::<gst::glib::ValueArray>("source-stats")
+            .unwrap()
+            .iter()
+            .map(|v| v.get::<gst::Structure>().unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let sources = loop {
+        let sources = rtpbin_sources();
+        let has_our_block = sources
+            .iter()
+            .any(|s| s.get::<u32>("ssrc") == Ok(our_ssrc) && s.get::<bool>("have-rb") == Ok(true));
+        if has_our_block || Instant::now() > deadline {
+            break sources;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     tx.set_state(gst::State::Null).unwrap();
     rx.set_state(gst::State::Null).unwrap();
-    // rtpsession keeps a report block with the participant that sent it (our SSRC);
-    // rb-ssrc names the stream it reports on (the sender's own).
-    let sources: Vec<gst::Structure> = stats
-        .get::<gst::glib::ValueArray>("source-stats")
-        .unwrap()
-        .iter()
-        .map(|v| v.get::<gst::Structure>().unwrap())
-        .collect();
-    let own_ssrc = sources
-        .iter()
-        .find(|s| s.get::<bool>("internal") == Ok(true))
-        .and_then(|s| s.get::<u32>("ssrc").ok())
-        .unwrap_or_else(|| panic!("no internal source in {stats}"));
+    // The stream rtpbin sent (its internal source may be gone after the stream's BYE).
+    let own_ssrc = ours.get::<u32>("ssrc").unwrap();
+    assert_eq!(
+        pay.property::<gst::Structure>("stats").get::<u32>("ssrc"),
+        Ok(own_ssrc)
+    );
     let sender = sources
         .iter()
         .find(|s| s.get::<u32>("ssrc") == Ok(our_ssrc))
-        .unwrap_or_else(|| panic!("rtpbin never heard of our SSRC {our_ssrc:#x}: {stats}"));
+        .unwrap_or_else(|| panic!("rtpbin never heard of our SSRC {our_ssrc:#x}: {sources:?}"));
     assert_eq!(sender.get::<bool>("have-rb"), Ok(true), "{sender}");
     assert_eq!(sender.get::<u32>("rb-ssrc"), Ok(own_ssrc), "{sender}");
     let theirs = (

@@ -15,8 +15,8 @@ pub struct IntervalInput {
     pub avg_rtcp_size: f64,
     /// Before the first report: half the minimum.
     pub initial: bool,
-    /// Use the reduced minimum of section 6.2 (360 / session bandwidth in kbit/s seconds)
-    /// instead of 5 s.
+    /// Use the reduced minimum of section 6.2 (360 / session bandwidth in kbit/s seconds,
+    /// when that is shorter) instead of 5 s.
     pub reduced_minimum: bool,
 }
 
@@ -24,8 +24,9 @@ pub struct IntervalInput {
 pub fn deterministic(input: &IntervalInput) -> f64 {
     const MIN_TIME: f64 = 5.0;
     const SENDER_FRACTION: f64 = 0.25;
+    // 6.2's reduced minimum is shorter than 5 s above 72 kbit/s; below, 5 s stays.
     let mut min_time = if input.reduced_minimum && input.session_bandwidth > 0.0 {
-        360.0 / (input.session_bandwidth / 1000.0)
+        (360.0 / (input.session_bandwidth / 1000.0)).min(MIN_TIME)
     } else {
         MIN_TIME
     };

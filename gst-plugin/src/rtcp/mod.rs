@@ -9,7 +9,10 @@ pub mod receiver;
 pub mod session;
 
 pub use receiver::{Jitter, Packet, Prior, Sequence};
-pub use session::{PacketError, PeerReport, RtcpEvents, RtpHeader, SenderInfo, Session, Source};
+pub use session::{
+    Crossing, LossAlarm, PacketError, PeerReport, RtcpEvents, RtpHeader, SenderInfo, Session,
+    Source,
+};
 
 #[cfg(test)]
 mod tests;

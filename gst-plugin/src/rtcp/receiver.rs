@@ -209,6 +209,15 @@ impl Sequence {
         self.expected() as i64 - self.received as i64
     }
 
+    /// Cumulative loss in percent of the packets expected (0 when none were, or with
+    /// more duplicates than losses).
+    pub fn loss_percent(&self) -> f64 {
+        match self.expected() {
+            0 => 0.0,
+            expected => self.lost().max(0) as f64 * 100.0 / expected as f64,
+        }
+    }
+
     /// The cumulative loss as a report block carries it: a signed 24-bit value, clamped.
     pub fn lost_24bit(&self) -> i32 {
         self.lost().clamp(-0x80_0000, 0x7F_FFFF) as i32

@@ -7,6 +7,7 @@ use rtcp_types::{
     RtcpPacketWriterExt, Sdes, SdesChunk, SdesItem,
 };
 
+use super::interval::IntervalInput;
 use super::ntp;
 use super::receiver::{Jitter, Packet, Prior, Sequence, arrival_in_rtp_units};
 
@@ -172,6 +173,69 @@ impl Source {
 
     pub fn interval_fraction_lost(&self) -> u8 {
         self.interval_fraction_lost
+    }
+
+    /// The fraction lost over the last statistics interval, in percent.
+    pub fn interval_loss_percent(&self) -> f64 {
+        f64::from(self.interval_fraction_lost) * 100.0 / 256.0
+    }
+
+    /// The interarrival jitter in milliseconds (0 without a clock rate).
+    pub fn jitter_ms(&self) -> f64 {
+        self.clock_rate.map_or(0.0, |rate| {
+            f64::from(self.jitter.value()) * 1000.0 / f64::from(rate)
+        })
+    }
+
+    /// Whether the source passed probation (A.1).
+    pub fn is_valid(&self) -> bool {
+        self.sequence.as_ref().is_some_and(Sequence::is_valid)
+    }
+}
+
+/// A source's loss crossing a threshold at the end of a statistics interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crossing {
+    pub ssrc: u32,
+    /// Its loss over the interval, in percent.
+    pub loss_percent: f64,
+    /// Above the threshold now (it was not); else back at or under it.
+    pub above: bool,
+}
+
+/// Which sources lose more than a threshold (in percent of packets per statistics
+/// interval), reporting each change once.
+#[derive(Debug, Clone, Default)]
+pub struct LossAlarm {
+    above: Vec<u32>,
+}
+
+impl LossAlarm {
+    /// The valid sources whose interval loss crossed `threshold` since the last call; none
+    /// when `threshold` is 0 or less (off).
+    pub fn check(&mut self, sources: &[Source], threshold: f64) -> Vec<Crossing> {
+        let mut crossings = Vec::new();
+        if threshold <= 0.0 {
+            return crossings;
+        }
+        for source in sources.iter().filter(|s| s.is_valid()) {
+            let loss_percent = source.interval_loss_percent();
+            let was_above = self.above.contains(&source.ssrc);
+            let above = loss_percent > threshold;
+            if above != was_above {
+                if above {
+                    self.above.push(source.ssrc);
+                } else {
+                    self.above.retain(|&s| s != source.ssrc);
+                }
+                crossings.push(Crossing {
+                    ssrc: source.ssrc,
+                    loss_percent,
+                    above,
+                });
+            }
+        }
+        crossings
     }
 }
 
@@ -423,6 +487,27 @@ impl Session {
         self.avg_rtcp_size =
             (out.len() as f64 + UDP_IP_OVERHEAD) / 16.0 + self.avg_rtcp_size * 15.0 / 16.0;
         Ok(out)
+    }
+
+    /// What the next RTCP interval depends on, for a receiver: the session bandwidth is
+    /// `session_bandwidth` (bit/s) if given, else what the senders send as measured, but at
+    /// least 64 kbit/s.
+    pub fn interval_input(
+        &self,
+        session_bandwidth: Option<f64>,
+        reduced_minimum: bool,
+        initial: bool,
+    ) -> IntervalInput {
+        let measured: u64 = self.sources.iter().map(Source::bitrate).sum();
+        IntervalInput {
+            members: self.senders() + 1,
+            senders: self.senders(),
+            we_sent: false,
+            session_bandwidth: session_bandwidth.unwrap_or((measured as f64).max(64_000.0)),
+            avg_rtcp_size: self.avg_rtcp_size,
+            initial,
+            reduced_minimum,
+        }
     }
 
     /// Sources that sent RTP (members and senders for the RTCP interval).

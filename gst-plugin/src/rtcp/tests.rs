@@ -402,6 +402,20 @@ fn report_interval_per_a7() {
         ..base
     };
     assert!((deterministic(&reduced) - 0.36).abs() < 1e-12);
+    // Under 72 kbit/s, 360 / kbit/s would be longer than 5 s: the minimum stays 5 s
+    // (and half of it before the first report).
+    let slow = IntervalInput {
+        session_bandwidth: 64_000.0,
+        ..reduced
+    };
+    assert_eq!(deterministic(&slow), 5.0);
+    assert_eq!(
+        deterministic(&IntervalInput {
+            initial: true,
+            ..slow
+        }),
+        2.5
+    );
     // 1000 members, 1 sender (under 25 %): receivers share 75 %: 100 * 999 / 4687.5.
     let crowd = IntervalInput {
         members: 1000,
@@ -422,4 +436,99 @@ fn ntp_conversions() {
     assert_eq!(ntp::compact(0x1234_5678_9ABC_DEF0), 0x5678_9ABC);
     assert_eq!(ntp::compact_duration(1_000_000_000), 0x1_0000);
     assert_eq!(ntp::compact_to_ns(0x8000), 500_000_000);
+}
+
+#[test]
+fn percentages_and_jitter_in_ms() {
+    // Seq 0 is on probation; 1..=4 count. 100 ms frames (9000 units at 90 kHz); seq 2
+    // arrives 10 ms (900 units) late. Transit differences |D| over the counted packets:
+    // 900, 900, 0, so 16J: 900, 900 + 900 - 56 = 1744, 1744 - 109 = 1635: J = 102 units,
+    // 102 / 90 ms.
+    let mut session = Session::new(1, "me@here");
+    for (q, late_ms) in [(0u16, 0u64), (1, 0), (2, 10), (3, 0), (4, 0)] {
+        let arrival = (u64::from(q) * 100 + late_ms) * 1_000_000;
+        let header = rtp(q, 9000 * u32::from(q), 0xA);
+        session.on_rtp(&header, 100, arrival, Some(90_000)).unwrap();
+    }
+    // No clock rate yet: no jitter in ms either.
+    session.on_rtp(&rtp(0, 0, 0xB), 100, 0, None).unwrap();
+    let a = &session.sources()[0];
+    assert_eq!(a.jitter().value(), 102);
+    assert!((a.jitter_ms() - 102.0 / 90.0).abs() < 1e-12);
+    assert_eq!(session.sources()[1].jitter_ms(), 0.0);
+
+    // Base 1, highest 9 with 5 and 7 missing: expected 9, received 7, lost 2 = 22.2 %.
+    let mut s = Sequence::new(0);
+    for q in [0, 1, 2, 3, 4, 6, 8, 9] {
+        s.update(q);
+    }
+    assert_eq!((s.expected(), s.lost()), (9, 2));
+    assert!((s.loss_percent() - 200.0 / 9.0).abs() < 1e-12);
+    // More duplicates than losses: 0 %, not negative.
+    let (dup, _) = feed(&[0, 1, 2, 2, 2, 3]);
+    assert_eq!(dup.lost(), -2);
+    assert_eq!(dup.loss_percent(), 0.0);
+    // Nothing expected yet (on probation): 0 %.
+    assert_eq!(Sequence::new(5).loss_percent(), 0.0);
+}
+
+#[test]
+fn loss_alarm_reports_each_crossing_once() {
+    let mut session = Session::new(1, "me@here");
+    let mut alarm = LossAlarm::default();
+    let feed = |session: &mut Session, seqs: &mut dyn Iterator<Item = u16>| {
+        for q in seqs {
+            session.on_rtp(&rtp(q, 0, 0xA), 100, 0, None).unwrap();
+        }
+        session.end_interval();
+    };
+    // Interval 1: 0..=10 (0 on probation, base 1): expected 10, received 10: no loss.
+    feed(&mut session, &mut (0..=10));
+    assert_eq!(alarm.check(session.sources(), 10.0), vec![]);
+    // Interval 2: odd 11..=29 only: expected 29 - 10 = 19, received 10, lost 9:
+    // fraction (9 << 8) / 19 = 121, 121 / 256 = 47.27 %.
+    feed(&mut session, &mut (11..=29).step_by(2));
+    let loss = 121.0 * 100.0 / 256.0;
+    // Off (threshold 0): nothing, and nothing remembered.
+    let mut off = LossAlarm::default();
+    assert_eq!(off.check(session.sources(), 0.0), vec![]);
+    let up = Crossing {
+        ssrc: 0xA,
+        loss_percent: loss,
+        above: true,
+    };
+    assert_eq!(alarm.check(session.sources(), 10.0), vec![up]);
+    // Still above at the same loss: no new crossing.
+    assert_eq!(alarm.check(session.sources(), 10.0), vec![]);
+    // Interval 3: 30..=40 in order: 0 % lost: back under, once.
+    feed(&mut session, &mut (30..=40));
+    let down = Crossing {
+        ssrc: 0xA,
+        loss_percent: 0.0,
+        above: false,
+    };
+    assert_eq!(alarm.check(session.sources(), 10.0), vec![down]);
+    assert_eq!(alarm.check(session.sources(), 10.0), vec![]);
+    // A source still on probation is not judged.
+    session.on_rtp(&rtp(7, 0, 0xB), 100, 0, None).unwrap();
+    session.end_interval();
+    assert!(!session.sources()[1].is_valid());
+    assert_eq!(alarm.check(session.sources(), 10.0), vec![]);
+}
+
+#[test]
+fn interval_input_for_a_receiver() {
+    let mut session = Session::new(1, "me@here");
+    // Nothing heard: only us, no senders; the bandwidth floor of 64 kbit/s.
+    let input = session.interval_input(None, false, true);
+    assert_eq!((input.members, input.senders), (1, 0));
+    assert_eq!(input.session_bandwidth, 64_000.0);
+    assert!(!input.we_sent && input.initial && !input.reduced_minimum);
+    assert_eq!(input.avg_rtcp_size, session.avg_rtcp_size());
+    // One sender: two members; a configured bandwidth is taken as it is.
+    session.on_rtp(&rtp(0, 0, 0xA), 100, 0, None).unwrap();
+    let input = session.interval_input(Some(1_000_000.0), true, false);
+    assert_eq!((input.members, input.senders), (2, 1));
+    assert_eq!(input.session_bandwidth, 1_000_000.0);
+    assert!(input.reduced_minimum && !input.initial);
 }

@@ -7,8 +7,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use crate::lock;
-use crate::rtcp::interval::{self, IntervalInput};
-use crate::rtcp::{Session, Source, ntp};
+use crate::rtcp::{LossAlarm, Session, Source, interval, ntp};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -58,8 +57,8 @@ struct State {
     clock_rate: Option<u32>,
     segment: gst::FormattedSegment<gst::ClockTime>,
     rtp_errors: u64,
-    /// SSRCs whose loss is above `loss-threshold` now.
-    above_threshold: Vec<u32>,
+    /// Which sources lose more than `loss-threshold`.
+    alarm: LossAlarm,
     /// Whether rtcp_src got its stream-start, caps and segment.
     rtcp_src_ready: bool,
 }
@@ -71,7 +70,7 @@ impl State {
             clock_rate: None,
             segment: gst::FormattedSegment::new(),
             rtp_errors: 0,
-            above_threshold: Vec::new(),
+            alarm: LossAlarm::default(),
             rtcp_src_ready: false,
         }
     }
@@ -95,7 +94,8 @@ pub struct RtcpLossMonitor {
     epoch: Instant,
 }
 
-/// A small random number source (xorshift) for SSRCs and RTCP interval randomisation.
+/// A random number for SSRCs and the RTCP interval's randomisation: std's randomly keyed
+/// SipHash of the time.
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -225,41 +225,19 @@ impl RtcpLossMonitor {
     /// threshold.
     fn report(&self) {
         let threshold = lock(&self.settings).loss_threshold;
-        let mut crossings = Vec::new();
-        {
+        let crossings = {
             let mut state = lock(&self.state);
-            state.session.end_interval();
-            let losses: Vec<(u32, f64)> = state
-                .session
-                .sources()
-                .iter()
-                .filter(|s| s.sequence().is_some_and(|q| q.is_valid()))
-                .map(|s| {
-                    (
-                        s.ssrc,
-                        f64::from(s.interval_fraction_lost()) * 100.0 / 256.0,
-                    )
-                })
-                .collect();
-            if threshold > 0.0 {
-                for (ssrc, loss) in losses {
-                    let above = state.above_threshold.contains(&ssrc);
-                    if loss > threshold && !above {
-                        state.above_threshold.push(ssrc);
-                        crossings.push((ssrc, loss, true));
-                    } else if loss <= threshold && above {
-                        state.above_threshold.retain(|&s| s != ssrc);
-                        crossings.push((ssrc, loss, false));
-                    }
-                }
-            }
-        }
+            let State { session, alarm, .. } = &mut *state;
+            session.end_interval();
+            alarm.check(session.sources(), threshold)
+        };
         let s = self.stats_structure("loss-report");
         let _ = self
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
-        for (ssrc, loss, above) in crossings {
-            if above {
+        for c in crossings {
+            let (ssrc, loss) = (c.ssrc, c.loss_percent);
+            if c.above {
                 gst::element_imp_warning!(
                     self,
                     gst::StreamError::Failed,
@@ -317,23 +295,12 @@ impl RtcpLossMonitor {
     /// The time to the next receiver report (RFC 3550 6.3).
     fn rtcp_interval(&self, initial: bool) -> Duration {
         let settings = lock(&self.settings).clone();
-        let state = lock(&self.state);
-        let received_bitrate: u64 = state.session.sources().iter().map(Source::bitrate).sum();
-        let session_bandwidth = if settings.session_bandwidth > 0 {
-            f64::from(settings.session_bandwidth)
-        } else {
-            // Unknown: the senders' rate as measured, but at least 64 kbit/s.
-            (received_bitrate as f64).max(64_000.0)
-        };
-        let input = IntervalInput {
-            members: state.session.senders() + 1,
-            senders: state.session.senders(),
-            we_sent: false,
-            session_bandwidth,
-            avg_rtcp_size: state.session.avg_rtcp_size(),
-            initial,
-            reduced_minimum: settings.reduced_minimum,
-        };
+        let bandwidth =
+            (settings.session_bandwidth > 0).then(|| f64::from(settings.session_bandwidth));
+        let input =
+            lock(&self.state)
+                .session
+                .interval_input(bandwidth, settings.reduced_minimum, initial);
         let random = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
         Duration::from_secs_f64(interval::randomized(&input, random))
     }
@@ -417,31 +384,20 @@ fn reporter_loop(weak: glib::WeakRef<super::RtcpLossMonitor>, stop: Arc<(Mutex<b
 fn source_structure(s: &Source) -> gst::Structure {
     let mut b = gst::Structure::builder("application/x-rtcp-source-stats").field("ssrc", s.ssrc);
     if let Some(seq) = s.sequence() {
-        let expected = seq.expected();
-        let lost = seq.lost();
-        let loss_percent = if expected > 0 {
-            lost.max(0) as f64 * 100.0 / expected as f64
-        } else {
-            0.0
-        };
         b = b
             .field("valid", seq.is_valid())
             .field("packets-received", seq.received())
-            .field("packets-expected", expected)
-            .field("packets-lost", lost)
+            .field("packets-expected", seq.expected())
+            .field("packets-lost", seq.lost())
             .field("fraction-lost", u32::from(s.interval_fraction_lost()))
-            .field("loss-percent", loss_percent)
+            .field("loss-percent", seq.loss_percent())
             .field("extended-highest-seq", seq.extended_max())
             .field("duplicates", seq.duplicates())
             .field("reordered", seq.reordered());
     }
-    let jitter = s.jitter().value();
-    let jitter_ms = s
-        .clock_rate()
-        .map_or(0.0, |r| f64::from(jitter) * 1000.0 / f64::from(r));
     b = b
-        .field("jitter", jitter)
-        .field("jitter-ms", jitter_ms)
+        .field("jitter", s.jitter().value())
+        .field("jitter-ms", s.jitter_ms())
         .field("bitrate", s.bitrate())
         .field("packet-rate", s.packet_rate())
         .field("ended", s.bye.is_some());
@@ -552,7 +508,7 @@ impl ObjectImpl for RtcpLossMonitor {
                     .build(),
                 glib::ParamSpecBoolean::builder("reduced-minimum")
                     .nick("Reduced minimum RTCP interval")
-                    .blurb("Use RFC 3550 6.2's reduced minimum interval between receiver reports (360 s / session bandwidth in kbit/s) instead of 5 s")
+                    .blurb("Use RFC 3550 6.2's reduced minimum interval between receiver reports (360 s / session bandwidth in kbit/s, when shorter) instead of 5 s")
                     .default_value(DEFAULT_REDUCED_MINIMUM)
                     .mutable_playing()
                     .build(),
