@@ -7,7 +7,8 @@ set -eu
 # GStreamer 1.22 development files and plugins (jpegdec, rtpjpegpay, jpegparse, netsim,
 # rtpbin, ...), the gst-launch/gst-inspect tools, ffmpeg/ffprobe for interop tests,
 # cjpeg/djpeg (test vectors, pixel checks), Xvfb for tests that open a window,
-# meson/ninja for the install path.
+# meson/ninja for the install path, python3-gi and GstRtspServer for the server benchmark
+# anchor (gst-rtsp-server).
 PACKAGES="
     pkg-config
     libgstreamer1.0-dev
@@ -24,6 +25,8 @@ PACKAGES="
     xvfb
     xauth
     meson
+    python3-gi
+    gir1.2-gst-rtsp-server-1.0
     ninja-build
 "
 MIN_RUST=1.92

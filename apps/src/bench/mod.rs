@@ -1,0 +1,1 @@
+//! Load generator for RTSP servers (`mjpeg-rtsp-bench`).
