@@ -6,6 +6,7 @@
 pub mod interval;
 pub mod ntp;
 pub mod receiver;
+pub mod sender;
 pub mod session;
 
 pub use receiver::{Jitter, Packet, Prior, Sequence};

@@ -1,0 +1,242 @@
+//! Splitting a control connection's bytes into requests (RFC 2326 messages through
+//! `rtsp-types`, lab-dialect requests, `$`-framed interleaved data) and reducing each
+//! request to what the server acts on.
+
+use rtsp_types::headers::{CSEQ, RANGE, REQUIRE, SESSION, TRANSPORT};
+use rtsp_types::{Message, Method, ParseError, Request, Version};
+
+use super::lab;
+use super::transport::TransportSpec;
+
+/// The largest request (headers and body) a client may send.
+pub const MAX_REQUEST: usize = 16 * 1024;
+
+/// Which RTSP a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Standard,
+    Lab,
+}
+
+/// A request, whichever dialect it came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub dialect: Dialect,
+    pub method: Method,
+    /// The request target: `None` for `*`, else the URL's path (still percent-encoded),
+    /// or the lab client's bare file name.
+    pub path: Option<String>,
+    /// `scheme://host:port` of the request URL (standard dialect), to build URLs in replies.
+    pub base: Option<String>,
+    pub version: Version,
+    pub cseq: Option<u32>,
+    pub session: Option<String>,
+    pub transport: Option<Result<TransportSpec, String>>,
+    pub range: Option<String>,
+    pub require: Option<String>,
+    pub body_len: usize,
+}
+
+/// One unit read from a control connection.
+#[derive(Debug)]
+pub enum Framed {
+    Request(Box<Incoming>),
+    /// RTP/RTCP the client sent on an interleaved channel.
+    Interleaved {
+        channel: u8,
+        data: Vec<u8>,
+    },
+    /// Not a request: answer 400 (with `cseq` if it could be found) and close.
+    Invalid {
+        reason: String,
+        cseq: Option<u32>,
+    },
+}
+
+/// Takes the next unit off the front of `buf`, returning it and the bytes it used, or
+/// `None` when more bytes are needed. Lab requests have no terminator: one is complete
+/// when it ends with an empty line, or when `quiet` says nothing more has arrived for a
+/// while (lab clients write each request with one `send()`).
+pub fn next(buf: &[u8], quiet: bool) -> Option<(Framed, usize)> {
+    let start = buf
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(buf.len());
+    let data = &buf[start..];
+    if data.is_empty() {
+        return None;
+    }
+    if data[0] == b'$' {
+        if data.len() < 4 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
+        let total = 4 + len;
+        return (data.len() >= total).then(|| {
+            let framed = Framed::Interleaved {
+                channel: data[1],
+                data: data[4..total].to_vec(),
+            };
+            (framed, start + total)
+        });
+    }
+    let invalid = |reason: &str| {
+        let framed = Framed::Invalid {
+            reason: reason.to_string(),
+            cseq: scrape_cseq(data),
+        };
+        Some((framed, buf.len()))
+    };
+    match lab::is_lab(data) {
+        None if data.len() > MAX_REQUEST => invalid("request line too long"),
+        None if quiet && data.len() > 2 => invalid("request line without a line end"),
+        None => None,
+        Some(true) => {
+            let ended = data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
+            if data.len() > MAX_REQUEST {
+                return invalid("request too large");
+            }
+            if !(ended || quiet) {
+                return None;
+            }
+            match lab::parse(data) {
+                Ok(r) => Some((Framed::Request(Box::new(from_lab(r))), buf.len())),
+                Err(e) => invalid(&e.to_string()),
+            }
+        }
+        Some(false) => match Message::<Vec<u8>>::parse(data) {
+            Ok((Message::Request(request), used)) => Some((
+                Framed::Request(Box::new(from_standard(&request))),
+                start + used,
+            )),
+            Ok((Message::Response(_), _)) => invalid("a response where a request was expected"),
+            Ok((Message::Data(_), _)) => invalid("unexpected interleaved data"),
+            Err(ParseError::Incomplete(_)) if data.len() > MAX_REQUEST => {
+                invalid("request too large")
+            }
+            Err(ParseError::Incomplete(_)) if quiet && headers_complete(data) => {
+                invalid("body shorter than its Content-Length")
+            }
+            Err(ParseError::Incomplete(_)) => None,
+            Err(ParseError::Error) => invalid("malformed request"),
+        },
+    }
+}
+
+fn headers_complete(data: &[u8]) -> bool {
+    data.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// The CSeq of a request that could not be parsed, to echo it in the 400 reply.
+fn scrape_cseq(data: &[u8]) -> Option<u32> {
+    let text = String::from_utf8_lossy(&data[..data.len().min(MAX_REQUEST)]);
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("cseq")
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+fn from_standard(request: &Request<Vec<u8>>) -> Incoming {
+    let header = |name| request.header(name).map(|v| v.as_str().to_string());
+    let url = request.request_uri();
+    Incoming {
+        dialect: Dialect::Standard,
+        method: request.method().clone(),
+        path: url.map(|u| u.path().to_string()),
+        base: url.map(|u| match u.port() {
+            Some(port) => format!(
+                "{}://{}:{port}",
+                u.scheme(),
+                u.host_str().unwrap_or_default()
+            ),
+            None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()),
+        }),
+        version: request.version(),
+        cseq: header(&CSEQ).and_then(|v| v.trim().parse().ok()),
+        session: header(&SESSION)
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_string()),
+        transport: header(&TRANSPORT).map(|v| TransportSpec::parse(&v)),
+        range: header(&RANGE),
+        require: header(&REQUIRE),
+        body_len: request.body().len(),
+    }
+}
+
+fn from_lab(r: lab::LabRequest) -> Incoming {
+    let transport = if r.bad_transport {
+        Some(Err("lab transport without a usable client_port".to_string()))
+    } else {
+        r.client_port.map(|port| Ok(TransportSpec::Lab { port }))
+    };
+    Incoming {
+        dialect: Dialect::Lab,
+        method: Method::from(r.method.as_str()),
+        path: Some(r.file),
+        base: None,
+        version: Version::V1_0,
+        cseq: r.cseq,
+        session: r.session,
+        transport,
+        range: None,
+        require: None,
+        body_len: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(framed: Option<(Framed, usize)>) -> (Incoming, usize) {
+        match framed {
+            Some((Framed::Request(r), used)) => (*r, used),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn splits_pipelined_standard_requests() {
+        let data = b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\nDESCRIBE rtsp://h:8554/a.Mjpeg RTSP/1.0\r\nCSeq: 2\r\n\r\n";
+        let (r, used) = request(next(data, false));
+        assert_eq!((r.method, r.path, r.cseq), (Method::Options, None, Some(1)));
+        let (r, _) = request(next(&data[used..], false));
+        assert_eq!(r.path.as_deref(), Some("/a.Mjpeg"));
+        assert_eq!(r.base.as_deref(), Some("rtsp://h:8554"));
+        assert!(next(&data[..used - 1], false).is_none());
+    }
+
+    #[test]
+    fn waits_for_a_lab_request_to_go_quiet() {
+        let data = b"PLAY movie.Mjpeg RTSP/1.0\nCSeq: 2\nSession: 27";
+        assert!(next(data, false).is_none());
+        let (r, used) = request(next(data, true));
+        assert_eq!(r.dialect, Dialect::Lab);
+        assert_eq!(r.session.as_deref(), Some("27"));
+        assert_eq!(used, data.len());
+    }
+
+    #[test]
+    fn reads_interleaved_data() {
+        let data = b"$\x01\x00\x03abcOPTIONS";
+        match next(data, false) {
+            Some((Framed::Interleaved { channel: 1, data }, 7)) => assert_eq!(data, b"abc"),
+            other => panic!("{other:?}"),
+        }
+        assert!(next(b"$\x01\x00\x09abc", false).is_none());
+    }
+
+    #[test]
+    fn answers_garbage_with_its_cseq() {
+        match next(b"GARBAGE\x01 \r\nCSeq: 7\r\n\r\n", false) {
+            Some((Framed::Invalid { cseq: Some(7), .. }, _)) => {}
+            other => panic!("{other:?}"),
+        }
+        let big = vec![b'A'; MAX_REQUEST + 1];
+        assert!(matches!(
+            next(&big, false),
+            Some((Framed::Invalid { .. }, _))
+        ));
+    }
+}

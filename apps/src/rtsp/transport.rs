@@ -1,0 +1,169 @@
+//! The `Transport` header: what a client asks for in SETUP (read with `rtsp-types`), and
+//! what the server answers.
+
+use rtsp_types::headers::{
+    RtpLowerTransport, RtpProfile, RtpTransport, RtpTransportParameters, Transport, Transports,
+};
+
+/// A transport the server can serve, chosen from the client's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportSpec {
+    /// RTP/AVP over UDP unicast to the client's `client_port` pair.
+    Udp {
+        rtp_port: u16,
+        rtcp_port: Option<u16>,
+    },
+    /// RTP/AVP/TCP interleaved in the control connection; `None`: the server picks.
+    Tcp { channels: Option<(u8, u8)> },
+    /// The lab's `RTP/UDP; client_port= N`: one port, whole JPEGs, no RTCP.
+    Lab { port: u16 },
+}
+
+impl TransportSpec {
+    /// The first transport of a `Transport` header's list that the server supports.
+    pub fn parse(header: &str) -> Result<TransportSpec, String> {
+        // rtsp-types asserts on a quoted address ending in a lone backslash; addresses
+        // are not supported anyway (the server only sends to the client it talks to).
+        if header.contains("dest_addr") || header.contains("src_addr") {
+            return Err("dest_addr/src_addr are not supported".into());
+        }
+        let request =
+            rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
+                .header(rtsp_types::headers::TRANSPORT, header)
+                .empty();
+        let transports = request
+            .typed_header::<Transports>()
+            .map_err(|_| format!("malformed Transport header {header:?}"))?
+            .ok_or("no Transport header")?;
+        transports
+            .iter()
+            .find_map(|t| match t {
+                Transport::Rtp(rtp) => Self::from_rtp(rtp),
+                Transport::Other(_) => None,
+            })
+            .ok_or_else(|| format!("no supported transport in {header:?}"))
+    }
+
+    fn from_rtp(rtp: &RtpTransport) -> Option<TransportSpec> {
+        let p = &rtp.params;
+        if p.multicast || p.destination.is_some() {
+            return None;
+        }
+        match (&rtp.profile, &rtp.lower_transport) {
+            (RtpProfile::Avp, None | Some(RtpLowerTransport::Udp)) => {
+                let (rtp_port, rtcp_port) = p.client_port?;
+                (rtp_port != 0).then_some(TransportSpec::Udp {
+                    rtp_port,
+                    rtcp_port,
+                })
+            }
+            (RtpProfile::Avp, Some(RtpLowerTransport::Tcp)) => {
+                let channels = match p.interleaved {
+                    Some((rtp, rtcp)) => Some((rtp, rtcp.unwrap_or(rtp.checked_add(1)?))),
+                    None => None,
+                };
+                Some(TransportSpec::Tcp { channels })
+            }
+            // `RTP/UDP;client_port=N` from a lab client that ends lines with CRLF.
+            (RtpProfile::Other(profile), None) if profile == "UDP" => {
+                let (port, _) = p.client_port?;
+                (port != 0).then_some(TransportSpec::Lab { port })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The server's `Transport` reply for UDP unicast.
+pub fn udp_reply(client: (u16, Option<u16>), server: (u16, u16), ssrc: u32) -> Transports {
+    reply(None, |p| {
+        p.client_port = Some(client);
+        p.server_port = Some((server.0, Some(server.1)));
+        p.ssrc = vec![ssrc];
+    })
+}
+
+/// The server's `Transport` reply for TCP interleaved.
+pub fn tcp_reply(channels: (u8, u8), ssrc: u32) -> Transports {
+    reply(Some(RtpLowerTransport::Tcp), |p| {
+        p.interleaved = Some((channels.0, Some(channels.1)));
+        p.ssrc = vec![ssrc];
+    })
+}
+
+fn reply(
+    lower_transport: Option<RtpLowerTransport>,
+    fill: impl FnOnce(&mut RtpTransportParameters),
+) -> Transports {
+    let mut params = RtpTransportParameters {
+        unicast: true,
+        ..Default::default()
+    };
+    fill(&mut params);
+    Transports::from(vec![Transport::Rtp(RtpTransport {
+        profile: RtpProfile::Avp,
+        lower_transport,
+        params,
+    })])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_first_supported_transport() {
+        assert_eq!(
+            TransportSpec::parse("RTP/AVP;unicast;client_port=5000-5001"),
+            Ok(TransportSpec::Udp {
+                rtp_port: 5000,
+                rtcp_port: Some(5001)
+            })
+        );
+        assert_eq!(
+            TransportSpec::parse("RTP/AVP;multicast,RTP/AVP/TCP;unicast;interleaved=2-3"),
+            Ok(TransportSpec::Tcp {
+                channels: Some((2, 3))
+            })
+        );
+        assert_eq!(
+            TransportSpec::parse("RTP/AVP/TCP;unicast"),
+            Ok(TransportSpec::Tcp { channels: None })
+        );
+        assert_eq!(
+            TransportSpec::parse("RTP/UDP;client_port=25010"),
+            Ok(TransportSpec::Lab { port: 25010 })
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_serve() {
+        for bad in [
+            "RTP/AVP;multicast;port=5000-5001",
+            "RTP/SAVP;unicast;client_port=5000-5001",
+            "RTP/AVP;unicast",
+            "RTP/AVP;unicast;client_port=0-1",
+            "RTP/AVP;unicast;dest_addr=\"\\\"",
+            "nonsense;;;",
+            "",
+        ] {
+            assert!(TransportSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn writes_the_reply_through_rtsp_types() {
+        let response =
+            rtsp_types::Response::builder(rtsp_types::Version::V1_0, rtsp_types::StatusCode::Ok)
+                .typed_header(&udp_reply((5000, Some(5001)), (6970, 6971), 0xdeadbeef))
+                .empty();
+        let value = response
+            .header(&rtsp_types::headers::TRANSPORT)
+            .unwrap()
+            .as_str();
+        assert_eq!(
+            value,
+            "RTP/AVP;unicast;ssrc=DEADBEEF;client_port=5000-5001;server_port=6970-6971"
+        );
+    }
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Serves one Motion-JPEG clip with GStreamer's own RTSP server (GstRtspServer).
+
+The anchor of the RTSP server benchmark (tests/benches/rtsp_server.rs): the clip is served
+at rtsp://ADDR:PORT/NAME by the media factory
+
+    ( mjpegfilesrc location=CLIP framerate=FPS/1 loop=true ! rtpjpegpay name=pay0 pt=26 )
+
+one pipeline per client, or with --shared one pipeline for every client. When the server
+listens, the URL is printed on stdout (one line); it then serves until SIGINT or SIGTERM.
+
+mjpegfilesrc comes from this project's plugin: point GST_PLUGIN_PATH at the directory
+holding libgstmjpegrtp.so (target/release or target/debug).
+
+It needs Debian's python3-gi and gir1.2-gst-rtsp-server-1.0, so run it with the system
+interpreter (/usr/bin/python3), not one from a virtual environment or pyenv.
+"""
+
+import argparse
+import os
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Serve one Motion-JPEG clip with gst-rtsp-server (RTP/JPEG, payload 26)."
+    )
+    parser.add_argument("clip", help="the clip (.Mjpeg lab format or concatenated JPEG)")
+    parser.add_argument(
+        "--port", type=int, default=8554, help="TCP port to listen on, 0 for any (default 8554)"
+    )
+    parser.add_argument(
+        "--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--fps", type=int, default=25, help="frames per second (default 25)")
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="one pipeline for every client (factory.set_shared), instead of one per client",
+    )
+    parser.add_argument(
+        "--name", help="mount point, without the leading slash (default: the clip's file name)"
+    )
+    parser.add_argument(
+        "--no-loop", action="store_true", help="end at the end of the clip instead of looping"
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=1024,
+        help="listen backlog (default 1024; GstRTSPServer's own default, 5, makes a fast "
+        "ramp of connections wait for SYN retransmissions)",
+    )
+    args = parser.parse_args()
+    if args.fps <= 0:
+        parser.error("--fps must be positive")
+    return args
+
+
+def main():
+    args = parse_args()
+    Gst.init(None)
+    if Gst.ElementFactory.find("mjpegfilesrc") is None:
+        sys.exit(
+            "gst-rtsp-server.py: mjpegfilesrc not found: set GST_PLUGIN_PATH to the directory "
+            "holding libgstmjpegrtp.so (for example target/release)"
+        )
+    clip = os.path.abspath(args.clip)
+    if not os.path.isfile(clip):
+        sys.exit(f"gst-rtsp-server.py: {clip}: no such file")
+    name = args.name or os.path.basename(clip)
+    location = clip.replace("\\", "\\\\").replace('"', '\\"')
+    loop = "false" if args.no_loop else "true"
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address(args.bind)
+    server.set_service(str(args.port))
+    server.set_backlog(args.backlog)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f'( mjpegfilesrc location="{location}" framerate={args.fps}/1 loop={loop} '
+        f"! rtpjpegpay name=pay0 pt=26 )"
+    )
+    factory.set_shared(args.shared)
+    server.get_mount_points().add_factory("/" + name, factory)
+    if server.attach(None) == 0:
+        sys.exit(f"gst-rtsp-server.py: cannot listen on {args.bind}:{args.port}")
+
+    main_loop = GLib.MainLoop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, main_loop.quit)
+    print(f"rtsp://{args.bind}:{server.get_bound_port()}/{name}", flush=True)
+    main_loop.run()
+
+
+if __name__ == "__main__":
+    main()
