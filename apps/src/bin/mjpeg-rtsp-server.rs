@@ -1,13 +1,77 @@
-//! mjpeg-rtsp-server: serves Motion-JPEG clips over RTSP (not in this build yet).
+//! mjpeg-rtsp-server: serves Motion-JPEG clips over RTSP (argument parsing and wiring; the
+//! server is `mjpeg_rtsp::server`).
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Serves Motion-JPEG clips (.Mjpeg lab files or concatenated JPEG) over RTSP 1.0 with
+/// RTP/JPEG (RFC 2435) and RTCP, to standard clients (ffplay, VLC, GStreamer's rtspsrc,
+/// mjpeg-player) and to the networking lab's clients.
+///
+/// Each clip is served at rtsp://HOST:PORT/<file name>; the server prints those URLs when
+/// it is ready. With no PATH it serves the bundled sample clip.
+#[derive(Parser, Debug)]
+#[command(name = "mjpeg-rtsp-server", version)]
+struct Args {
+    /// TCP port for RTSP (0: any free port)
+    #[arg(long, default_value_t = 8554)]
+    port: u16,
+    /// Address to listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Frames per second (clip files do not store a rate; lab servers send 20)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=240))]
+    fps: u32,
+    /// Largest RTP packet in bytes
+    #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u32).range(200..=65000))]
+    mtu: u32,
+    /// Start over at the end of a clip instead of ending the stream
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Do not send fewer frames to clients that report loss
+    #[arg(long)]
+    no_adapt: bool,
+    /// Loss (percent, from receiver reports) above which a session sends fewer frames
+    #[arg(long, default_value_t = 5.0)]
+    adapt_threshold: f64,
+    /// Seconds without a request or RTCP after which a session ends
+    #[arg(long, default_value_t = 60)]
+    session_timeout: u64,
+    /// Print a statistics line per session every 5 seconds
+    #[arg(long)]
+    stats: bool,
+    /// Most sessions at once
+    #[arg(long, default_value_t = 4096)]
+    max_sessions: usize,
+    /// Clips (.Mjpeg, .mjpeg, .mjpg) or folders of clips
+    paths: Vec<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "usage: mjpeg-rtsp-server [--port 8554] [--bind ADDR] [--fps N] [--mtu N] [PATH ...]\n\
-         \n\
-         mjpeg-rtsp-server is not available in this build. To stream a clip now, see\n\
-         pipelines/udp-send.sh."
-    );
-    ExitCode::from(mjpeg_rtsp::NOT_AVAILABLE)
+    let args = Args::parse();
+    let config = mjpeg_rtsp::server::Config {
+        bind: args.bind,
+        port: args.port,
+        fps: args.fps,
+        mtu: args.mtu,
+        looping: args.looping,
+        adapt: !args.no_adapt,
+        adapt_threshold: args.adapt_threshold / 100.0,
+        session_timeout: Duration::from_secs(args.session_timeout.max(1)),
+        stats_interval: args.stats.then_some(Duration::from_secs(5)),
+        max_sessions: args.max_sessions,
+        paths: args.paths,
+    };
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../media/sample.Mjpeg");
+    match mjpeg_rtsp::server::run(config, sample) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mjpeg-rtsp-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,322 @@
-//! The RTSP server.
+//! `mjpeg-rtsp-server`: serves Motion-JPEG clips over RTSP 1.0 (RFC 2326), RTP/JPEG
+//! (RFC 2435) and RTCP (RFC 3550), to standard clients and to the networking lab's.
+//!
+//! Concurrency model, chosen to hold hundreds of sessions on a small machine:
+//! - The control plane (one task per TCP connection, session timeouts, `--stats`) runs on
+//!   a single-threaded tokio runtime: connections are cheap when idle, slow or hostile
+//!   clients only hold their own task, and every read has a deadline.
+//! - The packet path is one pacer thread (`pacer`) that sends every playing session's
+//!   frames from a timetable, batching the datagrams of all sessions due together into
+//!   `sendmmsg` calls on one shared RTP socket. There is no thread, pipeline or socket per
+//!   session: each clip is payloaded once at start (`media`) and all sessions send the
+//!   same packets with their own RTP header.
+//! - One thread reads RTCP from clients on the shared RTCP socket and hands each compound
+//!   packet to its session (found by the SSRC it reports on, or by the sender's address).
+
+pub mod adapt;
+mod connection;
+pub mod handler;
+pub mod media;
+pub mod pacer;
+pub mod session;
+mod udp;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use media::Clip;
+use pacer::{Pacer, Sockets};
+use session::{Dest, Phase, Session};
+
+use crate::rtsp::Dialect;
+
+/// What the command line sets.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: IpAddr,
+    /// 0: any free port (the URLs printed at start say which).
+    pub port: u16,
+    pub fps: u32,
+    pub mtu: u32,
+    pub looping: bool,
+    /// Send fewer frames to clients that report loss.
+    pub adapt: bool,
+    /// Fraction lost (0..1) above which a receiver report counts as congested.
+    pub adapt_threshold: f64,
+    pub session_timeout: Duration,
+    pub stats_interval: Option<Duration>,
+    pub max_sessions: usize,
+    pub paths: Vec<PathBuf>,
+}
+
+pub struct Server {
+    pub config: Config,
+    pub clips: HashMap<String, Arc<Clip>>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    by_ssrc: Mutex<HashMap<u32, Arc<Session>>>,
+    by_rtcp_address: Mutex<HashMap<SocketAddr, Arc<Session>>>,
+    pacer: Pacer,
+    sockets: Arc<Sockets>,
+    /// The shared RTP and RTCP ports (`server_port`).
+    sockets_ports: (u16, u16),
+}
+
+fn log_line(line: &str) {
+    eprintln!("mjpeg-rtsp-server: {line}");
+}
+
+impl Server {
+    pub fn log(&self, line: &str) {
+        log_line(line);
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        lock(&self.sessions).get(id).cloned()
+    }
+
+    pub fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    fn add_session(&self, session: Arc<Session>, dest: &Dest) {
+        if let Dest::Udp {
+            rtcp: Some(addr), ..
+        } = dest
+        {
+            lock(&self.by_rtcp_address).insert(*addr, session.clone());
+        }
+        if session.dialect == Dialect::Standard {
+            lock(&self.by_ssrc).insert(session.ssrc, session.clone());
+        }
+        lock(&self.sessions).insert(session.id.clone(), session);
+    }
+
+    /// Ends a session: stops its packets and, if it was sending, says BYE.
+    pub fn remove_session(&self, id: &str, why: Option<&str>) {
+        let Some(session) = lock(&self.sessions).remove(id) else {
+            return;
+        };
+        lock(&self.by_ssrc).retain(|_, s| !Arc::ptr_eq(s, &session));
+        lock(&self.by_rtcp_address).retain(|_, s| !Arc::ptr_eq(s, &session));
+        let mut state = session.lock();
+        let was_sending = state.frames_sent > 0 && !state.ended;
+        state.phase = Phase::Ready;
+        state.generation += 1;
+        if let Some(why) = why {
+            if was_sending && session.dialect == Dialect::Standard {
+                pacer::send_rtcp(
+                    &session,
+                    &mut state,
+                    Instant::now(),
+                    &self.sockets,
+                    Some(why),
+                );
+            }
+            self.log(&format!("session {id}: closed ({why})"));
+        }
+    }
+
+    /// Hands a client's RTCP packet to its session.
+    fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
+        let session = reported_ssrcs(data)
+            .into_iter()
+            .find_map(|ssrc| lock(&self.by_ssrc).get(&ssrc).cloned())
+            .or_else(|| lock(&self.by_rtcp_address).get(&from).cloned());
+        if let Some(session) = session {
+            self.rtcp_for(&session, data);
+        }
+    }
+
+    fn rtcp_for(&self, session: &Session, data: &[u8]) {
+        for line in session.on_rtcp(data, self.config.adapt) {
+            self.log(&line);
+        }
+    }
+
+    /// Sessions whose client has been silent longer than the timeout.
+    fn expire_sessions(&self) {
+        let timeout = self.config.session_timeout;
+        let now = Instant::now();
+        let expired: Vec<String> = lock(&self.sessions)
+            .values()
+            .filter(|s| s.dialect == Dialect::Standard || matches!(s.lock().dest, Dest::Lab { .. }))
+            .filter(|s| now.duration_since(s.lock().last_activity) > timeout)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in expired {
+            self.remove_session(&id, Some("timed out"));
+        }
+    }
+
+    fn print_stats(&self) {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for session in sessions {
+            self.log(&session.stats_line());
+        }
+    }
+
+    /// Ends every session (with BYE), at exit.
+    fn shutdown(&self) {
+        let ids: Vec<String> = lock(&self.sessions).keys().cloned().collect();
+        for id in ids {
+            self.remove_session(&id, Some("server shutting down"));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The SSRCs that a compound RTCP packet's report blocks are about.
+fn reported_ssrcs(data: &[u8]) -> Vec<u32> {
+    let mut ssrcs = Vec::new();
+    let Ok(compound) = rtcp_types::Compound::parse(data) else {
+        return ssrcs;
+    };
+    for packet in compound.flatten() {
+        match packet {
+            rtcp_types::Packet::Rr(rr) => ssrcs.extend(rr.report_blocks().map(|b| b.ssrc())),
+            rtcp_types::Packet::Sr(sr) => ssrcs.extend(sr.report_blocks().map(|b| b.ssrc())),
+            _ => {}
+        }
+    }
+    ssrcs
+}
+
+/// Binds the shared RTP/RTCP pair on consecutive ports, RTP even (RFC 3550 11).
+fn bind_pair(ip: IpAddr) -> Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..200 {
+        let rtp = UdpSocket::bind((ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind((ip, port + 1)) {
+            return Ok((rtp, rtcp));
+        }
+    }
+    bail!("found no free pair of UDP ports for RTP and RTCP")
+}
+
+fn set_buffer(socket: &UdpSocket, option: libc::c_int, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt with a pointer to a c_int that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Lifts the open-file limit to its maximum: every client holds a connection.
+fn raise_file_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Loads the clips, binds the sockets, prints the clips' URLs and serves until Ctrl-C.
+pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
+    gst::init()?;
+    gstmjpegrtp::plugin_register_static()?;
+    raise_file_limit();
+    let paths = if config.paths.is_empty() {
+        vec![bundled_sample]
+    } else {
+        config.paths.clone()
+    };
+    let mut clips = HashMap::new();
+    for (name, path) in media::find_clips(&paths)? {
+        match media::load(&name, &path, config.fps, config.mtu) {
+            Ok(clip) => {
+                clips.insert(name, clip);
+            }
+            Err(e) if paths.contains(&path) => return Err(e),
+            Err(e) => log_line(&format!("not serving {}: {e:#}", path.display())),
+        }
+    }
+    if clips.is_empty() {
+        bail!(
+            "no clips to serve in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let (rtp, rtcp) = bind_pair(config.bind).context("binding the RTP/RTCP ports")?;
+    set_buffer(&rtp, libc::SO_SNDBUF, 8 << 20);
+    set_buffer(&rtcp, libc::SO_RCVBUF, 1 << 20);
+    let sockets_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+    let rtcp_reader = rtcp.try_clone()?;
+    let sockets = Arc::new(Sockets { rtp, rtcp });
+    let pacer = Pacer::start(sockets.clone(), log_line)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind((config.bind, config.port)))
+        .with_context(|| format!("listening on {}:{}", config.bind, config.port))?;
+    let port = listener.local_addr()?.port();
+    let host = match config.bind {
+        IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let server = Arc::new(Server {
+        config,
+        clips,
+        sessions: Mutex::default(),
+        by_ssrc: Mutex::default(),
+        by_rtcp_address: Mutex::default(),
+        pacer,
+        sockets,
+        sockets_ports,
+    });
+    {
+        let mut out = std::io::stdout().lock();
+        let mut names: Vec<&String> = server.clips.keys().collect();
+        names.sort();
+        for name in names {
+            writeln!(
+                out,
+                "rtsp://{host}:{port}/{}",
+                crate::rtsp::path::encode(name)
+            )?;
+        }
+        out.flush()?;
+    }
+    {
+        let server = server.clone();
+        std::thread::Builder::new()
+            .name("rtcp".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = rtcp_reader.recv_from(&mut buf) {
+                    server.on_rtcp(&buf[..n], from);
+                }
+            })?;
+    }
+    runtime.block_on(connection::serve(server.clone(), listener));
+    server.shutdown();
+    Ok(())
+}

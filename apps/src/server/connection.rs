@@ -1,0 +1,263 @@
+//! The control plane: accepting connections, reading requests with deadlines, writing
+//! replies (and interleaved packets) in the connection's dialect, session timeouts,
+//! `--stats`, Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtsp_types::headers::{CSEQ, SESSION};
+use rtsp_types::{StatusCode, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::Server;
+use super::handler::{Connection, Reply};
+use crate::rtsp::request::{self, Framed, MAX_REQUEST};
+use crate::rtsp::{Dialect, lab};
+
+/// A request must arrive whole within this time once it has started.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// A lab request is complete when nothing more arrives for this long.
+const LAB_QUIET: Duration = Duration::from_millis(60);
+/// A client that does not take its bytes (replies, interleaved packets) for this long is
+/// dropped.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Frames (or replies) queued for a connection's writer.
+const WRITER_QUEUE: usize = 64;
+
+pub async fn serve(server: Arc<Server>, listener: TcpListener) {
+    let housekeeping = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last_stats = Instant::now();
+            loop {
+                tick.tick().await;
+                server.expire_sessions();
+                if let Some(every) = server.config.stats_interval
+                    && last_stats.elapsed() >= every
+                {
+                    last_stats = Instant::now();
+                    server.print_stats();
+                }
+            }
+        })
+    };
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let server = server.clone();
+                    tokio::spawn(async move { connection(server, stream, peer).await });
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: let connections finish first.
+                    server.log(&format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown_signal() => server.log("shutting down"),
+    }
+    housekeeping.abort();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITER_QUEUE);
+    let writing = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            match tokio::time::timeout(WRITE_DEADLINE, writer.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut conn = Connection {
+        peer,
+        local,
+        writer: tx.clone(),
+        sessions: Vec::new(),
+        next_channel: 0,
+    };
+    let mut dialect = Dialect::Standard;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut partial_since: Option<Instant> = None;
+    let mut quiet = false;
+    'reading: loop {
+        while let Some((framed, used)) = request::next(&buf, quiet) {
+            buf.drain(..used.min(buf.len()));
+            quiet = false;
+            match framed {
+                Framed::Request(request) => {
+                    dialect = request.dialect;
+                    let reply = server.handle(&mut conn, &request);
+                    let close = reply.close;
+                    if tx
+                        .send(render(&reply, request.cseq, dialect))
+                        .await
+                        .is_err()
+                        || close
+                    {
+                        break 'reading;
+                    }
+                }
+                Framed::Interleaved { channel, data } => {
+                    // RTCP from the client on a session's odd channel.
+                    interleaved_rtcp(&server, &conn, channel, &data);
+                }
+                Framed::Invalid { reason, cseq } => {
+                    server.log(&format!("{peer}: bad request ({reason}), closing"));
+                    let mut reply = Reply::new(StatusCode::BadRequest);
+                    reply.close = true;
+                    let _ = tx.send(render(&reply, cseq, dialect)).await;
+                    break 'reading;
+                }
+            }
+        }
+        let pending = buf.iter().any(|b| !b.is_ascii_whitespace());
+        if !pending {
+            partial_since = None;
+        }
+        let since = *partial_since.get_or_insert_with(Instant::now);
+        let wait = if !pending {
+            // Idle: a connection without sessions goes after the session timeout.
+            if conn.sessions.is_empty() {
+                server.config.session_timeout
+            } else {
+                Duration::from_secs(3600)
+            }
+        } else if request::Dialect::Lab == dialect || lab::is_lab(&buf).unwrap_or(false) {
+            LAB_QUIET
+        } else {
+            REQUEST_DEADLINE
+                .saturating_sub(since.elapsed())
+                .max(Duration::from_millis(1))
+        };
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(wait, reader.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                if buf.len() + n > MAX_REQUEST + 4 + 65535 {
+                    let reply = Reply::new(StatusCode::RequestMessageBodyTooLarge);
+                    let _ = tx.send(render(&reply, None, dialect)).await;
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(_) if pending && since.elapsed() < REQUEST_DEADLINE => quiet = true,
+            Err(_) if pending => {
+                server.log(&format!(
+                    "{peer}: request not completed in {REQUEST_DEADLINE:?}, closing"
+                ));
+                let _ = tx
+                    .send(render(
+                        &Reply::new(StatusCode::RequestTimeout),
+                        None,
+                        dialect,
+                    ))
+                    .await;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    // Sessions that live in this connection (interleaved, lab) end with it; UDP sessions
+    // stay until TEARDOWN or their timeout, as RFC 2326 allows clients to reconnect.
+    for id in &conn.sessions {
+        if let Some(session) = server.session(id) {
+            let bound = !matches!(session.lock().dest, super::session::Dest::Udp { .. });
+            if bound {
+                server.remove_session(id, Some("control connection closed"));
+            }
+        }
+    }
+    drop(conn);
+    drop(tx);
+    let _ = writing.await;
+}
+
+fn interleaved_rtcp(server: &Server, conn: &Connection, channel: u8, data: &[u8]) {
+    for id in &conn.sessions {
+        if let Some(session) = server.session(id) {
+            let rtcp_channel = match &session.lock().dest {
+                super::session::Dest::Tcp { channels, .. } => Some(channels.1),
+                _ => None,
+            };
+            if rtcp_channel == Some(channel) {
+                server.rtcp_for(&session, data);
+            }
+        }
+    }
+}
+
+/// Writes a reply in the connection's dialect, echoing the request's CSeq.
+fn render(reply: &Reply, cseq: Option<u32>, dialect: Dialect) -> Vec<u8> {
+    let code = u16::from(reply.status);
+    let reason = if reply.status == StatusCode::Ok {
+        "OK".to_string()
+    } else {
+        reply.status.to_string()
+    };
+    match dialect {
+        Dialect::Lab => {
+            let extra: Vec<(&str, String)> = reply
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.clone()))
+                .collect();
+            lab::reply(
+                code,
+                &reason,
+                cseq,
+                reply.session.as_deref(),
+                &extra,
+                &reply.body,
+            )
+        }
+        Dialect::Standard => {
+            let mut builder =
+                rtsp_types::Response::builder(Version::V1_0, reply.status).reason_phrase(reason);
+            if let Some(cseq) = cseq {
+                builder = builder.header(CSEQ, cseq.to_string());
+            }
+            builder = builder.header(rtsp_types::headers::SERVER, "mjpeg-rtsp-server");
+            for (name, value) in &reply.headers {
+                builder = builder.header(name.clone(), value.clone());
+            }
+            if let Some(session) = &reply.session {
+                builder = builder.header(SESSION, session.clone());
+            }
+            let response = builder.build(reply.body.clone());
+            let mut out = Vec::new();
+            // Writing into a Vec cannot fail.
+            let _ = response.write(&mut out);
+            out
+        }
+    }
+}

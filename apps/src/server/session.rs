@@ -1,0 +1,284 @@
+//! One RTSP session: a client, the clip it plays, where its packets go, its position, and
+//! its RTCP state. The control side (requests) and the pacer (sending) share it behind a
+//! mutex that each holds only briefly.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use gstmjpegrtp::rtcp::{self, sender::SenderCounts};
+
+use super::adapt::Adapt;
+use super::media::Clip;
+use crate::rtsp::Dialect;
+
+/// RTP clock rate of JPEG (RFC 3551).
+pub const CLOCK_RATE: u64 = 90_000;
+
+/// Where a session's packets go.
+#[derive(Debug, Clone)]
+pub enum Dest {
+    Udp {
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+    },
+    /// Interleaved in the control connection: whole `$`-framed frames to its writer.
+    Tcp {
+        writer: tokio::sync::mpsc::Sender<Vec<u8>>,
+        channels: (u8, u8),
+    },
+    /// A lab client: whole JPEGs to one port, no RTCP.
+    Lab { rtp: SocketAddr },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Ready,
+    Playing,
+}
+
+/// What a client's receiver reports said last.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClientReport {
+    pub fraction_lost: f64,
+    pub cumulative_lost: i32,
+    pub jitter_ms: f64,
+    pub rtt_ms: Option<f64>,
+    pub reports: u64,
+}
+
+pub struct State {
+    pub phase: Phase,
+    pub dest: Dest,
+    /// Bumped by every PLAY, PAUSE and TEARDOWN: the pacer drops what it scheduled before.
+    pub generation: u64,
+    /// Next clip frame to send, and the frame to stop before.
+    pub next_frame: usize,
+    pub end_frame: usize,
+    /// Frames of stream time before `next_frame`'s pass through the clip (grows by the
+    /// clip's length at each loop), so timestamps keep increasing when looping.
+    pub loop_base: u64,
+    /// When frame `origin_timeline` of stream time is due.
+    pub origin: Instant,
+    pub origin_timeline: u64,
+    pub seq: u16,
+    pub ts_base: u32,
+    pub counts: SenderCounts,
+    pub next_report: Option<Instant>,
+    pub ended: bool,
+    pub adapt: Adapt,
+    pub last_activity: Instant,
+    pub rtcp: rtcp::Session,
+    pub report: Option<ClientReport>,
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+}
+
+impl State {
+    /// Stream time (in frames) of `next_frame`.
+    pub fn timeline(&self) -> u64 {
+        self.loop_base + self.next_frame as u64
+    }
+
+    pub fn rtp_time(&self, timeline: u64, fps: u32) -> u32 {
+        self.ts_base
+            .wrapping_add((timeline * CLOCK_RATE / u64::from(fps)) as u32)
+    }
+
+    /// The RTP time of `now` on the current play's clock.
+    pub fn rtp_time_now(&self, now: Instant, fps: u32) -> u32 {
+        let elapsed = now.saturating_duration_since(self.origin);
+        let ticks = (elapsed.as_nanos() * u128::from(CLOCK_RATE) / 1_000_000_000) as u32;
+        self.rtp_time(self.origin_timeline, fps).wrapping_add(ticks)
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    pub dialect: Dialect,
+    pub clip: Arc<Clip>,
+    pub ssrc: u32,
+    pub cname: String,
+    /// The client's control connection address.
+    pub peer: SocketAddr,
+    /// Loop at the end of the clip instead of ending.
+    pub looping: bool,
+    state: Mutex<State>,
+}
+
+impl Session {
+    pub fn new(
+        id: String,
+        dialect: Dialect,
+        clip: Arc<Clip>,
+        peer: SocketAddr,
+        dest: Dest,
+        looping: bool,
+        adapt_threshold: f64,
+    ) -> Session {
+        let ssrc = if dialect == Dialect::Lab {
+            0
+        } else {
+            random_u32()
+        };
+        let cname = format!("mjpeg-rtsp-server@{}", peer.ip());
+        let end_frame = clip.frames.len();
+        let now = Instant::now();
+        let state = State {
+            phase: Phase::Ready,
+            dest,
+            generation: 0,
+            next_frame: 0,
+            end_frame,
+            loop_base: 0,
+            origin: now,
+            origin_timeline: 0,
+            seq: if dialect == Dialect::Lab {
+                1
+            } else {
+                random_u32() as u16
+            },
+            ts_base: random_u32(),
+            counts: SenderCounts::default(),
+            next_report: None,
+            ended: false,
+            adapt: Adapt::new(adapt_threshold),
+            last_activity: now,
+            rtcp: rtcp::Session::new(ssrc, &cname),
+            report: None,
+            frames_sent: 0,
+            frames_dropped: 0,
+        };
+        Session {
+            id,
+            dialect,
+            clip,
+            ssrc,
+            cname,
+            peer,
+            looping,
+            state: Mutex::new(state),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; the state is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn touch(&self) {
+        self.lock().last_activity = Instant::now();
+    }
+
+    /// Takes a compound RTCP packet from the client. Returns a line for the log when it
+    /// carried a report about our stream, and a second one when the frame rate changes.
+    pub fn on_rtcp(&self, data: &[u8], adapt: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut state = self.lock();
+        state.last_activity = Instant::now();
+        let mono = monotonic_ns();
+        let events = match state.rtcp.on_rtcp(data, mono, rtcp::ntp::now()) {
+            Ok(events) => events,
+            Err(e) => {
+                lines.push(format!(
+                    "session {}: dropped malformed RTCP from the client: {e}",
+                    self.id
+                ));
+                return lines;
+            }
+        };
+        for (ssrc, reason) in events.byes {
+            lines.push(format!(
+                "session {}: the client (SSRC {ssrc:08x}) said BYE{}",
+                self.id,
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ));
+        }
+        let Some(peer) = state
+            .rtcp
+            .sources()
+            .iter()
+            .find(|s| s.ssrc == self.ssrc)
+            .and_then(|s| s.peer_report)
+        else {
+            return lines;
+        };
+        let previous = state.report.unwrap_or_default();
+        let report = ClientReport {
+            fraction_lost: f64::from(peer.fraction_lost) / 256.0,
+            cumulative_lost: peer.cumulative_lost,
+            jitter_ms: f64::from(peer.jitter) * 1000.0 / CLOCK_RATE as f64,
+            rtt_ms: peer.round_trip_ns.map(|ns| ns as f64 / 1e6),
+            reports: previous.reports + 1,
+        };
+        state.report = Some(report);
+        lines.push(format!(
+            "session {}: receiver report from {}: fraction lost {:.1}%, cumulative lost {}, jitter {:.2} ms{}",
+            self.id,
+            self.peer,
+            report.fraction_lost * 100.0,
+            report.cumulative_lost,
+            report.jitter_ms,
+            report.rtt_ms.map(|r| format!(", round trip {r:.2} ms")).unwrap_or_default()
+        ));
+        if adapt && let Some(decimation) = state.adapt.on_report(report.fraction_lost) {
+            lines.push(format!(
+                "session {}: {} to one frame in {decimation} ({:.1} frames/s) after receiver reports of {:.1}% loss",
+                self.id,
+                if decimation > 1 { "congestion: sending fewer frames," } else { "loss is gone: back" },
+                f64::from(self.clip.fps) / f64::from(decimation),
+                report.fraction_lost * 100.0
+            ));
+        }
+        lines
+    }
+
+    /// A `--stats` line.
+    pub fn stats_line(&self) -> String {
+        let state = self.lock();
+        let report = match state.report {
+            Some(r) => format!(
+                "fraction-lost={:.1}% lost={} jitter={:.2}ms rtt={} reports={}",
+                r.fraction_lost * 100.0,
+                r.cumulative_lost,
+                r.jitter_ms,
+                r.rtt_ms
+                    .map(|r| format!("{r:.2}ms"))
+                    .unwrap_or_else(|| "-".into()),
+                r.reports
+            ),
+            None => "no receiver report yet".to_string(),
+        };
+        format!(
+            "stats session={} client={} clip={} state={:?} frame={} sent-frames={} sent-packets={} dropped-frames={} decimation={} {report}",
+            self.id,
+            self.peer,
+            self.clip.name,
+            state.phase,
+            state.next_frame,
+            state.frames_sent,
+            state.counts.packets,
+            state.frames_dropped,
+            state.adapt.decimation,
+        )
+    }
+}
+
+/// Nanoseconds on a monotonic clock (the process's).
+pub fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+pub fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back on the clock (session ids stay unique by check).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
+            .unwrap_or(0);
+        return t.rotate_left(13) ^ 0x9e37_79b9;
+    }
+    u32::from_ne_bytes(bytes)
+}
