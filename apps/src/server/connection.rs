@@ -226,11 +226,17 @@ fn render(reply: &Reply, cseq: Option<u32>, dialect: Dialect) -> Vec<u8> {
     };
     match dialect {
         Dialect::Lab => {
-            let extra: Vec<(&str, String)> = reply
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.clone()))
-                .collect();
+            // Lab clients read fixed line positions: only a reply with a body (DESCRIBE)
+            // carries more than status, CSeq and Session.
+            let extra: Vec<(&str, String)> = if reply.body.is_empty() {
+                Vec::new()
+            } else {
+                reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.clone()))
+                    .collect()
+            };
             lab::reply(
                 code,
                 &reason,

@@ -1,0 +1,31 @@
+//! Fuzzes the server's request reading: arbitrary bytes from a control connection, split
+//! into requests (RFC 2326 through rtsp-types, the lab dialect, interleaved data) as the
+//! server does, with and without the lab "quiet" end, then every header the server reads
+//! (Transport, Range, the clip path). No panic, and every step consumes bytes it was given.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mjpeg_rtsp::rtsp::request::{self, Framed};
+use mjpeg_rtsp::rtsp::{lab, path, range};
+
+fuzz_target!(|data: &[u8]| {
+    for quiet in [false, true] {
+        let mut rest = data;
+        while let Some((framed, used)) = request::next(rest, quiet) {
+            assert!(used > 0 && used <= rest.len(), "used {used} of {}", rest.len());
+            rest = &rest[used..];
+            if let Framed::Request(r) = framed {
+                if let Some(p) = &r.path {
+                    if let Ok(t) = path::target(p) {
+                        assert!(!t.clip.contains('/') && t.clip != "..", "{t:?}");
+                    }
+                }
+                if let Some(value) = &r.range {
+                    let _ = range::parse(value);
+                }
+            }
+        }
+    }
+    let _ = lab::parse(data);
+});
