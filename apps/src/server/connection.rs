@@ -113,6 +113,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
         while let Some((framed, used)) = request::next(&buf, quiet) {
             buf.drain(..used.min(buf.len()));
             quiet = false;
+            partial_since = None;
             match framed {
                 Framed::Request(request) => {
                     dialect = request.dialect;

@@ -145,7 +145,9 @@ impl Server {
         let now = Instant::now();
         let expired: Vec<String> = lock(&self.sessions)
             .values()
-            .filter(|s| s.dialect == Dialect::Standard || matches!(s.lock().dest, Dest::Lab { .. }))
+            // Lab clients send neither RTCP nor keep-alives: their sessions
+            // live as long as their control connection.
+            .filter(|s| s.dialect == Dialect::Standard)
             .filter(|s| now.duration_since(s.lock().last_activity) > timeout)
             .map(|s| s.id.clone())
             .collect();
