@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 pub mod bench;
+pub mod rtsp;
 
 /// Initialises GStreamer and registers this workspace's plugin in-process.
 pub fn init() {

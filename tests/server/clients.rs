@@ -1,0 +1,197 @@
+//! Real clients against the server: ffprobe, ffmpeg and GStreamer's rtspsrc, over UDP
+//! and TCP.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use mjpeg_rtsp_tests::rtsp::*;
+use mjpeg_rtsp_tests::*;
+
+use super::serve;
+
+/// Runs `cmd` to its end (killed after `limit`): status, stdout, stderr.
+fn run_with_limit(mut cmd: Command, limit: Duration) -> (std::process::ExitStatus, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tool runs");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish in {limit:?}: {}",
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+#[test]
+fn ffprobe_sees_one_mjpeg_stream_of_the_clip_size() {
+    let served = serve(&["--loop"]);
+    let mut cmd = Command::new("ffprobe");
+    cmd.args([
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_type,codec_name,width,height",
+        "-of",
+        "default=noprint_wrappers=1",
+        &served.url,
+    ]);
+    let (status, out, err) = run_with_limit(cmd, Duration::from_secs(30));
+    assert!(status.success(), "ffprobe failed: {err}");
+    assert!(err.trim().is_empty(), "ffprobe complained: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("codec_type="))
+            .count(),
+        1,
+        "{out}"
+    );
+    for line in [
+        "codec_name=mjpeg",
+        "codec_type=video",
+        "width=320",
+        "height=240",
+    ] {
+        assert!(lines.contains(&line), "no {line} in:\n{out}");
+    }
+}
+
+fn ffmpeg_decodes(transport: &str) {
+    let served = serve(&["--loop", "--fps", "50"]);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        transport,
+        "-i",
+        &served.url,
+        "-frames:v",
+        "30",
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        "-f",
+        "null",
+        "-",
+    ]);
+    let (status, out, err) = run_with_limit(cmd, Duration::from_secs(40));
+    assert!(status.success(), "ffmpeg over {transport} failed: {err}");
+    assert!(
+        err.trim().is_empty(),
+        "ffmpeg over {transport} complained: {err}"
+    );
+    let decoded: u64 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        decoded >= 30,
+        "ffmpeg over {transport} decoded {decoded} frames:\n{out}"
+    );
+    // The session ended with the client.
+    served.server.wait_for_log(&["closed ("], REPLY_TIMEOUT);
+}
+
+#[test]
+fn ffmpeg_decodes_over_udp() {
+    ffmpeg_decodes("udp");
+}
+
+#[test]
+fn ffmpeg_decodes_over_tcp() {
+    ffmpeg_decodes("tcp");
+}
+
+/// rtspsrc ! rtpjpegdepay ! jpegdec in this process: 30 frames of the clip's size.
+fn rtspsrc_decodes(protocols: &str) {
+    let served = serve(&["--loop", "--fps", "50"]);
+    let pipeline = launch(&format!(
+        "rtspsrc location={} protocols={protocols} latency=100 ! rtpjpegdepay ! jpegdec \
+         ! appsink name=sink sync=false",
+        served.url
+    ));
+    let count = Arc::new(AtomicUsize::new(0));
+    let caps = Arc::new(std::sync::Mutex::new(None::<gst::Caps>));
+    {
+        let (count, caps) = (count.clone(), caps.clone());
+        appsink(&pipeline).set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    *caps.lock().unwrap() = sample.caps().map(|c| c.to_owned());
+                    count.fetch_add(1, Ordering::SeqCst);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    pipeline
+        .set_state(gst::State::Playing)
+        .expect("rtspsrc starts");
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut error = None;
+    while count.load(Ordering::SeqCst) < 30 && Instant::now() < deadline {
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(20),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        ) {
+            error = Some(format!("{msg:?}"));
+            break;
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.is_none(), "rtspsrc over {protocols}: {error:?}");
+    let n = count.load(Ordering::SeqCst);
+    assert!(n >= 30, "rtspsrc over {protocols} decoded {n} frames");
+    let caps = caps.lock().unwrap().clone().expect("caps");
+    let s = caps.structure(0).unwrap();
+    assert_eq!(
+        (s.get::<i32>("width"), s.get::<i32>("height")),
+        (Ok(320), Ok(240))
+    );
+}
+
+#[test]
+fn rtspsrc_decodes_over_udp() {
+    rtspsrc_decodes("udp");
+}
+
+#[test]
+fn rtspsrc_decodes_over_tcp() {
+    rtspsrc_decodes("tcp");
+}
