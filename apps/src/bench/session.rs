@@ -1,0 +1,367 @@
+//! One RTSP session of the load generator, on its own TCP control connection: OPTIONS
+//! (optional), DESCRIBE, SETUP of one stream over RTP/AVP UDP unicast, PLAY, keep-alives
+//! until the end of the run, TEARDOWN. Messages are built and parsed with `rtsp-types`.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtsp_types::headers::{self, RtpProfile, RtpTransport, Transport};
+use rtsp_types::{Empty, Message, Method, Request, Response, Url, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, timeout};
+
+use super::receiver::{PortPair, Receivers, realtime_ns};
+use super::sdp::{Presentation, presentation};
+
+/// A reply larger than this ends the session (a broken or hostile server).
+const MAX_MESSAGE: usize = 1 << 20;
+
+/// What every session shares.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub url: Url,
+    pub server: SocketAddr,
+    pub user_agent: String,
+    /// Longest wait for a connection or a reply.
+    pub request_timeout: Duration,
+    /// Longest pause between keep-alives (shortened to half the server's session timeout).
+    pub keepalive: Duration,
+    /// Send OPTIONS before DESCRIBE.
+    pub options: bool,
+    /// Receive buffer of each RTP socket, bytes.
+    pub rcvbuf: usize,
+    /// `CLOCK_REALTIME` at the start of the run, ns.
+    pub t0: i64,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("connect: {0}")]
+    Connect(io::Error),
+    #[error("{0}: no reply within {1:?}")]
+    Timeout(&'static str, Duration),
+    #[error("{0}: {1} {2}")]
+    Status(&'static str, u16, String),
+    #[error("{0}: {1}")]
+    Protocol(&'static str, String),
+    #[error("{0}: {1}")]
+    Io(&'static str, io::Error),
+    #[error("client ports: {0}")]
+    Ports(io::Error),
+    #[error("still setting up when the run ended")]
+    Unfinished,
+}
+
+impl SessionError {
+    /// A short category, to count failures by cause.
+    pub fn kind(&self) -> String {
+        match self {
+            SessionError::Connect(e) => format!("connect: {}", e.kind()),
+            SessionError::Timeout(step, _) => format!("{step}: timeout"),
+            SessionError::Status(step, code, reason) => format!("{step}: {code} {reason}"),
+            SessionError::Protocol(step, _) => format!("{step}: protocol error"),
+            SessionError::Io(step, e) => format!("{step}: {}", e.kind()),
+            SessionError::Ports(e) => format!("client ports: {}", e.kind()),
+            SessionError::Unfinished => "unfinished".to_string(),
+        }
+    }
+}
+
+/// How a session went.
+#[derive(Debug, Default)]
+pub struct SessionOutcome {
+    /// `None` when PLAY succeeded.
+    pub error: Option<SessionError>,
+    /// From starting to connect to PLAY's reply.
+    pub setup_time: Option<Duration>,
+    /// When PLAY was written, ns since the start of the run.
+    pub play_sent: Option<i64>,
+    pub keepalives: u32,
+    /// A keep-alive that failed after PLAY, ending the session early.
+    pub late_error: Option<SessionError>,
+    pub teardown_ok: bool,
+    /// The client ports, held open until the receive threads are done with them.
+    pub ports: Option<PortPair>,
+}
+
+/// One control connection.
+struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+    session: Option<String>,
+    session_timeout: Option<u64>,
+    config: Arc<ClientConfig>,
+}
+
+impl Connection {
+    async fn open(config: Arc<ClientConfig>) -> Result<Connection, SessionError> {
+        let stream = timeout(config.request_timeout, TcpStream::connect(config.server))
+            .await
+            .map_err(|_| SessionError::Timeout("connect", config.request_timeout))?
+            .map_err(SessionError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(Connection {
+            stream,
+            buf: Vec::with_capacity(4096),
+            cseq: 0,
+            session: None,
+            session_timeout: None,
+            config,
+        })
+    }
+
+    /// A request with the next CSeq, the User-Agent and the session, if there is one.
+    fn request(&mut self, method: Method, uri: &Url) -> rtsp_types::RequestBuilder {
+        self.cseq += 1;
+        let mut b = Request::builder(method, Version::V1_0)
+            .request_uri(uri.clone())
+            .header(headers::CSEQ, self.cseq.to_string())
+            .header(headers::USER_AGENT, self.config.user_agent.as_str());
+        if let Some(id) = &self.session {
+            b = b.header(headers::SESSION, id.as_str());
+        }
+        b
+    }
+
+    async fn send(&mut self, step: &'static str, req: &Request<Empty>) -> Result<(), SessionError> {
+        let mut bytes = Vec::with_capacity(256);
+        req.write(&mut bytes)
+            .map_err(|e| SessionError::Protocol(step, e.to_string()))?;
+        timeout(self.config.request_timeout, self.stream.write_all(&bytes))
+            .await
+            .map_err(|_| SessionError::Timeout(step, self.config.request_timeout))?
+            .map_err(|e| SessionError::Io(step, e))
+    }
+
+    /// Waits for the reply to the last request (requests and interleaved data from the
+    /// server are skipped); an error unless its status is 2xx.
+    async fn reply(&mut self, step: &'static str) -> Result<Response<Vec<u8>>, SessionError> {
+        let wait = self.config.request_timeout;
+        let response = timeout(wait, self.read_response(step))
+            .await
+            .map_err(|_| SessionError::Timeout(step, wait))??;
+        if !response.status().is_success() {
+            return Err(SessionError::Status(
+                step,
+                u16::from(response.status()),
+                response.reason_phrase().to_string(),
+            ));
+        }
+        Ok(response)
+    }
+
+    async fn read_response(
+        &mut self,
+        step: &'static str,
+    ) -> Result<Response<Vec<u8>>, SessionError> {
+        loop {
+            match Message::<Vec<u8>>::parse(&self.buf) {
+                Ok((message, used)) => {
+                    self.buf.drain(..used);
+                    if let Message::Response(r) = message {
+                        let cseq = r.header(&headers::CSEQ).map(|v| v.as_str().trim());
+                        if cseq == Some(self.cseq.to_string().as_str()) {
+                            return Ok(r);
+                        }
+                    }
+                }
+                Err(rtsp_types::ParseError::Incomplete(_)) => {
+                    if self.buf.len() > MAX_MESSAGE {
+                        return Err(SessionError::Protocol(step, "reply too large".into()));
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let n = self
+                        .stream
+                        .read(&mut chunk)
+                        .await
+                        .map_err(|e| SessionError::Io(step, e))?;
+                    if n == 0 {
+                        return Err(SessionError::Protocol(
+                            step,
+                            "the server closed the connection".into(),
+                        ));
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(rtsp_types::ParseError::Error) => {
+                    let head = String::from_utf8_lossy(&self.buf[..self.buf.len().min(60)]);
+                    return Err(SessionError::Protocol(
+                        step,
+                        format!("unparsable reply starting {head:?}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        step: &'static str,
+        req: Request<Empty>,
+    ) -> Result<Response<Vec<u8>>, SessionError> {
+        self.send(step, &req).await?;
+        self.reply(step).await
+    }
+}
+
+/// Returns once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Runs session `index`: starts at `start`, plays until `stop` turns true, tears down.
+pub async fn run_session(
+    index: usize,
+    start: Instant,
+    config: Arc<ClientConfig>,
+    receivers: Arc<Receivers>,
+    mut stop: watch::Receiver<bool>,
+) -> SessionOutcome {
+    tokio::time::sleep_until(start).await;
+    let mut outcome = SessionOutcome::default();
+    let begun = Instant::now();
+    let opened = tokio::select! {
+        r = Connection::open(config.clone()) => r,
+        _ = stopped(&mut stop) => Err(SessionError::Unfinished),
+    };
+    let mut conn = match opened {
+        Ok(c) => c,
+        Err(e) => {
+            outcome.error = Some(e);
+            return outcome;
+        }
+    };
+    let established = tokio::select! {
+        r = establish(index, &mut conn, &receivers, &mut outcome) => r,
+        _ = stopped(&mut stop) => Err(SessionError::Unfinished),
+    };
+    let (aggregate, use_get_parameter) = match established {
+        Ok(x) => x,
+        Err(e) => {
+            outcome.error = Some(e);
+            return outcome;
+        }
+    };
+    outcome.setup_time = Some(begun.elapsed());
+    let keepalive = keepalive_interval(&conn, &config);
+    let mut method = if use_get_parameter {
+        Method::GetParameter
+    } else {
+        Method::Options
+    };
+    let mut next = Instant::now() + keepalive;
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            _ = tokio::time::sleep_until(next) => {
+                next += keepalive;
+                outcome.keepalives += 1;
+                let req = conn.request(method.clone(), &aggregate).empty();
+                match conn.exchange("keep-alive", req).await {
+                    Ok(_) => {}
+                    // A server that does not know GET_PARAMETER: OPTIONS keeps it alive too.
+                    Err(SessionError::Status(_, 405 | 501, _)) if method == Method::GetParameter => {
+                        method = Method::Options;
+                    }
+                    Err(e) => {
+                        outcome.late_error = Some(e);
+                        return outcome;
+                    }
+                }
+            }
+        }
+    }
+    let req = conn.request(Method::Teardown, &aggregate).empty();
+    outcome.teardown_ok = conn.exchange("TEARDOWN", req).await.is_ok();
+    outcome
+}
+
+/// OPTIONS, DESCRIBE, SETUP, PLAY: the aggregate URL and whether GET_PARAMETER may serve as
+/// keep-alive.
+async fn establish(
+    index: usize,
+    conn: &mut Connection,
+    receivers: &Receivers,
+    outcome: &mut SessionOutcome,
+) -> Result<(Url, bool), SessionError> {
+    let url = conn.config.url.clone();
+    let mut get_parameter = true;
+    if conn.config.options {
+        let req = conn.request(Method::Options, &url).empty();
+        let reply = conn.exchange("OPTIONS", req).await?;
+        if let Ok(Some(public)) = reply.typed_header::<headers::Public>() {
+            get_parameter = public.contains(&Method::GetParameter);
+        }
+    }
+
+    let req = conn
+        .request(Method::Describe, &url)
+        .header(headers::ACCEPT, "application/sdp")
+        .empty();
+    let reply = conn.exchange("DESCRIBE", req).await?;
+    let text = |name| reply.header(&name).map(|v| v.as_str().to_string());
+    let Presentation {
+        aggregate, media, ..
+    } = presentation(
+        &url,
+        text(headers::CONTENT_BASE).as_deref(),
+        text(headers::CONTENT_LOCATION).as_deref(),
+        reply.body(),
+    )
+    .map_err(|e| SessionError::Protocol("DESCRIBE", e))?;
+
+    let ip = match conn.config.server.ip() {
+        IpAddr::V4(_) => IpAddr::from([0u8; 4]),
+        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
+    };
+    let ports = PortPair::bind(ip, conn.config.rcvbuf).map_err(SessionError::Ports)?;
+    let rtp_port = ports.rtp_port();
+    // Held in the outcome from here, so that the sockets outlive the receive threads.
+    outcome.ports = Some(ports);
+    let transport = Transport::Rtp(RtpTransport {
+        profile: RtpProfile::Avp,
+        lower_transport: None,
+        params: headers::RtpTransportParameters {
+            unicast: true,
+            client_port: Some((rtp_port, Some(rtp_port + 1))),
+            ..Default::default()
+        },
+    });
+    let req = conn
+        .request(Method::Setup, &media)
+        .typed_header(&headers::Transports::from(vec![transport]))
+        .empty();
+    let reply = conn.exchange("SETUP", req).await?;
+    let session = reply
+        .typed_header::<headers::Session>()
+        .map_err(|_| SessionError::Protocol("SETUP", "bad Session header".into()))?
+        .ok_or_else(|| SessionError::Protocol("SETUP", "no Session header".into()))?;
+    conn.session = Some(session.0.clone());
+    conn.session_timeout = session.1;
+    if let Some(ports) = &outcome.ports {
+        receivers
+            .register(index, ports)
+            .map_err(SessionError::Ports)?;
+    }
+
+    let req = conn
+        .request(Method::Play, &aggregate)
+        .header(headers::RANGE, "npt=0.000-")
+        .empty();
+    outcome.play_sent = Some(realtime_ns() - conn.config.t0);
+    conn.exchange("PLAY", req).await?;
+    Ok((aggregate, get_parameter))
+}
+
+/// Pause between keep-alives: the configured one, at most half the session timeout the
+/// server announced (RFC 2326 12.37: 60 s when it says none).
+fn keepalive_interval(conn: &Connection, config: &ClientConfig) -> Duration {
+    let half = Duration::from_secs(conn.session_timeout.unwrap_or(60) / 2);
+    config.keepalive.min(half).max(Duration::from_secs(1))
+}
