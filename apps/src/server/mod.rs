@@ -7,7 +7,7 @@
 //!   clients only hold their own task, and every read has a deadline.
 //! - The packet path is one pacer thread (`pacer`) that sends every playing session's
 //!   frames from a timetable, batching the datagrams of all sessions due together into
-//!   `sendmmsg` calls on one shared RTP socket. There is no thread, pipeline or socket per
+//!   `sendmmsg` calls (with UDP GSO per frame) on one shared RTP socket. There is no thread, pipeline or socket per
 //!   session: each clip is payloaded once at start (`media`) and all sessions send the
 //!   same packets with their own RTP header.
 //! - One thread reads RTCP from clients on the shared RTCP socket and hands each compound
