@@ -43,24 +43,8 @@ fn assert_frame(received: &[u8], k: usize) {
 }
 
 /// A server serving `clip.Mjpeg` (the test clip) with `options`.
-struct Served {
-    server: ServerProcess,
-    url: String,
-    _dir: ClipDir,
-}
-
 fn serve(options: &[&str]) -> Served {
-    let dir = ClipDir::new();
-    let clip = dir.clip("clip.Mjpeg", frames());
-    let mut args: Vec<std::ffi::OsString> = options.iter().map(|o| o.into()).collect();
-    args.push(clip.into());
-    let server = ServerProcess::start(&args, 1);
-    let url = server.url("clip.Mjpeg");
-    Served {
-        server,
-        url,
-        _dir: dir,
-    }
+    rtsp::serve(frames(), options)
 }
 
 /// A session set up over UDP by the raw client.

@@ -21,29 +21,11 @@ fn frames() -> &'static [Vec<u8>] {
     FRAMES.get_or_init(|| encode_jpegs(40, 320, 240, "ball"))
 }
 
-struct Served {
-    server: ServerProcess,
-    url: String,
-    _dir: ClipDir,
-}
-
 /// A server looping `clip.Mjpeg` at 25 frames/s, with `options`.
 fn serve(options: &[&str]) -> Served {
-    let dir = ClipDir::new();
-    let clip = dir.clip("clip.Mjpeg", frames());
-    let mut args: Vec<std::ffi::OsString> = ["--loop", "--fps", "25"]
-        .iter()
-        .chain(options)
-        .map(|o| o.into())
-        .collect();
-    args.push(clip.into());
-    let server = ServerProcess::start(&args, 1);
-    let url = server.url("clip.Mjpeg");
-    Served {
-        server,
-        url,
-        _dir: dir,
-    }
+    let mut all = vec!["--loop", "--fps", "25"];
+    all.extend_from_slice(options);
+    rtsp::serve(frames(), &all)
 }
 
 /// A client playing over UDP.

@@ -707,3 +707,26 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A server playing one clip, `clip.Mjpeg`, from its own folder.
+pub struct Served {
+    pub server: ServerProcess,
+    /// The clip's URL.
+    pub url: String,
+    _dir: ClipDir,
+}
+
+/// Starts a server on `frames` (as the lab-format clip `clip.Mjpeg`) with `options`.
+pub fn serve(frames: &[Vec<u8>], options: &[&str]) -> Served {
+    let dir = ClipDir::new();
+    let clip = dir.clip("clip.Mjpeg", frames);
+    let mut args: Vec<std::ffi::OsString> = options.iter().map(|o| o.into()).collect();
+    args.push(clip.into());
+    let server = ServerProcess::start(&args, 1);
+    let url = server.url("clip.Mjpeg");
+    Served {
+        server,
+        url,
+        _dir: dir,
+    }
+}

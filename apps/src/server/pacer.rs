@@ -276,12 +276,8 @@ pub fn send_rtcp(
 ) {
     let ntp = rtcp::ntp::now();
     let ts = state.rtp_time_now(now, session.clip.fps);
-    let packet = match bye {
-        Some(reason) => {
-            rtcp::sender::goodbye(session.ssrc, &session.cname, ntp, ts, state.counts, reason)
-        }
-        None => rtcp::sender::sender_report(session.ssrc, &session.cname, ntp, ts, state.counts),
-    };
+    let packet =
+        rtcp::sender::sender_report(session.ssrc, &session.cname, ntp, ts, state.counts, bye);
     let Ok(packet) = packet else {
         return;
     };

@@ -21,47 +21,29 @@ impl SenderCounts {
     }
 }
 
-/// SR + SDES: `ntp` (64-bit NTP time now) and `rtp_timestamp` are the same instant.
+/// SR + SDES, then BYE when `bye` gives a reason (the source leaves: end of its stream,
+/// or the session ends). `ntp` (64-bit NTP time now) and `rtp_timestamp` are the same
+/// instant.
 pub fn sender_report(
     ssrc: u32,
     cname: &str,
     ntp: u64,
     rtp_timestamp: u32,
     counts: SenderCounts,
+    bye: Option<&str>,
 ) -> Result<Vec<u8>, String> {
     let sr = SenderReport::builder(ssrc)
         .ntp_timestamp(ntp)
         .rtp_timestamp(rtp_timestamp)
         .packet_count(counts.packets)
         .octet_count(counts.octets);
-    write(
-        Compound::builder()
-            .add_packet(sr)
-            .add_packet(sdes(ssrc, cname)),
-    )
-}
-
-/// SR + SDES + BYE: the source leaves (end of its stream, or the session ends).
-pub fn goodbye(
-    ssrc: u32,
-    cname: &str,
-    ntp: u64,
-    rtp_timestamp: u32,
-    counts: SenderCounts,
-    reason: &str,
-) -> Result<Vec<u8>, String> {
-    let sr = SenderReport::builder(ssrc)
-        .ntp_timestamp(ntp)
-        .rtp_timestamp(rtp_timestamp)
-        .packet_count(counts.packets)
-        .octet_count(counts.octets);
-    let bye = Bye::builder().add_source(ssrc).reason(reason);
-    write(
-        Compound::builder()
-            .add_packet(sr)
-            .add_packet(sdes(ssrc, cname))
-            .add_packet(bye),
-    )
+    let compound = Compound::builder()
+        .add_packet(sr)
+        .add_packet(sdes(ssrc, cname));
+    match bye {
+        Some(reason) => write(compound.add_packet(Bye::builder().add_source(ssrc).reason(reason))),
+        None => write(compound),
+    }
 }
 
 fn sdes(ssrc: u32, cname: &str) -> rtcp_types::SdesBuilder<'_> {
@@ -89,8 +71,15 @@ mod tests {
             packets: 10,
             octets: 12_000,
         };
-        let sr =
-            sender_report(0x1234, "server@host", 0xAABB_CCDD_0000_0000, 90_000, counts).unwrap();
+        let sr = sender_report(
+            0x1234,
+            "server@host",
+            0xAABB_CCDD_0000_0000,
+            90_000,
+            counts,
+            None,
+        )
+        .unwrap();
         let mut receiver = Session::new(7, "client");
         assert_eq!(receiver.on_rtcp(&sr, 5, 0).unwrap().byes, vec![]);
         let source = &receiver.sources()[0];
@@ -106,7 +95,7 @@ mod tests {
             (0xAABB_CCDD_0000_0000, 90_000, 10, 12_000)
         );
         assert_eq!(source.cname.as_deref(), Some("server@host"));
-        let bye = goodbye(0x1234, "server@host", 1, 2, counts, "end of clip").unwrap();
+        let bye = sender_report(0x1234, "server@host", 1, 2, counts, Some("end of clip")).unwrap();
         let events = receiver.on_rtcp(&bye, 6, 0).unwrap();
         assert_eq!(events.byes, vec![(0x1234, Some("end of clip".to_string()))]);
     }
