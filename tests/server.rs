@@ -315,6 +315,24 @@ fn teardown_stops_packets_and_says_bye() {
 }
 
 #[test]
+fn ctrl_c_says_bye_to_every_session_and_exits_cleanly() {
+    let mut served = serve(&["--fps", "50", "--loop"]);
+    let mut sessions: Vec<_> = (0..2).map(|_| setup_udp(&served)).collect();
+    for s in &mut sessions {
+        play(&mut s.client, &served.url, &s.id, None);
+        s.rtp.recv_frames(2, REPLY_TIMEOUT);
+    }
+    let status = served.server.interrupt(REPLY_TIMEOUT);
+    assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
+    for s in &sessions {
+        wait_for_bye(&s.rtcp, s.ssrc);
+    }
+    served
+        .server
+        .wait_for_log(&["closed (server shutting down)"], REPLY_TIMEOUT);
+}
+
+#[test]
 fn pause_stops_packets_and_play_resumes_with_the_next_seq() {
     let served = serve(&["--fps", "50"]);
     let mut s = setup_udp(&served);
