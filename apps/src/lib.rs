@@ -8,6 +8,7 @@
 //! - [`bench`]: the load generator behind `mjpeg-rtsp-bench`.
 
 pub mod bench;
+pub mod player;
 pub mod rtsp;
 pub mod server;
 

@@ -2,6 +2,7 @@
 //! requests (through `rtsp-types`) and the lab dialect, transports, ranges, SDP (through
 //! `sdp-types`) and the mapping from request URLs to clip names.
 
+pub mod auth;
 pub mod lab;
 pub mod path;
 pub mod range;

@@ -1,0 +1,1 @@
+//! mjpeg-player: RTSP client, receive path, pipeline, controls, statistics.
