@@ -1,5 +1,5 @@
-//! The command lines: the server explains itself and refuses bad arguments clearly; the
-//! player, until it is implemented, says so and fails, claiming nothing.
+//! The command lines: the server and the player explain themselves and refuse bad
+//! arguments clearly.
 
 use std::process::Command;
 
@@ -48,16 +48,48 @@ fn server_refuses_a_missing_clip() {
 }
 
 #[test]
-fn player_prints_usage_and_fails() {
+fn player_help_describes_every_option() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mjpeg-player"))
+        .arg("--help")
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--transport",
+        "--headless",
+        "--no-overlay",
+        "--frames",
+        "--duration",
+        "--stats-json",
+        "<URL>",
+    ] {
+        assert!(help.contains(option), "{option} missing in\n{help}");
+    }
+}
+
+#[test]
+fn player_without_a_url_prints_usage_and_fails() {
     let out = Command::new(env!("CARGO_BIN_EXE_mjpeg-player"))
         .output()
         .expect("binary runs");
-    assert_eq!(
-        out.status.code(),
-        Some(i32::from(mjpeg_rtsp::NOT_AVAILABLE))
-    );
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("usage: mjpeg-player"), "{err}");
-    assert!(err.contains("not available in this build"), "{err}");
-    assert!(out.stdout.is_empty());
+    assert!(err.contains("Usage: mjpeg-player"), "{err}");
+}
+
+#[test]
+fn player_reports_an_unreachable_server() {
+    // A port nobody listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let out = Command::new(env!("CARGO_BIN_EXE_mjpeg-player"))
+        .args(["--headless", &format!("rtsp://127.0.0.1:{port}/clip.Mjpeg")])
+        .output()
+        .expect("binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to 127.0.0.1"), "{err}");
 }

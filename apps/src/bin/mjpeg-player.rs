@@ -1,13 +1,87 @@
-//! mjpeg-player: plays Motion-JPEG RTSP streams (not in this build yet).
+//! mjpeg-player: plays Motion-JPEG RTSP streams (argument parsing and wiring; the player
+//! is `mjpeg_rtsp::player`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mjpeg_rtsp::player::{self, TransportChoice};
+
+/// Plays a Motion-JPEG RTSP stream (RTP/JPEG, RFC 2435) with live loss statistics: from
+/// mjpeg-rtsp-server, gst-rtsp-server, ffmpeg-based servers and IP cameras.
+///
+/// Keys (in the terminal): space = pause/resume, left/right = seek -/+5 s,
+/// s = statistics overlay, q or Esc = quit. At exit it prints a summary with the
+/// "RTP packet loss rate".
+#[derive(Parser, Debug)]
+#[command(name = "mjpeg-player", version)]
+struct Args {
+    /// The stream, rtsp://HOST[:PORT]/PATH
+    url: String,
+    /// How to receive RTP: udp, tcp (interleaved), or auto (TCP when UDP does not arrive)
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: TransportChoice,
+    /// Decode into a fake sink instead of a window (automatic without a display)
+    #[arg(long)]
+    headless: bool,
+    /// Hide the statistics overlay
+    #[arg(long)]
+    no_overlay: bool,
+    /// Stop after N frames shown
+    #[arg(long, value_name = "N")]
+    frames: Option<u64>,
+    /// Stop after S seconds
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+    /// Write the summary as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "usage: mjpeg-player rtsp://HOST:PORT/CLIP\n\
-         \n\
-         mjpeg-player is not available in this build. To play a clip now, see\n\
-         pipelines/play-file.sh and pipelines/udp-receive.sh."
-    );
-    ExitCode::from(mjpeg_rtsp::NOT_AVAILABLE)
+    let started = Instant::now();
+    let args = Args::parse();
+    let mut headless = args.headless;
+    if !headless && !player::has_display() {
+        eprintln!("mjpeg-player: no display (DISPLAY/WAYLAND_DISPLAY unset): playing headless");
+        headless = true;
+    }
+    let duration = match args.duration {
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            eprintln!("mjpeg-player: --duration must be a positive number of seconds");
+            return ExitCode::from(2);
+        }
+        d => d.map(Duration::from_secs_f64),
+    };
+    let options = player::Options {
+        url: args.url,
+        transport: args.transport,
+        headless,
+        overlay: !args.no_overlay,
+        frames: args.frames,
+        duration,
+        stats_json: args.stats_json.clone(),
+        started,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = std::thread::Builder::new()
+        .name("keys".into())
+        .spawn(move || player::read_keys(tx));
+    match player::run(options, rx) {
+        Ok(summary) => {
+            println!("{}", player::summary_text(&summary));
+            if let Some(path) = args.stats_json
+                && let Err(e) = std::fs::write(&path, player::summary_json(&summary))
+            {
+                eprintln!("mjpeg-player: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mjpeg-player: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,177 @@
+//! The RTSP control connection of the player: requests written and replies read with
+//! `rtsp-types`, CSeq matching, and the interleaved channels of RTP/AVP/TCP demultiplexed
+//! from the same byte stream by a reader thread.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use rtsp_types::headers::{CSEQ, SESSION, USER_AGENT};
+use rtsp_types::{Message, Method, ParseError, Request, Response, Url, Version};
+
+/// How long a reply may take.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Data the server sent on an interleaved channel.
+pub type InterleavedSink = Box<dyn FnMut(u8, &[u8]) + Send>;
+
+/// The control connection.
+pub struct Control {
+    writer: Arc<Mutex<TcpStream>>,
+    replies: Receiver<Result<Response<Vec<u8>>, String>>,
+    cseq: u32,
+    /// The session id, once SETUP gave one, and its timeout in seconds.
+    pub session: Option<String>,
+    pub timeout: Option<u64>,
+    interleaved: Arc<Mutex<Option<InterleavedSink>>>,
+}
+
+impl Control {
+    /// Connects to the URL's host (port 554 when the URL has none).
+    pub fn connect(url: &Url) -> Result<Control> {
+        let host = url.host_str().ok_or_else(|| anyhow!("{url}: no host"))?;
+        let port = url.port().unwrap_or(554);
+        let addrs: Vec<_> = (host, port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect();
+        let mut last = None;
+        let mut stream = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match (stream, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) => bail!("cannot connect to {host}:{port}: {e}"),
+            (None, None) => bail!("{host} has no address"),
+        };
+        let _ = stream.set_nodelay(true);
+        let reader = stream.try_clone()?;
+        let (tx, rx) = mpsc::channel();
+        let interleaved: Arc<Mutex<Option<InterleavedSink>>> = Arc::new(Mutex::new(None));
+        let sink = interleaved.clone();
+        std::thread::Builder::new()
+            .name("rtsp-reader".into())
+            .spawn(move || read_loop(reader, &tx, &sink))?;
+        Ok(Control {
+            writer: Arc::new(Mutex::new(stream)),
+            replies: rx,
+            cseq: 0,
+            session: None,
+            timeout: None,
+            interleaved,
+        })
+    }
+
+    /// Where interleaved data goes (RTP/AVP/TCP).
+    pub fn set_interleaved_sink(&self, sink: InterleavedSink) {
+        if let Ok(mut slot) = self.interleaved.lock() {
+            *slot = Some(sink);
+        }
+    }
+
+    /// A writer for interleaved data to the server (RTCP on TCP).
+    pub fn writer(&self) -> Arc<Mutex<TcpStream>> {
+        self.writer.clone()
+    }
+
+    /// Sends a request and waits for its reply.
+    pub fn request(
+        &mut self,
+        method: Method,
+        url: Option<&Url>,
+        headers: &[(rtsp_types::headers::HeaderName, String)],
+    ) -> Result<Response<Vec<u8>>> {
+        self.cseq += 1;
+        let mut builder = Request::builder(method.clone(), Version::V1_0)
+            .header(CSEQ, self.cseq.to_string())
+            .header(USER_AGENT, "mjpeg-player");
+        if let Some(url) = url {
+            builder = builder.request_uri(url.clone());
+        }
+        if let Some(session) = &self.session {
+            builder = builder.header(SESSION, session.clone());
+        }
+        for (name, value) in headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        let request = builder.build(Vec::<u8>::new());
+        let mut bytes = Vec::new();
+        request.write(&mut bytes).map_err(|e| anyhow!("{e:?}"))?;
+        {
+            let mut writer = self.writer.lock().map_err(|_| anyhow!("writer poisoned"))?;
+            writer.write_all(&bytes).context("sending the request")?;
+        }
+        loop {
+            let reply = match self.replies.recv_timeout(REPLY_TIMEOUT) {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => bail!("the server's reply to {method:?}: {e}"),
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("no reply to {method:?} within {REPLY_TIMEOUT:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => bail!("the server closed the connection"),
+            };
+            let cseq = reply
+                .header(&CSEQ)
+                .and_then(|v| v.as_str().trim().parse::<u32>().ok());
+            // Replies to earlier requests (a keep-alive that timed out) are skipped.
+            if cseq.is_none_or(|c| c == self.cseq) {
+                return Ok(reply);
+            }
+        }
+    }
+}
+
+fn read_loop(
+    mut stream: TcpStream,
+    replies: &Sender<Result<Response<Vec<u8>>, String>>,
+    interleaved: &Mutex<Option<InterleavedSink>>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        loop {
+            match Message::<Vec<u8>>::parse(&buf) {
+                Ok((message, used)) => {
+                    buf.drain(..used);
+                    match message {
+                        Message::Response(response) => {
+                            if replies.send(Ok(response)).is_err() {
+                                return;
+                            }
+                        }
+                        Message::Data(data) => {
+                            if let Ok(mut sink) = interleaved.lock()
+                                && let Some(sink) = sink.as_mut()
+                            {
+                                sink(data.channel_id(), data.as_slice());
+                            }
+                        }
+                        Message::Request(_) => {
+                            // Server-to-client requests (ANNOUNCE, SET_PARAMETER) are not
+                            // used by the servers we play; ignore them.
+                        }
+                    }
+                }
+                Err(ParseError::Incomplete(_)) if buf.len() < 1 << 20 => break,
+                Err(_) => {
+                    let _ = replies.send(Err("unreadable data on the control connection".into()));
+                    return;
+                }
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}

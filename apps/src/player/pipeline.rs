@@ -1,0 +1,165 @@
+//! The player's pipeline: received RTP into `appsrc`, the loss monitor, the depayloader,
+//! the decoder, the statistics overlay and the video sink. RTCP from the server goes into
+//! the monitor's `rtcp_sink`; the monitor's receiver reports come out of an `appsink`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, anyhow};
+use gst::prelude::*;
+
+/// The stream's statistics, read from the elements.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub frames_shown: u64,
+    pub packets_received: u64,
+    pub packets_expected: u64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+    pub bitrate: u64,
+    pub frames_dropped: u64,
+}
+
+impl Stats {
+    pub fn loss_rate(&self) -> f64 {
+        if self.packets_expected == 0 {
+            0.0
+        } else {
+            self.packets_lost.max(0) as f64 / self.packets_expected as f64
+        }
+    }
+}
+
+pub struct Player {
+    pub pipeline: gst::Pipeline,
+    rtp: gst_app::AppSrc,
+    rtcp_in: gst_app::AppSrc,
+    monitor: gst::Element,
+    depay: gst::Element,
+    overlay: gst::Element,
+    frames: Arc<AtomicU64>,
+}
+
+impl Player {
+    /// `video_sink`: `autovideosink` or, headless, `fakesink`.
+    pub fn new(
+        video_sink: &str,
+        overlay: bool,
+        on_frame: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<Player> {
+        let description = format!(
+            "appsrc name=rtp is-live=true do-timestamp=true format=time \
+               caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26\" \
+             ! rtcplossmonitor name=monitor ! rtpmjpegdepay name=depay ! jpegdec ! videoconvert \
+             ! textoverlay name=overlay valignment=top halignment=left font-desc=\"Monospace 10\" \
+               shaded-background=true silent={} \
+             ! {video_sink} name=sink sync=false \
+             appsrc name=rtcp_in is-live=true format=time caps=application/x-rtcp ! monitor.rtcp_sink \
+             monitor.rtcp_src ! appsink name=rtcp_out sync=false async=false",
+            !overlay
+        );
+        let pipeline = gst::parse::launch(&description)
+            .context("building the pipeline")?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow!("not a pipeline"))?;
+        let get = |name: &str| {
+            pipeline
+                .by_name(name)
+                .ok_or_else(|| anyhow!("no {name} in the pipeline"))
+        };
+        let rtp = get("rtp")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| anyhow!("rtp is not an appsrc"))?;
+        let rtcp_in = get("rtcp_in")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| anyhow!("not an appsrc"))?;
+        let frames = Arc::new(AtomicU64::new(0));
+        let counter = frames.clone();
+        let sink_pad = get("sink")?
+            .static_pad("sink")
+            .or_else(|| get("overlay").ok()?.static_pad("src"))
+            .ok_or_else(|| anyhow!("no sink pad"))?;
+        sink_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+            on_frame(n);
+            gst::PadProbeReturn::Ok
+        });
+        Ok(Player {
+            monitor: get("monitor")?,
+            depay: get("depay")?,
+            overlay: get("overlay")?,
+            pipeline,
+            rtp,
+            rtcp_in,
+            frames,
+        })
+    }
+
+    /// Where the monitor's RTCP receiver reports go.
+    pub fn on_rtcp_out(&self, send: impl Fn(&[u8]) + Send + 'static) -> Result<()> {
+        let sink = self
+            .pipeline
+            .by_name("rtcp_out")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| anyhow!("no rtcp_out appsink"))?;
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer()
+                        && let Ok(map) = buffer.map_readable()
+                    {
+                        send(map.as_slice());
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Ok(())
+    }
+
+    pub fn push_rtp(&self, packet: &[u8]) {
+        let _ = self
+            .rtp
+            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+    }
+
+    pub fn push_rtcp(&self, packet: &[u8]) {
+        let _ = self
+            .rtcp_in
+            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+    }
+
+    pub fn set_overlay_text(&self, text: &str) {
+        self.overlay.set_property("text", text);
+    }
+
+    pub fn set_overlay_visible(&self, visible: bool) {
+        self.overlay.set_property("silent", !visible);
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            frames_shown: self.frames.load(Ordering::Relaxed),
+            frames_dropped: self.depay.property::<u64>("frames-dropped"),
+            ..Stats::default()
+        };
+        let all = self.monitor.property::<gst::Structure>("stats");
+        let Ok(sources) = all.get::<gst::Array>("sources") else {
+            return stats;
+        };
+        // The stream's source: the one with the most packets (a server has one).
+        let best = sources
+            .iter()
+            .filter_map(|v| v.get::<gst::Structure>().ok())
+            .max_by_key(|s| s.get::<u64>("packets-received").unwrap_or(0));
+        if let Some(s) = best {
+            stats.packets_received = s.get::<u64>("packets-received").unwrap_or(0);
+            stats.packets_expected = s.get::<u64>("packets-expected").unwrap_or(0);
+            stats.packets_lost = s.get::<i64>("packets-lost").unwrap_or(0);
+            stats.jitter_ms = s.get::<f64>("jitter-ms").unwrap_or(0.0);
+            stats.bitrate = s.get::<u64>("bitrate").unwrap_or(0);
+        }
+        stats
+    }
+}
