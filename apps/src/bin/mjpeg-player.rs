@@ -9,7 +9,8 @@ use clap::Parser;
 use mjpeg_rtsp::player::{self, TransportChoice};
 
 /// Plays a Motion-JPEG RTSP stream (RTP/JPEG, RFC 2435) with live loss statistics: from
-/// mjpeg-rtsp-server, gst-rtsp-server, ffmpeg-based servers and IP cameras.
+/// mjpeg-rtsp-server, gst-rtsp-server, ffmpeg-based servers, IP cameras and the
+/// networking lab's servers.
 ///
 /// Keys (in the terminal): space = pause/resume, left/right = seek -/+5 s,
 /// s = statistics overlay, q or Esc = quit. At exit it prints a summary with the
@@ -37,6 +38,10 @@ struct Args {
     /// Write the summary as JSON to FILE
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Speak the networking lab's RTSP dialect (detected anyway when the server does not
+    /// answer DESCRIBE)
+    #[arg(long)]
+    lab: bool,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         frames: args.frames,
         duration,
         stats_json: args.stats_json.clone(),
+        lab: args.lab,
         started,
     };
     let (tx, rx) = std::sync::mpsc::channel();

@@ -15,6 +15,11 @@ use rtsp_types::{Message, Method, ParseError, Request, Response, Url, Version};
 /// How long a reply may take.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The server did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoReply(pub String);
+
 /// Data the server sent on an interleaved channel.
 pub type InterleavedSink = Box<dyn FnMut(u8, &[u8]) + Send>;
 
@@ -26,6 +31,9 @@ pub struct Control {
     /// The session id, once SETUP gave one, and its timeout in seconds.
     pub session: Option<String>,
     pub timeout: Option<u64>,
+    /// How long a reply may take (shorter for the first request, to tell a lab server,
+    /// which does not answer DESCRIBE, from a standard one).
+    pub reply_timeout: Duration,
     interleaved: Arc<Mutex<Option<InterleavedSink>>>,
 }
 
@@ -68,6 +76,7 @@ impl Control {
             cseq: 0,
             session: None,
             timeout: None,
+            reply_timeout: REPLY_TIMEOUT,
             interleaved,
         })
     }
@@ -112,7 +121,7 @@ impl Control {
             writer.write_all(&bytes).context("sending the request")?;
         }
         loop {
-            let reply = match self.replies.recv_timeout(REPLY_TIMEOUT) {
+            let reply = match self.replies.recv_timeout(self.reply_timeout) {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => bail!("the server's reply to {method:?}: {e}"),
                 Err(RecvTimeoutError::Timeout) => {

@@ -9,22 +9,20 @@
 
 pub mod control;
 pub mod describe;
+pub mod lab;
 pub mod pipeline;
+pub mod standard;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use gst::prelude::*;
-use rtsp_types::headers;
-use rtsp_types::{Method, StatusCode, Url};
+use rtsp_types::Url;
 
-use control::Control;
 use pipeline::{Player, Stats};
 
 /// How the player receives the stream.
@@ -45,6 +43,8 @@ pub struct Options {
     pub frames: Option<u64>,
     pub duration: Option<Duration>,
     pub stats_json: Option<PathBuf>,
+    /// Speak the networking lab's dialect (otherwise detected when DESCRIBE gets no answer).
+    pub lab: bool,
     /// When the process started, for the time to the first frame.
     pub started: Instant,
 }
@@ -57,11 +57,6 @@ pub enum Command {
     ToggleOverlay,
     Quit,
 }
-
-/// How long to wait for the first UDP packet before `auto` falls back to TCP.
-const UDP_FALLBACK: Duration = Duration::from_secs(2);
-/// No packet at all for this long after PLAY: give up with a hint.
-const NO_PACKETS: Duration = Duration::from_secs(8);
 
 /// What the run measured, for the summary and `--stats-json`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,6 +71,25 @@ pub fn has_display() -> bool {
         || std::env::var_os("DISPLAY").is_some_and(|v| !v.is_empty())
 }
 
+/// The server side of a session, whichever dialect it speaks.
+pub trait Remote {
+    /// PLAY, from `from` seconds when given.
+    fn play(&mut self, from: Option<f64>) -> Result<()>;
+    fn pause(&mut self) -> Result<()>;
+    fn keepalive(&mut self);
+    fn keepalive_interval(&self) -> Option<Duration>;
+    fn teardown(&mut self);
+    /// The stream's length, when the server offers a range to seek in.
+    fn duration(&self) -> Option<f64>;
+    fn is_tcp(&self) -> bool;
+}
+
+/// How long DESCRIBE may go unanswered before the server is taken for a lab server
+/// (which ignores DESCRIBE).
+const LAB_DETECT: Duration = Duration::from_millis(1500);
+/// No frame for this long (while playing) ends the run.
+const NO_FRAMES: Duration = Duration::from_secs(8);
+
 /// Plays `options.url` until the stream ends, a stop condition, or a quit command.
 pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summary> {
     gst::init()?;
@@ -84,24 +98,9 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
     if url.scheme() != "rtsp" {
         bail!("{url}: only rtsp:// URLs are supported");
     }
-    let mut control = Control::connect(&url)?;
-    let describe = control.request(
-        Method::Describe,
-        Some(&url),
-        &[(headers::ACCEPT, "application/sdp".to_string())],
-    )?;
-    check(&describe, "DESCRIBE", &url)?;
-    let base = describe
-        .header(&headers::CONTENT_BASE)
-        .or_else(|| describe.header(&headers::CONTENT_LOCATION))
-        .and_then(|v| Url::parse(v.as_str()).ok())
-        .unwrap_or_else(|| url.clone());
-    let stream = describe::read(describe.body(), &base)?;
-
     let first_frame: Arc<Mutex<Option<Duration>>> = Arc::default();
     let started = options.started;
     let frames_seen = first_frame.clone();
-    let (frame_tx, frame_rx) = mpsc::channel::<u64>();
     let sink = if options.headless {
         "fakesink"
     } else {
@@ -113,155 +112,107 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         {
             *f = Some(started.elapsed());
         }
-        let _ = frame_tx.send(n);
     })?);
-
-    let mut tcp = options.transport == TransportChoice::Tcp;
-    let packets_seen = Arc::new(AtomicBool::new(false));
-    let mut udp = None;
-    if !tcp {
-        let (rtp, rtcp) = bind_pair()?;
-        let transport = format!(
-            "RTP/AVP;unicast;client_port={}-{}",
-            rtp.local_addr()?.port(),
-            rtcp.local_addr()?.port()
-        );
-        let reply = control.request(
-            Method::Setup,
-            Some(&stream.control),
-            &[(headers::TRANSPORT, transport)],
-        )?;
-        if reply.status() == StatusCode::UnsupportedTransport
-            && options.transport == TransportChoice::Auto
-        {
-            tcp = true;
-        } else {
-            check(&reply, "SETUP", &stream.control)?;
-            take_session(&mut control, &reply)?;
-            let server_rtcp = server_rtcp_address(&reply, &url)?;
-            udp = Some((rtp, rtcp, server_rtcp));
-        }
-    }
-    if tcp {
-        setup_tcp(&mut control, &stream.control, &player)?;
-    } else if let Some((rtp, rtcp, server_rtcp)) = &udp {
-        start_udp(&player, rtp, rtcp, *server_rtcp, &packets_seen)?;
-    }
     player
         .pipeline
         .set_state(gst::State::Playing)
         .context("starting the pipeline")?;
-    let play = control.request(
-        Method::Play,
-        Some(&stream.aggregate),
-        &[(headers::RANGE, "npt=0-".to_string())],
-    )?;
-    check(&play, "PLAY", &stream.aggregate)?;
-    let mut position = Position::new(0.0);
-
-    // UDP that never arrives: fall back to TCP (auto) or explain.
-    if !tcp {
-        let wait = if options.transport == TransportChoice::Auto {
-            UDP_FALLBACK
-        } else {
-            NO_PACKETS
-        };
-        let deadline = Instant::now() + wait;
-        while !packets_seen.load(Ordering::Relaxed) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if !packets_seen.load(Ordering::Relaxed) {
-            if options.transport != TransportChoice::Auto {
-                let _ = control.request(Method::Teardown, Some(&stream.aggregate), &[]);
-                bail!(
-                    "no RTP packets arrived over UDP within {}s: a firewall or NAT may be blocking them; try --transport tcp",
-                    wait.as_secs()
-                );
+    let remote: Result<Box<dyn Remote>> = if options.lab {
+        lab::Lab::start(&url, &player).map(|r| Box::new(r) as Box<dyn Remote>)
+    } else {
+        match standard::Standard::start(&url, options.transport, &player, LAB_DETECT) {
+            Ok(r) => Ok(Box::new(r) as Box<dyn Remote>),
+            Err(e) if e.downcast_ref::<control::NoReply>().is_some() => {
+                eprintln!("mjpeg-player: no answer to DESCRIBE: trying the lab dialect");
+                lab::Lab::start(&url, &player).map(|r| Box::new(r) as Box<dyn Remote>)
             }
-            eprintln!(
-                "mjpeg-player: no UDP packets within {}s, switching to TCP",
-                wait.as_secs()
-            );
-            let _ = control.request(Method::Teardown, Some(&stream.aggregate), &[]);
-            control.session = None;
-            tcp = true;
-            setup_tcp(&mut control, &stream.control, &player)?;
-            let play = control.request(
-                Method::Play,
-                Some(&stream.aggregate),
-                &[(headers::RANGE, "npt=0-".to_string())],
-            )?;
-            check(&play, "PLAY", &stream.aggregate)?;
-            position = Position::new(0.0);
+            Err(e) => Err(e),
         }
-    }
+    };
+    let mut remote = match remote {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = player.pipeline.set_state(gst::State::Null);
+            return Err(e);
+        }
+    };
+    let result = drive(&options, &player, remote.as_mut(), &commands);
+    remote.teardown();
+    let last = player.stats();
+    let _ = player.pipeline.set_state(gst::State::Null);
+    result?;
+    Ok(Summary {
+        stats: last,
+        first_frame: first_frame.lock().ok().and_then(|f| *f),
+        transport_tcp: remote.is_tcp(),
+    })
+}
 
+/// The session's main loop: stop conditions, bus messages, keep-alives, commands and the
+/// overlay text.
+fn drive(
+    options: &Options,
+    player: &Player,
+    remote: &mut dyn Remote,
+    commands: &mpsc::Receiver<Command>,
+) -> Result<()> {
     let bus = player.pipeline.bus().ok_or_else(|| anyhow!("no bus"))?;
-    let keepalive = Duration::from_secs(control.timeout.unwrap_or(60).max(2) / 2);
+    let begin = Instant::now();
+    let mut position = Position::new(0.0);
     let mut last_keepalive = Instant::now();
     let mut last_overlay = Instant::now();
-    let mut last_frame_at = Instant::now();
-    let begin = Instant::now();
-    let mut paused = false;
-    let mut overlay = options.overlay;
-    let mut last_stats = player.stats();
+    let mut last_progress = (Instant::now(), 0u64);
     let mut rate_window = (Instant::now(), 0u64);
     let mut fps = 0.0;
-    let result: Result<()> = loop {
-        // Frames shown since the last round.
-        while let Ok(n) = frame_rx.try_recv() {
-            last_frame_at = Instant::now();
-            if options.frames.is_some_and(|limit| n >= limit) {
-                break;
-            }
-        }
+    let mut paused = false;
+    let mut overlay = options.overlay;
+    loop {
         let stats = player.stats();
         if options
             .frames
             .is_some_and(|limit| stats.frames_shown >= limit)
+            || options.duration.is_some_and(|d| begin.elapsed() >= d)
         {
-            break Ok(());
-        }
-        if options.duration.is_some_and(|d| begin.elapsed() >= d) {
-            break Ok(());
+            return Ok(());
         }
         if let Some(message) = bus.pop() {
             match message.view() {
-                gst::MessageView::Error(e) => break Err(anyhow!("{}", e.error())),
+                gst::MessageView::Error(e) => return Err(anyhow!("{}", e.error())),
                 gst::MessageView::Element(e)
                     if e.structure().is_some_and(|s| s.name() == "rtcp-bye") =>
                 {
                     eprintln!("mjpeg-player: the server ended the stream");
-                    break Ok(());
+                    return Ok(());
                 }
                 _ => {}
             }
             continue;
         }
-        if !paused && stats.frames_shown == 0 && begin.elapsed() > NO_PACKETS {
-            break Err(anyhow!(
-                "no frame arrived within {}s of PLAY{}",
-                NO_PACKETS.as_secs(),
-                if tcp {
-                    ""
-                } else {
-                    ": a firewall may be blocking UDP; try --transport tcp"
-                }
-            ));
-        }
-        if !paused && stats.frames_shown > 0 && last_frame_at.elapsed() > NO_PACKETS {
+        if stats.frames_shown != last_progress.1 || paused {
+            last_progress = (Instant::now(), stats.frames_shown);
+        } else if last_progress.0.elapsed() > NO_FRAMES {
+            if stats.frames_shown == 0 {
+                bail!(
+                    "no frame arrived within {}s of PLAY{}",
+                    NO_FRAMES.as_secs(),
+                    if remote.is_tcp() {
+                        ""
+                    } else {
+                        ": a firewall may be blocking UDP; try --transport tcp"
+                    }
+                );
+            }
             eprintln!(
                 "mjpeg-player: no frame for {}s, stopping",
-                NO_PACKETS.as_secs()
+                NO_FRAMES.as_secs()
             );
-            break Ok(());
+            return Ok(());
         }
-        if last_keepalive.elapsed() >= keepalive {
+        if let Some(every) = remote.keepalive_interval()
+            && last_keepalive.elapsed() >= every
+        {
             last_keepalive = Instant::now();
-            let reply = control.request(Method::GetParameter, Some(&stream.aggregate), &[]);
-            if reply.is_ok_and(|r| !r.status().is_success()) {
-                let _ = control.request(Method::Options, Some(&stream.aggregate), &[]);
-            }
+            remote.keepalive();
         }
         if rate_window.0.elapsed() >= Duration::from_secs(1) {
             fps =
@@ -272,71 +223,40 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
             last_overlay = Instant::now();
             player.set_overlay_text(&overlay_text(&stats, fps, paused));
         }
-        last_stats = stats;
         match commands.recv_timeout(Duration::from_millis(20)) {
-            Ok(Command::Quit) => break Ok(()),
+            Ok(Command::Quit) => return Ok(()),
             Ok(Command::ToggleOverlay) => {
                 overlay = !overlay;
                 player.set_overlay_visible(overlay);
             }
             Ok(Command::TogglePause) => {
-                let method = if paused { Method::Play } else { Method::Pause };
-                let reply = control.request(method, Some(&stream.aggregate), &[])?;
-                check(
-                    &reply,
-                    if paused { "PLAY" } else { "PAUSE" },
-                    &stream.aggregate,
-                )?;
                 if paused {
+                    remote.play(None)?;
                     position.resume();
                 } else {
+                    remote.pause()?;
                     position.pause();
                 }
                 paused = !paused;
-                last_frame_at = Instant::now();
                 eprintln!(
                     "mjpeg-player: {}",
                     if paused { "paused" } else { "playing" }
                 );
             }
             Ok(Command::Seek(delta)) => {
-                let Some(duration) = stream.duration else {
+                let Some(duration) = remote.duration() else {
                     eprintln!("mjpeg-player: the server offers no range to seek in");
                     continue;
                 };
                 let target =
                     (position.now() + f64::from(delta)).clamp(0.0, (duration - 0.05).max(0.0));
-                let range = format!("npt={target:.3}-");
-                let reply = control.request(
-                    Method::Play,
-                    Some(&stream.aggregate),
-                    &[(headers::RANGE, range)],
-                )?;
-                check(&reply, "PLAY", &stream.aggregate)?;
+                remote.play(Some(target))?;
                 position = Position::new(target);
                 paused = false;
-                last_frame_at = Instant::now();
                 eprintln!("mjpeg-player: at {target:.1} s");
             }
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
-    };
-    let _ = control.request(Method::Teardown, Some(&stream.aggregate), &[]);
-    let _ = player.pipeline.set_state(gst::State::Null);
-    let summary = Summary {
-        stats: player.stats().max_frames(last_stats),
-        first_frame: first_frame.lock().ok().and_then(|f| *f),
-        transport_tcp: tcp,
-    };
-    result?;
-    Ok(summary)
-}
-
-impl Stats {
-    /// The counters after the pipeline stopped (a stopped fakesink counts no more).
-    fn max_frames(mut self, before: Stats) -> Stats {
-        self.frames_shown = self.frames_shown.max(before.frames_shown);
-        self
     }
 }
 
@@ -379,113 +299,9 @@ fn overlay_text(stats: &Stats, fps: f64, paused: bool) -> String {
     )
 }
 
-fn check(reply: &rtsp_types::Response<Vec<u8>>, what: &str, url: &Url) -> Result<()> {
-    match reply.status() {
-        s if s.is_success() => Ok(()),
-        StatusCode::NotFound => bail!("{url}: no such stream on the server (404)"),
-        StatusCode::Unauthorized => bail!(
-            "{url}: the server wants credentials (401): put them in the URL, rtsp://user:password@host/..."
-        ),
-        s => bail!(
-            "{what} {url}: the server answered {} {}",
-            u16::from(s),
-            reply.reason_phrase()
-        ),
-    }
-}
-
-fn take_session(control: &mut Control, reply: &rtsp_types::Response<Vec<u8>>) -> Result<()> {
-    let value = reply
-        .header(&headers::SESSION)
-        .ok_or_else(|| anyhow!("SETUP reply without a Session"))?
-        .as_str()
-        .to_string();
-    let mut parts = value.split(';');
-    control.session = parts.next().map(|s| s.trim().to_string());
-    control.timeout = parts.find_map(|p| p.trim().strip_prefix("timeout=")?.trim().parse().ok());
-    Ok(())
-}
-
-fn setup_tcp(control: &mut Control, url: &Url, player: &Arc<Player>) -> Result<()> {
-    let transport = "RTP/AVP/TCP;unicast;interleaved=0-1".to_string();
-    let reply = control.request(Method::Setup, Some(url), &[(headers::TRANSPORT, transport)])?;
-    check(&reply, "SETUP", url)?;
-    take_session(control, &reply)?;
-    let interleaved = reply
-        .header(&headers::TRANSPORT)
-        .and_then(|t| {
-            t.as_str()
-                .split(';')
-                .find_map(|p| p.trim().strip_prefix("interleaved=").map(str::to_string))
-        })
-        .unwrap_or_else(|| "0-1".to_string());
-    let mut channels = interleaved.split('-').map(|c| c.trim().parse::<u8>().ok());
-    let rtp_channel = channels.next().flatten().unwrap_or(0);
-    let rtcp_channel = channels
-        .next()
-        .flatten()
-        .unwrap_or(rtp_channel.wrapping_add(1));
-    let receiver = player.clone();
-    control.set_interleaved_sink(Box::new(move |channel, data| {
-        if channel == rtp_channel {
-            receiver.push_rtp(&fix_version(data));
-        } else if channel == rtcp_channel {
-            receiver.push_rtcp(data);
-        }
-    }));
-    let writer = control.writer();
-    player.on_rtcp_out(move |packet| {
-        let Ok(len) = u16::try_from(packet.len()) else {
-            return;
-        };
-        let mut framed = vec![b'$', rtcp_channel];
-        framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(packet);
-        if let Ok(mut w) = writer.lock() {
-            let _ = w.write_all(&framed);
-        }
-    })?;
-    Ok(())
-}
-
-fn start_udp(
-    player: &Arc<Player>,
-    rtp: &UdpSocket,
-    rtcp: &UdpSocket,
-    server_rtcp: SocketAddr,
-    packets_seen: &Arc<AtomicBool>,
-) -> Result<()> {
-    let rtp = rtp.try_clone()?;
-    let receiver = player.clone();
-    let seen = packets_seen.clone();
-    std::thread::Builder::new()
-        .name("rtp".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while let Ok(n) = rtp.recv(&mut buf) {
-                seen.store(true, Ordering::Relaxed);
-                receiver.push_rtp(&fix_version(&buf[..n]));
-            }
-        })?;
-    let rtcp_in = rtcp.try_clone()?;
-    let receiver = player.clone();
-    std::thread::Builder::new()
-        .name("rtcp".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while let Ok(n) = rtcp_in.recv(&mut buf) {
-                receiver.push_rtcp(&buf[..n]);
-            }
-        })?;
-    let rtcp_out = rtcp.try_clone()?;
-    player.on_rtcp_out(move |packet| {
-        let _ = rtcp_out.send_to(packet, server_rtcp);
-    })
-}
-
 /// Lab servers of one widespread student version send RTP version 0; RTP elements take
 /// only version 2, so the version bits are set right before the pipeline.
-fn fix_version(packet: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn fix_version(packet: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     match packet.first() {
         Some(b) if b >> 6 == 0 && packet.len() >= 12 => {
             let mut fixed = packet.to_vec();
@@ -494,45 +310,6 @@ fn fix_version(packet: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         }
         _ => std::borrow::Cow::Borrowed(packet),
     }
-}
-
-fn server_rtcp_address(reply: &rtsp_types::Response<Vec<u8>>, url: &Url) -> Result<SocketAddr> {
-    let transport = reply
-        .header(&headers::TRANSPORT)
-        .map(|t| t.as_str().to_string())
-        .unwrap_or_default();
-    let ports = transport
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("server_port=").map(str::to_string));
-    let host = url.host_str().ok_or_else(|| anyhow!("no host"))?;
-    let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))?
-        .next()
-        .ok_or_else(|| anyhow!("{host} has no address"))?
-        .ip();
-    let port = match ports {
-        Some(p) => {
-            let mut it = p.split('-').map(|x| x.trim().parse::<u16>().ok());
-            let rtp = it.next().flatten();
-            it.next().flatten().or(rtp.map(|r| r.wrapping_add(1)))
-        }
-        None => None,
-    };
-    Ok(SocketAddr::new(ip, port.unwrap_or(0)))
-}
-
-/// Two UDP sockets on consecutive ports, the first even.
-fn bind_pair() -> Result<(UdpSocket, UdpSocket)> {
-    for _ in 0..100 {
-        let rtp = UdpSocket::bind("0.0.0.0:0")?;
-        let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        if let Ok(rtcp) = UdpSocket::bind(("0.0.0.0", port + 1)) {
-            return Ok((rtp, rtcp));
-        }
-    }
-    bail!("found no free pair of UDP ports")
 }
 
 /// Keys from the terminal (or any stdin): space/p = pause, left/right arrows (or , and .)

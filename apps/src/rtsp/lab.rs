@@ -122,6 +122,62 @@ pub fn reply(
     out
 }
 
+/// A lab server's reply: status code, CSeq and session, read by line position as lab
+/// clients do (lines after the third are ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabReply {
+    pub code: u16,
+    pub cseq: Option<u32>,
+    pub session: Option<String>,
+}
+
+/// Reads a reply once `data` holds its status line; `None` while it does not.
+pub fn parse_reply(data: &[u8]) -> Option<Result<LabReply, LabError>> {
+    let text = match std::str::from_utf8(data) {
+        Ok(text) => text,
+        Err(_) => return Some(Err(LabError::NotText)),
+    };
+    let mut lines = text.lines().map(str::trim);
+    let status = lines.next()?;
+    let mut words = status.split_whitespace();
+    let code = match (
+        words.next(),
+        words.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
+        (Some(version), Some(code)) if version.starts_with("RTSP/") => code,
+        _ => return Some(Err(LabError::RequestLine)),
+    };
+    let mut reply = LabReply {
+        code,
+        cseq: None,
+        session: None,
+    };
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        match name.trim().to_ascii_lowercase().as_str() {
+            "cseq" => reply.cseq = value.trim().parse().ok(),
+            "session" => {
+                let id = value.split(';').next().unwrap_or_default().trim();
+                reply.session = (!id.is_empty()).then(|| id.to_string());
+            }
+            _ => {}
+        }
+    }
+    Some(Ok(reply))
+}
+
+/// A lab client's request: `METHOD file RTSP/1.0\nCSeq: n` and the one header the
+/// method needs, no line end after the last line.
+pub fn request(method: &str, file: &str, cseq: u32, header: Option<(&str, String)>) -> Vec<u8> {
+    let mut text = format!("{method} {file} RTSP/1.0\nCSeq: {cseq}");
+    if let Some((name, value)) = header {
+        let _ = write!(text, "\n{name}: {value}");
+    }
+    text.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +227,44 @@ mod tests {
         assert_eq!(is_lab(b"SETUP a RTSP/1.0\nCSeq: 1"), Some(true));
         assert_eq!(is_lab(b"OPTIONS * RTSP/1.0\r\n"), Some(false));
         assert_eq!(is_lab(b"OPTIONS * RTSP/1.0"), None);
+    }
+
+    #[test]
+    fn reads_lab_replies_and_writes_lab_requests() {
+        assert_eq!(parse_reply(b""), None);
+        let r = parse_reply(b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 274628")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r,
+            LabReply {
+                code: 200,
+                cseq: Some(1),
+                session: Some("274628".into())
+            }
+        );
+        assert!(parse_reply(b"HTTP/1.1 200 OK\n").unwrap().is_err());
+        assert_eq!(
+            request(
+                "SETUP",
+                "movie.Mjpeg",
+                1,
+                Some(("Transport", "RTP/UDP; client_port= 25010".into()))
+            ),
+            b"SETUP movie.Mjpeg RTSP/1.0\nCSeq: 1\nTransport: RTP/UDP; client_port= 25010"
+        );
+        // What we write, a lab server reads.
+        let r = parse(&request(
+            "PLAY",
+            "movie.Mjpeg",
+            2,
+            Some(("Session", "274628".into())),
+        ))
+        .unwrap();
+        assert_eq!(
+            (r.method.as_str(), r.cseq, r.session.as_deref()),
+            ("PLAY", Some(2), Some("274628"))
+        );
     }
 
     #[test]

@@ -1,0 +1,314 @@
+//! Standard RTSP 1.0 servers: DESCRIBE, SETUP over UDP or TCP interleaved (with the
+//! `auto` fallback), PLAY/PAUSE with ranges, GET_PARAMETER keep-alives, TEARDOWN.
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use rtsp_types::headers;
+use rtsp_types::{Method, StatusCode, Url};
+
+use super::control::Control;
+use super::describe::{self, Stream};
+use super::pipeline::Player;
+use super::{Remote, TransportChoice, fix_version};
+
+/// How long to wait for the first UDP packet before `auto` falls back to TCP.
+const UDP_FALLBACK: Duration = Duration::from_secs(2);
+/// With `--transport udp`: no packet for this long after PLAY is an error with a hint.
+const UDP_SILENCE: Duration = Duration::from_secs(8);
+
+pub struct Standard {
+    control: Control,
+    stream: Stream,
+    pub tcp: bool,
+}
+
+impl Standard {
+    /// DESCRIBE, SETUP and PLAY from the start; over UDP, waits for the first packet
+    /// (falling back to TCP with `auto`).
+    /// `first_reply`: how long DESCRIBE may wait for its reply.
+    pub fn start(
+        url: &Url,
+        transport: TransportChoice,
+        player: &Arc<Player>,
+        first_reply: Duration,
+    ) -> Result<Standard> {
+        let mut control = Control::connect(url)?;
+        control.reply_timeout = first_reply;
+        let describe = control.request(
+            Method::Describe,
+            Some(url),
+            &[(headers::ACCEPT, "application/sdp".to_string())],
+        )?;
+        control.reply_timeout = super::control::REPLY_TIMEOUT;
+        check(&describe, "DESCRIBE", url)?;
+        let base = describe
+            .header(&headers::CONTENT_BASE)
+            .or_else(|| describe.header(&headers::CONTENT_LOCATION))
+            .and_then(|v| Url::parse(v.as_str()).ok())
+            .unwrap_or_else(|| url.clone());
+        let stream = describe::read(describe.body(), &base)?;
+        let mut session = Standard {
+            control,
+            stream,
+            tcp: transport == TransportChoice::Tcp,
+        };
+        let packets_seen = Arc::new(AtomicBool::new(false));
+        if !session.tcp {
+            let (rtp, rtcp) = bind_pair()?;
+            let transport_header = format!(
+                "RTP/AVP;unicast;client_port={}-{}",
+                rtp.local_addr()?.port(),
+                rtcp.local_addr()?.port()
+            );
+            let reply = session.control.request(
+                Method::Setup,
+                Some(&session.stream.control),
+                &[(headers::TRANSPORT, transport_header)],
+            )?;
+            if reply.status() == StatusCode::UnsupportedTransport
+                && transport == TransportChoice::Auto
+            {
+                session.tcp = true;
+            } else {
+                check(&reply, "SETUP", &session.stream.control)?;
+                take_session(&mut session.control, &reply)?;
+                let server_rtcp = server_rtcp_address(&reply, url)?;
+                start_udp(player, &rtp, &rtcp, server_rtcp, &packets_seen)?;
+            }
+        }
+        if session.tcp {
+            setup_tcp(&mut session.control, &session.stream.control, player)?;
+        }
+        session.play(Some(0.0))?;
+        if session.tcp {
+            return Ok(session);
+        }
+        let wait = if transport == TransportChoice::Auto {
+            UDP_FALLBACK
+        } else {
+            UDP_SILENCE
+        };
+        let deadline = Instant::now() + wait;
+        while !packets_seen.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if packets_seen.load(Ordering::Relaxed) {
+            return Ok(session);
+        }
+        session.teardown();
+        if transport != TransportChoice::Auto {
+            bail!(
+                "no RTP packets arrived over UDP within {}s: a firewall or NAT may be blocking them; try --transport tcp",
+                wait.as_secs()
+            );
+        }
+        eprintln!(
+            "mjpeg-player: no UDP packets within {}s, switching to TCP",
+            wait.as_secs()
+        );
+        session.control.session = None;
+        session.tcp = true;
+        setup_tcp(&mut session.control, &session.stream.control, player)?;
+        session.play(Some(0.0))?;
+        Ok(session)
+    }
+}
+
+impl Remote for Standard {
+    fn play(&mut self, from: Option<f64>) -> Result<()> {
+        let range: Vec<_> = from
+            .map(|s| (headers::RANGE, format!("npt={s:.3}-")))
+            .into_iter()
+            .collect();
+        let reply = self
+            .control
+            .request(Method::Play, Some(&self.stream.aggregate), &range)?;
+        check(&reply, "PLAY", &self.stream.aggregate)
+    }
+
+    fn pause(&mut self) -> Result<()> {
+        let reply = self
+            .control
+            .request(Method::Pause, Some(&self.stream.aggregate), &[])?;
+        check(&reply, "PAUSE", &self.stream.aggregate)
+    }
+
+    fn keepalive(&mut self) {
+        let reply = self
+            .control
+            .request(Method::GetParameter, Some(&self.stream.aggregate), &[]);
+        if reply.is_ok_and(|r| !r.status().is_success()) {
+            let _ = self
+                .control
+                .request(Method::Options, Some(&self.stream.aggregate), &[]);
+        }
+    }
+
+    fn keepalive_interval(&self) -> Option<Duration> {
+        Some(Duration::from_secs(
+            self.control.timeout.unwrap_or(60).max(2) / 2,
+        ))
+    }
+
+    fn teardown(&mut self) {
+        let _ = self
+            .control
+            .request(Method::Teardown, Some(&self.stream.aggregate), &[]);
+    }
+
+    fn duration(&self) -> Option<f64> {
+        self.stream.duration
+    }
+
+    fn is_tcp(&self) -> bool {
+        self.tcp
+    }
+}
+
+fn check(reply: &rtsp_types::Response<Vec<u8>>, what: &str, url: &Url) -> Result<()> {
+    match reply.status() {
+        s if s.is_success() => Ok(()),
+        StatusCode::NotFound => bail!("{url}: no such stream on the server (404)"),
+        StatusCode::Unauthorized => bail!(
+            "{url}: the server wants credentials (401): put them in the URL, rtsp://user:password@host/..."
+        ),
+        s => bail!(
+            "{what} {url}: the server answered {} {}",
+            u16::from(s),
+            reply.reason_phrase()
+        ),
+    }
+}
+
+fn take_session(control: &mut Control, reply: &rtsp_types::Response<Vec<u8>>) -> Result<()> {
+    let value = reply
+        .header(&headers::SESSION)
+        .ok_or_else(|| anyhow!("SETUP reply without a Session"))?
+        .as_str()
+        .to_string();
+    let mut parts = value.split(';');
+    control.session = parts.next().map(|s| s.trim().to_string());
+    control.timeout = parts.find_map(|p| p.trim().strip_prefix("timeout=")?.trim().parse().ok());
+    Ok(())
+}
+
+fn setup_tcp(control: &mut Control, url: &Url, player: &Arc<Player>) -> Result<()> {
+    let transport = "RTP/AVP/TCP;unicast;interleaved=0-1".to_string();
+    let reply = control.request(Method::Setup, Some(url), &[(headers::TRANSPORT, transport)])?;
+    check(&reply, "SETUP", url)?;
+    take_session(control, &reply)?;
+    let interleaved = reply
+        .header(&headers::TRANSPORT)
+        .and_then(|t| {
+            t.as_str()
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("interleaved=").map(str::to_string))
+        })
+        .unwrap_or_else(|| "0-1".to_string());
+    let mut channels = interleaved.split('-').map(|c| c.trim().parse::<u8>().ok());
+    let rtp_channel = channels.next().flatten().unwrap_or(0);
+    let rtcp_channel = channels
+        .next()
+        .flatten()
+        .unwrap_or(rtp_channel.wrapping_add(1));
+    let receiver = player.clone();
+    control.set_interleaved_sink(Box::new(move |channel, data| {
+        if channel == rtp_channel {
+            receiver.push_rtp(&fix_version(data));
+        } else if channel == rtcp_channel {
+            receiver.push_rtcp(data);
+        }
+    }));
+    let writer = control.writer();
+    player.on_rtcp_out(move |packet| {
+        let Ok(len) = u16::try_from(packet.len()) else {
+            return;
+        };
+        let mut framed = vec![b'$', rtcp_channel];
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(packet);
+        if let Ok(mut w) = writer.lock() {
+            let _ = w.write_all(&framed);
+        }
+    })?;
+    Ok(())
+}
+
+fn start_udp(
+    player: &Arc<Player>,
+    rtp: &UdpSocket,
+    rtcp: &UdpSocket,
+    server_rtcp: SocketAddr,
+    packets_seen: &Arc<AtomicBool>,
+) -> Result<()> {
+    let rtp = rtp.try_clone()?;
+    let receiver = player.clone();
+    let seen = packets_seen.clone();
+    std::thread::Builder::new()
+        .name("rtp".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = rtp.recv(&mut buf) {
+                seen.store(true, Ordering::Relaxed);
+                receiver.push_rtp(&fix_version(&buf[..n]));
+            }
+        })?;
+    let rtcp_in = rtcp.try_clone()?;
+    let receiver = player.clone();
+    std::thread::Builder::new()
+        .name("rtcp".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = rtcp_in.recv(&mut buf) {
+                receiver.push_rtcp(&buf[..n]);
+            }
+        })?;
+    let rtcp_out = rtcp.try_clone()?;
+    player.on_rtcp_out(move |packet| {
+        let _ = rtcp_out.send_to(packet, server_rtcp);
+    })
+}
+
+fn server_rtcp_address(reply: &rtsp_types::Response<Vec<u8>>, url: &Url) -> Result<SocketAddr> {
+    let transport = reply
+        .header(&headers::TRANSPORT)
+        .map(|t| t.as_str().to_string())
+        .unwrap_or_default();
+    let ports = transport
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("server_port=").map(str::to_string));
+    let host = url.host_str().ok_or_else(|| anyhow!("no host"))?;
+    let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))?
+        .next()
+        .ok_or_else(|| anyhow!("{host} has no address"))?
+        .ip();
+    let port = match ports {
+        Some(p) => {
+            let mut it = p.split('-').map(|x| x.trim().parse::<u16>().ok());
+            let rtp = it.next().flatten();
+            it.next().flatten().or(rtp.map(|r| r.wrapping_add(1)))
+        }
+        None => None,
+    };
+    Ok(SocketAddr::new(ip, port.unwrap_or(0)))
+}
+
+/// Two UDP sockets on consecutive ports, the first even.
+fn bind_pair() -> Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..100 {
+        let rtp = UdpSocket::bind("0.0.0.0:0")?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(("0.0.0.0", port + 1)) {
+            return Ok((rtp, rtcp));
+        }
+    }
+    bail!("found no free pair of UDP ports")
+}
