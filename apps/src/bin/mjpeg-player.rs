@@ -38,6 +38,9 @@ struct Args {
     /// Write the summary as JSON to FILE
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Record every received frame to FILE.Mjpeg (lab format)
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
     /// Speak the networking lab's RTSP dialect (detected anyway when the server does not
     /// answer DESCRIBE)
     #[arg(long)]
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         duration,
         stats_json: args.stats_json.clone(),
         lab: args.lab,
+        record: args.record,
         started,
     };
     let (tx, rx) = std::sync::mpsc::channel();

@@ -11,6 +11,7 @@ pub mod control;
 pub mod describe;
 pub mod lab;
 pub mod pipeline;
+pub mod record;
 pub mod standard;
 
 use std::io::Read;
@@ -43,6 +44,8 @@ pub struct Options {
     pub frames: Option<u64>,
     pub duration: Option<Duration>,
     pub stats_json: Option<PathBuf>,
+    /// Write every received frame to this file in lab `.Mjpeg` format.
+    pub record: Option<PathBuf>,
     /// Speak the networking lab's dialect (otherwise detected when DESCRIBE gets no answer).
     pub lab: bool,
     /// When the process started, for the time to the first frame.
@@ -113,6 +116,10 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
             *f = Some(started.elapsed());
         }
     })?);
+    let recorder = match &options.record {
+        Some(path) => Some(record::Recorder::start(path, &player)?),
+        None => None,
+    };
     player
         .pipeline
         .set_state(gst::State::Playing)
@@ -140,6 +147,10 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
     remote.teardown();
     let last = player.stats();
     let _ = player.pipeline.set_state(gst::State::Null);
+    if let Some(recorder) = recorder {
+        let written = recorder.finish()?;
+        eprintln!("mjpeg-player: recorded {written} frames");
+    }
     result?;
     Ok(Summary {
         stats: last,

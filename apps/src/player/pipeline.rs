@@ -130,6 +130,24 @@ impl Player {
             .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
     }
 
+    /// Hands every frame the depayloader outputs (a whole JPEG) to `take`, in the
+    /// streaming thread.
+    pub fn on_frame_out(&self, take: impl Fn(&[u8]) + Send + Sync + 'static) -> Result<()> {
+        let pad = self
+            .depay
+            .static_pad("src")
+            .ok_or_else(|| anyhow!("no depayloader src pad"))?;
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer()
+                && let Ok(map) = buffer.map_readable()
+            {
+                take(map.as_slice());
+            }
+            gst::PadProbeReturn::Ok
+        });
+        Ok(())
+    }
+
     pub fn set_overlay_text(&self, text: &str) {
         self.overlay.set_property("text", text);
     }
