@@ -1,6 +1,6 @@
 # mjpeg-rtsp: every target first installs what is missing (scripts/bootstrap.sh).
 #
-#   make demo     serve the bundled sample clip with mjpeg-rtsp-server and play it over RTSP
+#   make demo     serve the bundled sample clip with mjpeg-rtsp-server and play it with mjpeg-player
 #   make test     formatting, lints, unit/element/end-to-end tests, a short fuzz run (CI)
 #   make bench    benchmarks against GStreamer's own elements (see BENCHMARKS.md)
 #   make install  build the plugin with meson and install it into GStreamer's plugin dir
@@ -20,7 +20,7 @@ build: bootstrap
 	$(CARGO) build --workspace --locked
 
 demo: build
-	pipelines/rtsp-play.sh media/sample.Mjpeg
+	scripts/demo.sh media/sample.Mjpeg
 
 test: bootstrap
 	$(CARGO) fmt --all -- --check

@@ -51,7 +51,8 @@ impl Player {
             "appsrc name=rtp is-live=true do-timestamp=true format=time \
                caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26\" \
              ! rtcplossmonitor name=monitor ! rtpmjpegdepay name=depay ! jpegdec ! videoconvert \
-             ! textoverlay name=overlay valignment=top halignment=left font-desc=\"Monospace 10\" \
+             ! textoverlay name=overlay valignment=top halignment=left line-alignment=left \
+               font-desc=\"Monospace 10\" \
                shaded-background=true silent={} \
              ! {video_sink} name=sink sync=false \
              appsrc name=rtcp_in is-live=true format=time caps=application/x-rtcp ! monitor.rtcp_sink \
