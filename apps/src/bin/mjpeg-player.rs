@@ -12,7 +12,7 @@ use mjpeg_rtsp::player::{self, TransportChoice};
 /// mjpeg-rtsp-server, gst-rtsp-server, ffmpeg-based servers, IP cameras and the
 /// networking lab's servers.
 ///
-/// Keys (in the terminal): space = pause/resume, left/right = seek -/+5 s,
+/// Keys (in the terminal or the video window): space = pause/resume, left/right = seek -/+5 s,
 /// s = statistics overlay, q or Esc = quit. At exit it prints a summary with the
 /// "RTP packet loss rate".
 #[derive(Parser, Debug)]
@@ -62,6 +62,8 @@ fn main() -> ExitCode {
         }
         d => d.map(Duration::from_secs_f64),
     };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let window_keys = Some(std::sync::Arc::new(std::sync::Mutex::new(tx.clone())));
     let options = player::Options {
         url: args.url,
         transport: args.transport,
@@ -72,9 +74,9 @@ fn main() -> ExitCode {
         stats_json: args.stats_json.clone(),
         lab: args.lab,
         record: args.record,
+        window_keys,
         started,
     };
-    let (tx, rx) = std::sync::mpsc::channel();
     let _ = std::thread::Builder::new()
         .name("keys".into())
         .spawn(move || player::read_keys(tx));

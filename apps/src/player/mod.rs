@@ -46,6 +46,8 @@ pub struct Options {
     pub stats_json: Option<PathBuf>,
     /// Write every received frame to this file in lab `.Mjpeg` format.
     pub record: Option<PathBuf>,
+    /// Where key presses in the video window go (the same commands as the terminal's).
+    pub window_keys: Option<Arc<Mutex<mpsc::Sender<Command>>>>,
     /// Speak the networking lab's dialect (otherwise detected when DESCRIBE gets no answer).
     pub lab: bool,
     /// When the process started, for the time to the first frame.
@@ -116,6 +118,15 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
             *f = Some(started.elapsed());
         }
     })?);
+    if let Some(keys) = options.window_keys.clone() {
+        player.on_window_key(move |name| {
+            if let Some(command) = window_key(name)
+                && let Ok(keys) = keys.lock()
+            {
+                let _ = keys.send(command);
+            }
+        })?;
+    }
     let recorder = match &options.record {
         Some(path) => Some(record::Recorder::start(path, &player)?),
         None => None,
@@ -188,6 +199,16 @@ fn drive(
         }
         if let Some(message) = bus.pop() {
             match message.view() {
+                gst::MessageView::Error(e)
+                    if e.error().matches(gst::ResourceError::NotFound)
+                        && message
+                            .src()
+                            .is_some_and(|s| s.path_string().contains("sink")) =>
+                {
+                    // Video sinks report a closed window this way: the user quit.
+                    eprintln!("mjpeg-player: {}", e.error());
+                    return Ok(());
+                }
                 gst::MessageView::Error(e) => return Err(anyhow!("{}", e.error())),
                 gst::MessageView::Element(e)
                     if e.structure().is_some_and(|s| s.name() == "rtcp-bye") =>
@@ -358,6 +379,18 @@ pub fn read_keys(commands: mpsc::Sender<Command>) {
         {
             return;
         }
+    }
+}
+
+/// A key pressed in the video window, by its GstNavigation name.
+pub fn window_key(name: &str) -> Option<Command> {
+    match name {
+        "space" | "p" => Some(Command::TogglePause),
+        "Left" | "comma" => Some(Command::Seek(-5)),
+        "Right" | "period" => Some(Command::Seek(5)),
+        "s" => Some(Command::ToggleOverlay),
+        "q" | "Escape" => Some(Command::Quit),
+        _ => None,
     }
 }
 

@@ -149,6 +149,27 @@ impl Player {
         Ok(())
     }
 
+    /// Hands key presses in the video window (GstNavigation events) to `key`, by name
+    /// (`space`, `Left`, `Right`, `s`, `q`, `Escape`, ...).
+    pub fn on_window_key(&self, key: impl Fn(&str) + Send + Sync + 'static) -> Result<()> {
+        let pad = self
+            .overlay
+            .static_pad("src")
+            .ok_or_else(|| anyhow!("no overlay src pad"))?;
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(event) = info.event()
+                && event.type_() == gst::EventType::Navigation
+                && let Some(s) = event.structure()
+                && s.get::<&str>("event").is_ok_and(|e| e == "key-press")
+                && let Ok(name) = s.get::<&str>("key")
+            {
+                key(name);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        Ok(())
+    }
+
     pub fn set_overlay_text(&self, text: &str) {
         self.overlay.set_property("text", text);
     }
