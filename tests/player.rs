@@ -1,0 +1,364 @@
+//! mjpeg-player end to end, headless unless said otherwise: it plays from our server over
+//! UDP and TCP (its statistics checked against the packets the clip makes), from
+//! gst-rtsp-server, from our server's lab dialect; the pause and seek keys act on the
+//! stream; under Xvfb its window shows the video with the statistics overlay.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mjpeg_rtsp_tests::rtsp::{Served, serve};
+use mjpeg_rtsp_tests::*;
+
+fn player_binary() -> PathBuf {
+    target_dir().join("debug/mjpeg-player")
+}
+
+/// Runs the player to its end (at most `timeout`), stdin closed, no display.
+fn play(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(player_binary())
+        .args(args)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mjpeg-player runs (cargo build -p mjpeg-rtsp-apps)");
+    wait_output(&mut child, timeout)
+}
+
+fn wait_output(child: &mut Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    use std::io::Read;
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_end(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_end(&mut err);
+    }
+    Output {
+        status: child.wait().expect("wait"),
+        stdout: out,
+        stderr: err,
+    }
+}
+
+/// A number from the flat JSON object the player writes.
+fn json_number(json: &str, key: &str) -> f64 {
+    let at = json
+        .find(&format!("\"{key}\": "))
+        .unwrap_or_else(|| panic!("no {key} in {json}"));
+    let rest = &json[at + key.len() + 4..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {json}"))
+}
+
+fn frames() -> Vec<Vec<u8>> {
+    encode_jpegs(40, 320, 240, "ball")
+}
+
+/// RTP packets the project's payloader makes of `frames` at MTU 1400 (what the server
+/// sends for the whole clip).
+fn packets_for(frames: &[Vec<u8>]) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = write_file(dir.path(), "clip.Mjpeg", &lab_file(frames));
+    let run = run_pipeline(
+        &format!(
+            "mjpegfilesrc location={} ! rtpmjpegpay mtu=1400 ! appsink name=sink sync=false",
+            clip.display()
+        ),
+        Duration::from_secs(30),
+    );
+    run.buffers().len()
+}
+
+fn whole_clip_over(transport: &str) {
+    // 4 s: longer than the monitor's first RTCP interval (at most 3.1 s), so the server
+    // hears at least one receiver report.
+    let frames = encode_jpegs(100, 320, 240, "ball");
+    let served = serve(&frames, &["--fps", "25"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("stats.json");
+    let out = play(
+        &[
+            "--transport",
+            transport,
+            "--stats-json",
+            json_path.to_str().unwrap(),
+            &served.url,
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("no display"), "{stderr}");
+    assert!(stderr.contains("the server ended the stream"), "{stderr}");
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    let sent = packets_for(&frames) as f64;
+    assert_eq!(
+        json_number(&json, "frames_shown"),
+        frames.len() as f64,
+        "{json}"
+    );
+    // RFC 3550 A.1: the first packet only starts the source's probation; counting starts
+    // with the second (base_seq), so a lossless stream of N packets is N - 1 expected
+    // and N - 1 received.
+    assert_eq!(json_number(&json, "packets_expected"), sent - 1.0, "{json}");
+    assert_eq!(json_number(&json, "packets_received"), sent - 1.0, "{json}");
+    assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
+    assert!(
+        json.contains(&format!("\"transport\": \"{transport}\"")),
+        "{json}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("RTP packet loss rate: 0.00%"), "{stdout}");
+    served.server.wait_for_log(
+        &["receiver report from", "fraction lost 0.0%"],
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn plays_a_whole_clip_over_udp_with_exact_statistics() {
+    whole_clip_over("udp");
+}
+
+#[test]
+fn plays_a_whole_clip_over_tcp_with_exact_statistics() {
+    whole_clip_over("tcp");
+}
+
+#[test]
+fn plays_60_frames_from_gst_rtsp_server() {
+    let Some(python) = ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+        Command::new(p)
+            .args([
+                "-c",
+                "import gi; gi.require_version('GstRtspServer', '1.0')",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        panic!(
+            "no Python with GstRtspServer: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0"
+        );
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clip = write_file(dir.path(), "clip.Mjpeg", &lab_file(&frames()));
+    let mut server = Command::new(python)
+        .arg(workspace_root().join("tests/scripts/gst-rtsp-server.py"))
+        .args(["--port", "0", "--fps", "50"])
+        .arg(&clip)
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the gst-rtsp-server script runs");
+    let mut url = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    for transport in ["udp", "tcp"] {
+        let json_path = dir.path().join(format!("{transport}.json"));
+        let out = play(
+            &[
+                "--transport",
+                transport,
+                "--frames",
+                "60",
+                "--stats-json",
+                json_path.to_str().unwrap(),
+                url.trim(),
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = std::fs::read_to_string(&json_path).unwrap();
+        assert!(json_number(&json, "frames_shown") >= 60.0, "{json}");
+        assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn plays_our_servers_lab_dialect() {
+    let frames = frames();
+    let served = serve(&frames, &["--fps", "50"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("stats.json");
+    let out = play(
+        &[
+            "--lab",
+            "--frames",
+            "30",
+            "--stats-json",
+            json_path.to_str().unwrap(),
+            &served.url,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    assert!(json_number(&json, "frames_shown") >= 30.0, "{json}");
+    assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
+    served
+        .server
+        .wait_for_log(&["lab RTP/UDP to"], Duration::from_secs(5));
+}
+
+/// The frames of a recording, as indexes into the clip (by their scan data).
+fn recorded_frame_numbers(recording: &Path, clip: &[Vec<u8>]) -> Vec<usize> {
+    let bytes = std::fs::read(recording).unwrap();
+    let mut numbers = Vec::new();
+    let mut pos = 0;
+    while pos + 5 <= bytes.len() {
+        let len: usize = std::str::from_utf8(&bytes[pos..pos + 5])
+            .unwrap()
+            .parse()
+            .unwrap();
+        let jpeg = &bytes[pos + 5..pos + 5 + len];
+        let scan = scan_data(jpeg);
+        let n = clip
+            .iter()
+            .position(|f| scan_data(f) == scan)
+            .expect("a frame of the clip");
+        numbers.push(n);
+        pos += 5 + len;
+    }
+    numbers
+}
+
+#[test]
+fn pause_and_seek_keys_act_on_the_stream() {
+    // 300 distinct frames at 20 fps: 15 s, so a seek of +5 s lands inside.
+    let clip = encode_jpegs(300, 160, 120, "ball");
+    let served: Served = serve(&clip, &["--fps", "20"]);
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("rec.Mjpeg");
+    let mut child = Command::new(player_binary())
+        .args([
+            "--headless",
+            "--record",
+            recording.to_str().unwrap(),
+            &served.url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let mut key = |k: &[u8], then: Duration| {
+        keys.write_all(k).unwrap();
+        keys.flush().unwrap();
+        std::thread::sleep(then);
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    key(b" ", Duration::from_millis(1000)); // pause for 1 s
+    key(b" ", Duration::from_millis(500)); // play
+    key(b"\x1b[C", Duration::from_millis(800)); // right: +5 s
+    key(b"q", Duration::ZERO);
+    let out = wait_output(&mut child, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for said in ["paused", "playing", "at "] {
+        assert!(stderr.contains(said), "{said:?} not in {stderr}");
+    }
+    let numbers = recorded_frame_numbers(&recording, &clip);
+    // Before the seek, frames follow each other, across the pause; then one jump forward
+    // of about 5 s (100 frames) plus the time since the last PLAY.
+    let jumps: Vec<(usize, usize)> = numbers
+        .windows(2)
+        .filter(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert_eq!(jumps.len(), 1, "{numbers:?}");
+    let (from, to) = jumps[0];
+    assert!(
+        to > from + 90 && to < from + 130,
+        "jump {from} -> {to}: {numbers:?}"
+    );
+    // Paused 1 s of a 3.3 s run: far fewer frames than 3.3 s at 20 fps would give.
+    let before_seek = numbers.iter().position(|&n| n == to).unwrap();
+    assert!(
+        before_seek < 45,
+        "{before_seek} frames before the seek: the pause did not stop them"
+    );
+}
+
+#[test]
+fn the_window_shows_the_video_and_the_overlay() {
+    // A solid red clip: the video is red, the overlay's shaded box and text are not.
+    let red = encode_jpegs(200, 320, 240, "red");
+    let served = serve(&red, &["--fps", "20", "--loop"]);
+    let dir = tempfile::tempdir().unwrap();
+    let shot = |overlay: bool| -> Vec<u8> {
+        let png = dir.path().join(format!("shot-{overlay}.png"));
+        let script = format!(
+            "{player} {overlay} {url} & pid=$!; sleep 3; \
+             gst-launch-1.0 -q ximagesrc num-buffers=1 ! videoconvert ! video/x-raw,format=RGB \
+               ! filesink location={raw}; kill $pid; wait $pid 2>/dev/null; true",
+            player = player_binary().display(),
+            overlay = if overlay { "" } else { "--no-overlay" },
+            url = served.url,
+            raw = png.display(),
+        );
+        let out = Command::new("xvfb-run")
+            .args(["-a", "-s", "-screen 0 640x480x24", "sh", "-c", &script])
+            .output()
+            .expect("xvfb-run (apt-get install xvfb xauth)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(&png).unwrap()
+    };
+    let is_red = |p: &[u8]| p[0] > 200 && p[1] < 60 && p[2] < 60;
+    let pixel = |rgb: &[u8], x: usize, y: usize| rgb[(y * 640 + x) * 3..][..3].to_vec();
+    let with = shot(true);
+    assert_eq!(with.len(), 640 * 480 * 3);
+    // The video: the window's middle is red.
+    assert!(is_red(&pixel(&with, 160, 200)), "no video in the window");
+    // The overlay: in the top-left box, pixels that are not red (shade and text).
+    let box_not_red = (5..60)
+        .flat_map(|y| (5..150).map(move |x| (x, y)))
+        .filter(|&(x, y)| !is_red(&pixel(&with, x, y)))
+        .count();
+    assert!(
+        box_not_red > 1000,
+        "no overlay: {box_not_red} non-red pixels in its box"
+    );
+    let without = shot(false);
+    let plain_not_red = (5..60)
+        .flat_map(|y| (5..150).map(move |x| (x, y)))
+        .filter(|&(x, y)| !is_red(&pixel(&without, x, y)))
+        .count();
+    assert!(
+        plain_not_red < 50,
+        "{plain_not_red} non-red pixels without the overlay"
+    );
+}
