@@ -142,8 +142,21 @@ fn plays_a_whole_clip_over_tcp_with_exact_statistics() {
     whole_clip_over("tcp");
 }
 
-#[test]
-fn plays_60_frames_from_gst_rtsp_server() {
+/// gst-rtsp-server (tests/scripts/gst-rtsp-server.py) serving `frames`, killed on drop.
+struct GstRtspServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for GstRtspServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gst_rtsp_server(frames: &[Vec<u8>], options: &[&str]) -> GstRtspServer {
     let Some(python) = ["/usr/bin/python3", "python3"].into_iter().find(|p| {
         Command::new(p)
             .args([
@@ -158,10 +171,11 @@ fn plays_60_frames_from_gst_rtsp_server() {
         );
     };
     let dir = tempfile::tempdir().unwrap();
-    let clip = write_file(dir.path(), "clip.Mjpeg", &lab_file(&frames()));
-    let mut server = Command::new(python)
+    let clip = write_file(dir.path(), "clip.Mjpeg", &lab_file(frames));
+    let mut child = Command::new(python)
         .arg(workspace_root().join("tests/scripts/gst-rtsp-server.py"))
         .args(["--port", "0", "--fps", "50"])
+        .args(options)
         .arg(&clip)
         .env("GST_PLUGIN_PATH", plugin_dir())
         .stdout(Stdio::piped())
@@ -169,9 +183,21 @@ fn plays_60_frames_from_gst_rtsp_server() {
         .spawn()
         .expect("the gst-rtsp-server script runs");
     let mut url = String::new();
-    BufReader::new(server.stdout.take().unwrap())
+    BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut url)
         .unwrap();
+    assert!(url.starts_with("rtsp://"), "the script printed {url:?}");
+    GstRtspServer {
+        child,
+        url: url.trim().to_string(),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn plays_60_frames_from_gst_rtsp_server() {
+    let server = gst_rtsp_server(&frames(), &[]);
+    let dir = tempfile::tempdir().unwrap();
     for transport in ["udp", "tcp"] {
         let json_path = dir.path().join(format!("{transport}.json"));
         let out = play(
@@ -182,7 +208,7 @@ fn plays_60_frames_from_gst_rtsp_server() {
                 "60",
                 "--stats-json",
                 json_path.to_str().unwrap(),
-                url.trim(),
+                &server.url,
             ],
             Duration::from_secs(30),
         );
@@ -195,8 +221,44 @@ fn plays_60_frames_from_gst_rtsp_server() {
         assert!(json_number(&json, "frames_shown") >= 60.0, "{json}");
         assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
     }
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+#[test]
+fn answers_basic_and_digest_challenges_with_the_urls_credentials() {
+    for mode in ["--credentials=us er:p@ss", "--digest"] {
+        let options: Vec<&str> = if mode == "--digest" {
+            vec!["--credentials=us er:p@ss", "--digest"]
+        } else {
+            vec![mode]
+        };
+        let server = gst_rtsp_server(&frames(), &options);
+        let with = |userinfo: &str| {
+            server
+                .url
+                .replacen("rtsp://", &format!("rtsp://{userinfo}"), 1)
+        };
+        let out = play(&["--frames", "20", &server.url], Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {err}");
+        assert!(err.contains("wants credentials (401)"), "{mode}: {err}");
+        let out = play(
+            &["--frames", "20", &with("us%20er:wrong@")],
+            Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {err}");
+        assert!(err.contains("refused the credentials"), "{mode}: {err}");
+        let out = play(
+            &["--frames", "20", &with("us%20er:p%40ss@")],
+            Duration::from_secs(20),
+        );
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("frames shown: 2"));
+    }
 }
 
 #[test]

@@ -25,7 +25,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def parse_args():
@@ -58,10 +59,42 @@ def parse_args():
         help="listen backlog (default 1024; GstRTSPServer's own default, 5, makes a fast "
         "ramp of connections wait for SYN retransmissions)",
     )
+    parser.add_argument(
+        "--credentials",
+        metavar="USER:PASSWORD",
+        help="require these credentials (RTSP authentication; Basic unless --digest)",
+    )
+    parser.add_argument(
+        "--digest", action="store_true", help="with --credentials: Digest instead of Basic"
+    )
     args = parser.parse_args()
+    if args.credentials and ":" not in args.credentials:
+        parser.error("--credentials takes USER:PASSWORD")
     if args.fps <= 0:
         parser.error("--fps must be positive")
     return args
+
+
+def require_credentials(server, factory, credentials, digest):
+    """Only USER:PASSWORD may play the clip (Basic or Digest authentication)."""
+    user, password = credentials.split(":", 1)
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+    if digest:
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        auth.add_digest(user, password, token)
+    else:
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    server.set_auth(auth)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_role_from_structure(
+        Gst.Structure.new_from_string(
+            "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+        )
+    )
+    factory.set_permissions(permissions)
 
 
 def main():
@@ -89,6 +122,8 @@ def main():
         f"! rtpjpegpay name=pay0 pt=26 )"
     )
     factory.set_shared(args.shared)
+    if args.credentials:
+        require_credentials(server, factory, args.credentials, args.digest)
     server.get_mount_points().add_factory("/" + name, factory)
     if server.attach(None) == 0:
         sys.exit(f"gst-rtsp-server.py: cannot listen on {args.bind}:{args.port}")

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 pub mod bench;
+pub mod lab_server;
+pub mod relay;
 pub mod rtsp;
 
 /// Initialises GStreamer and registers this workspace's plugin in-process.

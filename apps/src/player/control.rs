@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rtsp_types::headers::{CSEQ, SESSION, USER_AGENT};
-use rtsp_types::{Message, Method, ParseError, Request, Response, Url, Version};
+use rtsp_types::headers::{AUTHORIZATION, CSEQ, SESSION, USER_AGENT, WWW_AUTHENTICATE};
+use rtsp_types::{Message, Method, ParseError, Request, Response, StatusCode, Url, Version};
+
+use crate::rtsp::auth::{AuthError, Authenticator};
 
 /// How long a reply may take.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,6 +36,8 @@ pub struct Control {
     /// How long a reply may take (shorter for the first request, to tell a lab server,
     /// which does not answer DESCRIBE, from a standard one).
     pub reply_timeout: Duration,
+    /// Answers the server's 401 challenges (Basic, Digest) with the URL's credentials.
+    pub auth: Authenticator,
     interleaved: Arc<Mutex<Option<InterleavedSink>>>,
 }
 
@@ -77,6 +81,7 @@ impl Control {
             session: None,
             timeout: None,
             reply_timeout: REPLY_TIMEOUT,
+            auth: Authenticator::default(),
             interleaved,
         })
     }
@@ -93,8 +98,38 @@ impl Control {
         self.writer.clone()
     }
 
-    /// Sends a request and waits for its reply.
+    /// Sends a request and waits for its reply; a 401 is answered once with credentials
+    /// when the URL has them and the challenge is one we support.
     pub fn request(
+        &mut self,
+        method: Method,
+        url: Option<&Url>,
+        headers: &[(rtsp_types::headers::HeaderName, String)],
+    ) -> Result<Response<Vec<u8>>> {
+        // A stale nonce may take a second try; the authenticator refuses to loop.
+        for _ in 0..3 {
+            let reply = self.send(method.clone(), url, headers)?;
+            if reply.status() != StatusCode::Unauthorized {
+                return Ok(reply);
+            }
+            let challenges: Vec<String> = reply
+                .headers()
+                .filter(|(name, _)| **name == WWW_AUTHENTICATE)
+                .map(|(_, value)| value.as_str().to_string())
+                .collect();
+            match self
+                .auth
+                .on_unauthorized(challenges.iter().map(String::as_str))
+            {
+                Ok(()) => {}
+                Err(AuthError::NoCredentials) => return Ok(reply),
+                Err(e) => bail!("the server refused the credentials (401): {e}"),
+            }
+        }
+        bail!("the server refused the credentials (401)")
+    }
+
+    fn send(
         &mut self,
         method: Method,
         url: Option<&Url>,
@@ -104,6 +139,10 @@ impl Control {
         let mut builder = Request::builder(method.clone(), Version::V1_0)
             .header(CSEQ, self.cseq.to_string())
             .header(USER_AGENT, "mjpeg-player");
+        let uri = url.map_or("*", |u| u.as_str());
+        if let Some(authorization) = self.auth.authorization(<&str>::from(&method), uri) {
+            builder = builder.header(AUTHORIZATION, authorization);
+        }
         if let Some(url) = url {
             builder = builder.request_uri(url.clone());
         }
@@ -125,7 +164,11 @@ impl Control {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => bail!("the server's reply to {method:?}: {e}"),
                 Err(RecvTimeoutError::Timeout) => {
-                    bail!("no reply to {method:?} within {REPLY_TIMEOUT:?}")
+                    return Err(NoReply(format!(
+                        "no reply to {method:?} within {:?}",
+                        self.reply_timeout
+                    ))
+                    .into());
                 }
                 Err(RecvTimeoutError::Disconnected) => bail!("the server closed the connection"),
             };

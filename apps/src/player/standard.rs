@@ -15,6 +15,7 @@ use super::control::Control;
 use super::describe::{self, Stream};
 use super::pipeline::Player;
 use super::{Remote, TransportChoice, fix_version};
+use crate::rtsp::auth::{self, Authenticator};
 
 /// How long to wait for the first UDP packet before `auto` falls back to TCP.
 const UDP_FALLBACK: Duration = Duration::from_secs(2);
@@ -37,7 +38,11 @@ impl Standard {
         player: &Arc<Player>,
         first_reply: Duration,
     ) -> Result<Standard> {
+        // Credentials in the URL answer 401s; the URL on the wire goes without them.
+        let (bare, credentials) = auth::split_credentials(url)?;
+        let url = &bare;
         let mut control = Control::connect(url)?;
+        control.auth = Authenticator::new(credentials);
         control.reply_timeout = first_reply;
         let describe = control.request(
             Method::Describe,
