@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mjpeg_rtsp_tests::lab_server::{LabOptions, LabServer};
+use mjpeg_rtsp_tests::relay::{DropPolicy, LossyProxy};
 use mjpeg_rtsp_tests::rtsp::{Served, serve};
 use mjpeg_rtsp_tests::*;
 
@@ -423,4 +425,119 @@ fn the_window_shows_the_video_and_the_overlay() {
         plain_not_red < 50,
         "{plain_not_red} non-red pixels without the overlay"
     );
+}
+
+/// A seed whose first packets all pass (RFC 3550 A.1: a source is counted from its
+/// second packet, after two in sequence; a loss there is not visible to any receiver).
+fn seed_passing_the_first_packets(p: f64) -> u64 {
+    (1..)
+        .find(|&seed| (1..=4).all(|i| !DropPolicy::Probability { p, seed }.drops(i)))
+        .unwrap()
+}
+
+#[test]
+fn reported_loss_equals_the_relays_own_count() {
+    let frames = encode_jpegs(100, 320, 240, "ball");
+    let served = serve(&frames, &["--fps", "25", "--no-adapt"]);
+    let seed = seed_passing_the_first_packets(0.05);
+    let proxy = LossyProxy::start(
+        served.server.addr,
+        DropPolicy::Probability { p: 0.05, seed },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("stats.json");
+    let out = play(
+        &[
+            "--stats-json",
+            json_path.to_str().unwrap(),
+            &proxy.proxied(&served.url),
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    let counts = proxy.counts();
+    let relayed = counts.single();
+    assert!(
+        relayed.dropped > 10,
+        "too few drops to mean anything: {relayed:?}"
+    );
+    // Exactly the relay's drops between the first and last packet the player got.
+    assert_eq!(
+        json_number(&json, "packets_lost"),
+        relayed.visible_losses() as f64,
+        "{json}"
+    );
+    // Expected counts from the second packet (A.1 probation).
+    assert_eq!(
+        json_number(&json, "packets_expected"),
+        relayed.expected() as f64 - 1.0,
+        "{json}"
+    );
+    // Every frame shown decoded (a decoding error would have failed the run); the frames
+    // with a lost packet were dropped whole, and the others shown.
+    let shown = json_number(&json, "frames_shown");
+    let dropped = json_number(&json, "frames_dropped");
+    assert!(
+        dropped > 0.0 && shown + dropped <= frames.len() as f64,
+        "{json}"
+    );
+    assert!(
+        shown >= frames.len() as f64 - relayed.dropped as f64,
+        "{json}"
+    );
+    // The server heard the player's receiver reports, with the loss in them.
+    let line = served
+        .server
+        .wait_for_log(&["receiver report from"], Duration::from_secs(5));
+    assert!(!line.contains("cumulative lost 0,"), "{line}");
+}
+
+#[test]
+fn plays_a_lab_server_found_by_its_silence_to_describe() {
+    let frames = encode_jpegs(100, 320, 240, "ball");
+    for version0 in [false, true] {
+        let lab = LabServer::start(
+            frames.clone(),
+            LabOptions {
+                fps: 50,
+                version0,
+                drop: DropPolicy::EveryNth(10),
+                ..Default::default()
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let json_path = dir.path().join("stats.json");
+        let out = play(
+            &[
+                "--frames",
+                "60",
+                "--stats-json",
+                json_path.to_str().unwrap(),
+                &lab.url(),
+            ],
+            Duration::from_secs(30),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("trying the lab dialect"), "{stderr}");
+        let json = std::fs::read_to_string(&json_path).unwrap();
+        assert!(json_number(&json, "frames_shown") >= 60.0, "{json}");
+        // Every 10th frame was never sent: the player's loss is those gaps, counted from
+        // sequence numbers, up to the last packet it received.
+        let counts = lab.counts();
+        let lost = json_number(&json, "packets_lost");
+        let received = json_number(&json, "packets_received");
+        let dropped_before_end = counts
+            .dropped_seqs
+            .iter()
+            .filter(|&&s| f64::from(s) < received + lost + 2.0)
+            .count() as f64;
+        assert_eq!(lost, dropped_before_end, "{json} {:?}", counts.dropped_seqs);
+        let requests = counts.requests.join(" | ");
+        for method in ["SETUP", "PLAY", "TEARDOWN"] {
+            assert!(requests.contains(method), "{requests}");
+        }
+    }
 }
