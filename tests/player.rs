@@ -541,3 +541,65 @@ fn plays_a_lab_server_found_by_its_silence_to_describe() {
         }
     }
 }
+
+#[test]
+fn errors_a_user_can_act_on() {
+    let served = serve(&frames(), &[]);
+    // An unknown clip.
+    let missing = served.url.replace("clip.Mjpeg", "nothing.Mjpeg");
+    let out = play(&["--frames", "5", &missing], Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no such stream on the server (404)"), "{err}");
+    // Not RTSP.
+    let out = play(
+        &["--frames", "5", "http://127.0.0.1/x"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only rtsp:// URLs"));
+}
+
+#[test]
+fn udp_that_never_arrives_fails_with_a_hint_or_falls_back_to_tcp() {
+    let served = serve(&frames(), &["--loop"]);
+    // The relay drops every UDP packet (a firewall); interleaved TCP passes.
+    let proxy = LossyProxy::start(served.server.addr, DropPolicy::EveryNth(1));
+    let url = proxy.proxied(&served.url);
+    let started = Instant::now();
+    let out = play(
+        &["--transport", "udp", "--frames", "5", &url],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("firewall") && err.contains("--transport tcp"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "it took {:?}",
+        started.elapsed()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("stats.json");
+    let out = play(
+        &[
+            "--transport",
+            "auto",
+            "--frames",
+            "20",
+            "--stats-json",
+            json_path.to_str().unwrap(),
+            &url,
+        ],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("switching to TCP"), "{err}");
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    assert!(json.contains("\"transport\": \"tcp\""), "{json}");
+    assert!(json_number(&json, "frames_shown") >= 20.0, "{json}");
+}

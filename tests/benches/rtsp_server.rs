@@ -22,12 +22,13 @@
 //! built first with the same cargo, profile and target directory.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mjpeg_rtsp_tests::{encode_with, init, lab_file, plugin_dir, target_dir, workspace_root};
+use mjpeg_rtsp_tests::bench::binary;
+use mjpeg_rtsp_tests::{encode_with, init, lab_file, plugin_dir, workspace_root};
 
 const FPS: u32 = 25;
 const FRAMES: usize = 250;
@@ -100,25 +101,6 @@ fn sweep() -> Vec<(Server, usize)> {
         }
     }
     points
-}
-
-/// Builds the server, the load generator and the plugin the Python server loads.
-fn build_binaries() {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--locked", "-p", "mjpeg-rtsp-apps", "-p"])
-        .arg("gst-plugin-mjpegrtp")
-        .env("CARGO_TARGET_DIR", target_dir());
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "building the apps and the plugin failed");
-}
-
-fn binary(name: &str) -> PathBuf {
-    plugin_dir().join(name)
 }
 
 /// The system Python with GObject introspection (python3 on PATH may be another one).
@@ -342,7 +324,7 @@ fn main() {
         "RTSP server benchmark: 640x480 4:2:0 JPEG at {FPS} frames/s over RTP/UDP, sessions \
          started over {RAMP_S} s, measured over {window_s} s after the ramp"
     );
-    build_binaries();
+    mjpeg_rtsp_tests::bench::build_apps();
     let frames = encode_with(
         FRAMES,
         640,

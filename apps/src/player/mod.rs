@@ -115,7 +115,12 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         if n == 1
             && let Ok(mut f) = frames_seen.lock()
         {
-            *f = Some(started.elapsed());
+            let elapsed = started.elapsed();
+            *f = Some(elapsed);
+            eprintln!(
+                "mjpeg-player: first frame shown {:.1} ms after start",
+                elapsed.as_secs_f64() * 1000.0
+            );
         }
     })?);
     if let Some(keys) = options.window_keys.clone() {

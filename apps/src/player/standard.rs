@@ -63,6 +63,9 @@ impl Standard {
             tcp: transport == TransportChoice::Tcp,
         };
         let packets_seen = Arc::new(AtomicBool::new(false));
+        // Cleared when the session moves to TCP: what still comes over UDP (the first
+        // session's BYE) is not this stream's.
+        let udp_active = Arc::new(AtomicBool::new(true));
         if !session.tcp {
             let (rtp, rtcp) = bind_pair()?;
             let transport_header = format!(
@@ -83,7 +86,7 @@ impl Standard {
                 check(&reply, "SETUP", &session.stream.control)?;
                 take_session(&mut session.control, &reply)?;
                 let server_rtcp = server_rtcp_address(&reply, url)?;
-                start_udp(player, &rtp, &rtcp, server_rtcp, &packets_seen)?;
+                start_udp(player, &rtp, &rtcp, server_rtcp, &packets_seen, &udp_active)?;
             }
         }
         if session.tcp {
@@ -105,6 +108,7 @@ impl Standard {
         if packets_seen.load(Ordering::Relaxed) {
             return Ok(session);
         }
+        udp_active.store(false, Ordering::Relaxed);
         session.teardown();
         if transport != TransportChoice::Auto {
             bail!(
@@ -250,26 +254,35 @@ fn start_udp(
     rtcp: &UdpSocket,
     server_rtcp: SocketAddr,
     packets_seen: &Arc<AtomicBool>,
+    active: &Arc<AtomicBool>,
 ) -> Result<()> {
     let rtp = rtp.try_clone()?;
     let receiver = player.clone();
     let seen = packets_seen.clone();
+    let rtp_active = active.clone();
     std::thread::Builder::new()
         .name("rtp".into())
         .spawn(move || {
             let mut buf = vec![0u8; 65536];
             while let Ok(n) = rtp.recv(&mut buf) {
+                if !rtp_active.load(Ordering::Relaxed) {
+                    return;
+                }
                 seen.store(true, Ordering::Relaxed);
                 receiver.push_rtp(&fix_version(&buf[..n]));
             }
         })?;
     let rtcp_in = rtcp.try_clone()?;
     let receiver = player.clone();
+    let rtcp_active = active.clone();
     std::thread::Builder::new()
         .name("rtcp".into())
         .spawn(move || {
             let mut buf = vec![0u8; 65536];
             while let Ok(n) = rtcp_in.recv(&mut buf) {
+                if !rtcp_active.load(Ordering::Relaxed) {
+                    return;
+                }
                 receiver.push_rtcp(&buf[..n]);
             }
         })?;
