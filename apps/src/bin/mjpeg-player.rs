@@ -77,10 +77,13 @@ fn main() -> ExitCode {
         window_keys,
         started,
     };
+    let terminal = player::RawTerminal::enable();
     let _ = std::thread::Builder::new()
         .name("keys".into())
         .spawn(move || player::read_keys(tx));
-    match player::run(options, rx) {
+    let result = player::run(options, rx);
+    drop(terminal);
+    match result {
         Ok(summary) => {
             println!("{}", player::summary_text(&summary));
             if let Some(path) = args.stats_json

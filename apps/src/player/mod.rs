@@ -349,6 +349,46 @@ pub(crate) fn fix_version(packet: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// The terminal in single-key mode (no line editing, no echo) while the player runs, so
+/// keys act at once; restored on drop. Does nothing when stdin is not a terminal.
+pub struct RawTerminal {
+    saved: Option<libc::termios>,
+}
+
+impl RawTerminal {
+    pub fn enable() -> RawTerminal {
+        // SAFETY: isatty/tcgetattr/tcsetattr on fd 0 with a valid termios struct.
+        unsafe {
+            if libc::isatty(0) != 1 {
+                return RawTerminal { saved: None };
+            }
+            let mut term: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut term) != 0 {
+                return RawTerminal { saved: None };
+            }
+            let saved = term;
+            term.c_lflag &= !(libc::ICANON | libc::ECHO);
+            term.c_cc[libc::VMIN] = 1;
+            term.c_cc[libc::VTIME] = 0;
+            if libc::tcsetattr(0, libc::TCSANOW, &term) != 0 {
+                return RawTerminal { saved: None };
+            }
+            RawTerminal { saved: Some(saved) }
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            // SAFETY: restores the settings read in `enable`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, saved);
+            }
+        }
+    }
+}
+
 /// Keys from the terminal (or any stdin): space/p = pause, left/right arrows (or , and .)
 /// = seek -/+5 s, s = overlay, q/Esc = quit.
 pub fn read_keys(commands: mpsc::Sender<Command>) {
