@@ -3,27 +3,35 @@
 
 use std::process::Command;
 
-#[test]
-fn server_help_describes_every_option() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpeg-rtsp-server"))
+/// `--help` succeeds and names every option.
+fn help_lists(binary: &str, options: &[&str]) {
+    let out = Command::new(binary)
         .arg("--help")
         .output()
         .expect("binary runs");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for option in [
-        "--port",
-        "--bind",
-        "--fps",
-        "--mtu",
-        "--loop",
-        "--session-timeout",
-        "--stats",
-        "--no-adapt",
-        "[PATHS]...",
-    ] {
+    for option in options {
         assert!(help.contains(option), "{option} missing in\n{help}");
     }
+}
+
+#[test]
+fn server_help_describes_every_option() {
+    help_lists(
+        env!("CARGO_BIN_EXE_mjpeg-rtsp-server"),
+        &[
+            "--port",
+            "--bind",
+            "--fps",
+            "--mtu",
+            "--loop",
+            "--session-timeout",
+            "--stats",
+            "--no-adapt",
+            "[PATHS]...",
+        ],
+    );
 }
 
 #[test]
@@ -49,23 +57,20 @@ fn server_refuses_a_missing_clip() {
 
 #[test]
 fn player_help_describes_every_option() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpeg-player"))
-        .arg("--help")
-        .output()
-        .expect("binary runs");
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
-    for option in [
-        "--transport",
-        "--headless",
-        "--no-overlay",
-        "--frames",
-        "--duration",
-        "--stats-json",
-        "<URL>",
-    ] {
-        assert!(help.contains(option), "{option} missing in\n{help}");
-    }
+    help_lists(
+        env!("CARGO_BIN_EXE_mjpeg-player"),
+        &[
+            "--transport",
+            "--headless",
+            "--no-overlay",
+            "--frames",
+            "--duration",
+            "--stats-json",
+            "--record",
+            "--lab",
+            "<URL>",
+        ],
+    );
 }
 
 #[test]

@@ -106,12 +106,7 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
     let first_frame: Arc<Mutex<Option<Duration>>> = Arc::default();
     let started = options.started;
     let frames_seen = first_frame.clone();
-    let sink = if options.headless {
-        "fakesink"
-    } else {
-        "autovideosink"
-    };
-    let player = Arc::new(Player::new(sink, options.overlay, move |n| {
+    let on_frame = Arc::new(move |n: u64| {
         if n == 1
             && let Ok(mut f) = frames_seen.lock()
         {
@@ -122,16 +117,8 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
                 elapsed.as_secs_f64() * 1000.0
             );
         }
-    })?);
-    if let Some(keys) = options.window_keys.clone() {
-        player.on_window_key(move |name| {
-            if let Some(command) = window_key(name)
-                && let Ok(keys) = keys.lock()
-            {
-                let _ = keys.send(command);
-            }
-        })?;
-    }
+    });
+    let player = Arc::new(open_player(&options, on_frame)?);
     let recorder = match &options.record {
         Some(path) => Some(record::Recorder::start(path, &player)?),
         None => None,
@@ -173,6 +160,40 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         first_frame: first_frame.lock().ok().and_then(|f| *f),
         transport_tcp: remote.is_tcp(),
     })
+}
+
+/// Video sinks to try, best first. `autovideosink` would probe every sink it knows (1.5 s
+/// under Xvfb here, and it sometimes failed to start); trying the usual ones directly
+/// opens a window in a few milliseconds.
+fn video_sinks(headless: bool) -> &'static [&'static str] {
+    if headless {
+        &["fakesink"]
+    } else if std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty()) {
+        &["xvimagesink", "ximagesink", "autovideosink"]
+    } else {
+        &["waylandsink", "autovideosink"]
+    }
+}
+
+/// The pipeline with the first video sink that opens (reaches READY).
+fn open_player(options: &Options, on_frame: Arc<dyn Fn(u64) + Send + Sync>) -> Result<Player> {
+    let mut last_error = None;
+    for sink in video_sinks(options.headless) {
+        if gst::ElementFactory::find(sink).is_none() {
+            continue;
+        }
+        let on_frame = on_frame.clone();
+        let player = Player::new(sink, options.overlay, move |n| on_frame(n))?;
+        match player.pipeline.set_state(gst::State::Ready) {
+            Ok(_) => return Ok(player),
+            Err(e) => {
+                let _ = player.pipeline.set_state(gst::State::Null);
+                last_error = Some(anyhow!("{sink}: {e}"));
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("no video sink")))
+        .context("cannot open a video window (try --headless)")
 }
 
 /// The session's main loop: stop conditions, bus messages, keep-alives, commands and the
