@@ -19,8 +19,7 @@ pub struct Stream {
 /// Reads the SDP of a DESCRIBE reply. `base` is the reply's Content-Base (or
 /// Content-Location, or the request URL).
 pub fn read(sdp: &[u8], base: &Url) -> Result<Stream> {
-    let session = sdp_types::Session::parse(sdp)
-        .map_err(|e| anyhow!("the server's SDP does not parse: {e:?}"))?;
+    let session = parse_sdp(sdp)?;
     let media = session
         .medias
         .iter()
@@ -79,6 +78,25 @@ pub fn read(sdp: &[u8], base: &Url) -> Result<Stream> {
     })
 }
 
+/// RFC 4566 through `sdp-types`, guarded: sdp-types 0.1.8 asserts (panics) on some
+/// malformed descriptions (found by the `rtsp_reply` fuzz target), so every line is first
+/// checked to be `<letter>=...`, and a panic left in the parser is caught as an error.
+fn parse_sdp(sdp: &[u8]) -> Result<sdp_types::Session> {
+    let text =
+        std::str::from_utf8(sdp).map_err(|_| anyhow!("the server's SDP is not UTF-8 text"))?;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let b = line.as_bytes();
+        if b.len() < 2 || !b[0].is_ascii_lowercase() || b[1] != b'=' {
+            bail!("the server's SDP has a malformed line: {line:?}");
+        }
+    }
+    match std::panic::catch_unwind(|| sdp_types::Session::parse(sdp)) {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(e)) => bail!("the server's SDP does not parse: {e:?}"),
+        Err(_) => bail!("the server's SDP does not parse"),
+    }
+}
+
 /// A control attribute against the base URL: absolute, or relative to the base (whose
 /// last segment counts as a folder, as servers mean it).
 fn resolve(base: &Url, control: &str) -> Result<Url> {
@@ -133,5 +151,10 @@ mod tests {
         let e = read(h264.as_bytes(), &Url::parse("rtsp://h/x").unwrap()).unwrap_err();
         assert!(e.to_string().contains("not Motion-JPEG"), "{e}");
         assert!(read(b"garbage", &Url::parse("rtsp://h/x").unwrap()).is_err());
+        // The fuzz target's find: sdp-types 0.1.8 panicked on this (a line without `=`).
+        let crash = include_bytes!(
+            "../../../fuzz/regressions/rtsp_reply/sdp-types-assert-on-malformed-line.bin"
+        );
+        assert!(read(crash, &Url::parse("rtsp://h/x").unwrap()).is_err());
     }
 }
