@@ -358,7 +358,7 @@ fn the_window_shows_the_video_and_the_overlay() {
     let is_red = |p: &[u8]| p[0] > 200 && p[1] < 60 && p[2] < 60;
     let pixel = |rgb: &[u8], x: usize, y: usize| rgb[(y * 640 + x) * 3..][..3].to_vec();
     // Screenshots every half second from 1 s to about 6 s after the player starts (the window
-    // may take a while to map on a loaded machine); the first with video is checked.
+    // may take a while to map on a loaded machine); the last with video is checked.
     let shot = |overlay: bool| -> Vec<u8> {
         let shots = dir.path().join(format!("overlay-{overlay}"));
         std::fs::create_dir_all(&shots).unwrap();
@@ -383,6 +383,7 @@ fn the_window_shows_the_video_and_the_overlay() {
             String::from_utf8_lossy(&out.stderr)
         );
         (10..=18)
+            .rev()
             .filter_map(|i| std::fs::read(shots.join(format!("{i}.rgb"))).ok())
             .find(|rgb| rgb.len() == 640 * 480 * 3 && is_red(&pixel(rgb, 160, 200)))
             .expect("no screenshot shows the video (the middle of the window is not red)")

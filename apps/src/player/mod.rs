@@ -208,7 +208,8 @@ fn drive(
     let begin = Instant::now();
     let mut position = Position::new(0.0);
     let mut last_keepalive = Instant::now();
-    let mut last_overlay = Instant::now();
+    // The overlay gets its first text at once, then every half second.
+    let mut last_overlay: Option<Instant> = None;
     let mut last_progress = (Instant::now(), 0u64);
     let mut rate_window = (Instant::now(), 0u64);
     let mut fps = 0.0;
@@ -277,8 +278,8 @@ fn drive(
                 (stats.frames_shown - rate_window.1) as f64 / rate_window.0.elapsed().as_secs_f64();
             rate_window = (Instant::now(), stats.frames_shown);
         }
-        if overlay && last_overlay.elapsed() >= Duration::from_millis(500) {
-            last_overlay = Instant::now();
+        if overlay && last_overlay.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            last_overlay = Some(Instant::now());
             player.set_overlay_text(&overlay_text(&stats, fps, paused));
         }
         match commands.recv_timeout(Duration::from_millis(20)) {
