@@ -62,3 +62,21 @@ run_video() {
         echo "decoded $frames frames"
     fi
 }
+
+# start_server CLIP: starts this checkout's mjpeg-rtsp-server on CLIP (127.0.0.1, any
+# free port), stopped when the script exits, and sets $url to the clip's URL.
+start_server() {
+    server="$root/target/debug/mjpeg-rtsp-server"
+    [ -x "$server" ] || { echo "$(basename "$0"): $server is not built: run 'make'" >&2; exit 1; }
+    urls=$(mktemp)
+    "$server" --bind 127.0.0.1 --port 0 "$1" >"$urls" &
+    server_pid=$!
+    trap 'kill "$server_pid" 2>/dev/null; rm -f "$urls"' EXIT INT TERM
+    for _ in $(seq 100); do
+        [ -s "$urls" ] && break
+        kill -0 "$server_pid" 2>/dev/null || { echo "$(basename "$0"): the server did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+    url=$(head -n 1 "$urls")
+    echo "$(basename "$0"): playing $url" >&2
+}

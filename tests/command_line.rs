@@ -1,5 +1,5 @@
 //! What a user types: gst-launch-1.0 and gst-inspect-1.0 with the built plugin, the
-//! bundled sample clip, and the example scripts in pipelines/.
+//! bundled sample clip, the example scripts in pipelines/ and the demo script.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -251,4 +251,51 @@ fn loss_report_example_prints_reports() {
         received.windows(2).all(|w| w[0] <= w[1]),
         "packets-received went down: {received:?}"
     );
+}
+
+/// A 2 s clip (40 frames at the server's 20 frames/s) for the RTSP examples.
+fn short_clip(dir: &Path) -> PathBuf {
+    write_file(
+        dir,
+        "short.Mjpeg",
+        &lab_file(&encode_jpegs(40, 160, 120, "ball")),
+    )
+}
+
+#[test]
+fn rtsp_play_example_plays_the_servers_stream_with_rtspsrc() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = short_clip(dir.path());
+    let out = wait_with_timeout(
+        script("rtsp-play.sh", dir.path())
+            .arg(&clip)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    // rtspsrc ends the stream at the server's BYE: every frame of the clip.
+    assert_eq!(decoded(&out), 40);
+}
+
+#[test]
+fn demo_script_plays_with_mjpeg_player_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = short_clip(dir.path());
+    let mut cmd = Command::new(workspace_root().join("scripts/demo.sh"));
+    cmd.arg(&clip)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_REGISTRY", dir.path().join("registry.bin"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = wait_with_timeout(cmd.spawn().unwrap(), Duration::from_secs(30));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    // The clip is shorter than the demo's 100 frames: the server's BYE ends it.
+    assert!(log.contains("frames shown: 40"), "{log}");
+    assert!(log.contains("RTP packet loss rate: 0.00%"), "{log}");
 }

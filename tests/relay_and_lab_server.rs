@@ -220,19 +220,7 @@ fn seeded_random_drops_and_a_tcp_session_on_a_second_connection() {
     // An interleaved session on its own connection, opened first and left open.
     let url = proxy.proxied(&served.url);
     let mut tcp = Client::connect(proxy.addr());
-    let reply = tcp.request(
-        "SETUP",
-        &format!("{url}/streamid=0"),
-        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-    );
-    reply.assert_status(200);
-    let tcp_ssrc = reply.param("Transport", "ssrc").expect("ssrc");
-    assert_eq!(
-        reply.header("Transport").unwrap(),
-        format!("RTP/AVP/TCP;unicast;interleaved=0-1;ssrc={tcp_ssrc}")
-    );
-    let tcp_ssrc = u32::from_str_radix(&tcp_ssrc, 16).unwrap();
-    let tcp_id = reply.session();
+    let (tcp_ssrc, tcp_id) = tcp.setup_interleaved(&format!("{url}/streamid=0"));
 
     let mut s = setup_through(&proxy, &served);
     tcp.request("PLAY", &url, &[("Session", &tcp_id)])

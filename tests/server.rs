@@ -485,19 +485,7 @@ fn interleaved_tcp_carries_rtp_and_rtcp() {
     let served = serve(&["--no-adapt", "--fps", "50"]);
     let mut client = served.server.connect();
     let base = format!("{}/", served.url);
-    let reply = client.request(
-        "SETUP",
-        &format!("{base}streamid=0"),
-        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-    );
-    reply.assert_status(200);
-    let ssrc = reply.param("Transport", "ssrc").expect("ssrc");
-    assert_eq!(
-        reply.header("Transport").unwrap(),
-        format!("RTP/AVP/TCP;unicast;interleaved=0-1;ssrc={ssrc}")
-    );
-    let ssrc = u32::from_str_radix(&ssrc, 16).unwrap();
-    let id = reply.session();
+    let (ssrc, id) = client.setup_interleaved(&format!("{base}streamid=0"));
     let (reply, seq, rtptime) = play(&mut client, &served.url, &id, None);
     assert_eq!(
         reply.header("RTP-Info").unwrap(),

@@ -24,13 +24,14 @@
 //! TEARDOWN before PLAY gets its reply (the Python server fails), and PAUSE and TEARDOWN
 //! stop the sender before they are answered, so no datagram follows their reply.
 
+use crate::lock;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -130,10 +131,6 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A lab-dialect server on 127.0.0.1 and a free port; stops when dropped.
 pub struct LabServer {
     addr: SocketAddr,
@@ -220,15 +217,7 @@ impl Drop for LabServer {
         for stream in lock(&self.shared.streams).drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        loop {
-            let handles: Vec<_> = lock(&self.shared.threads).drain(..).collect();
-            if handles.is_empty() {
-                break;
-            }
-            for handle in handles {
-                let _ = handle.join();
-            }
-        }
+        crate::join_all(&self.shared.threads);
     }
 }
 

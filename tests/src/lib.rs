@@ -317,3 +317,21 @@ pub fn free_udp_port() -> u16 {
         .expect("a local UDP port")
         .port()
 }
+
+/// Locks a mutex of the test helpers, whether or not a thread panicked holding it.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Joins every thread in `threads`, including those started while joining.
+pub fn join_all(threads: &std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>) {
+    loop {
+        let handles: Vec<_> = lock(threads).drain(..).collect();
+        if handles.is_empty() {
+            return;
+        }
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}

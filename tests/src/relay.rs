@@ -43,12 +43,13 @@
 //! forwarded: once a player holds a packet, the counts include it and every packet the
 //! relay received before it.
 
+use crate::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -275,10 +276,6 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Shared {
     fn spawn(self: &Arc<Self>, name: &str, f: impl FnOnce() + Send + 'static) {
         let handle = std::thread::Builder::new()
@@ -389,15 +386,7 @@ impl Drop for LossyProxy {
                 let _ = waker.send_to(&[], addr);
             }
         }
-        loop {
-            let handles: Vec<_> = lock(&self.shared.threads).drain(..).collect();
-            if handles.is_empty() {
-                break;
-            }
-            for handle in handles {
-                let _ = handle.join();
-            }
-        }
+        crate::join_all(&self.shared.threads);
     }
 }
 

@@ -293,6 +293,24 @@ impl Client {
     }
 
     /// Writes `bytes` as they are, in one write.
+    /// SETUP over RTP/AVP/TCP interleaved on channels 0-1 at `url`; checks the exact
+    /// Transport answer. The stream's SSRC and the session id.
+    pub fn setup_interleaved(&mut self, url: &str) -> (u32, String) {
+        let reply = self.request(
+            "SETUP",
+            url,
+            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+        );
+        reply.assert_status(200);
+        let ssrc = reply.param("Transport", "ssrc").expect("ssrc");
+        assert_eq!(
+            reply.header("Transport").unwrap(),
+            format!("RTP/AVP/TCP;unicast;interleaved=0-1;ssrc={ssrc}")
+        );
+        let ssrc = u32::from_str_radix(&ssrc, 16).expect("a hex SSRC");
+        (ssrc, reply.session())
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("request written");
     }
