@@ -16,6 +16,7 @@ use super::describe::{self, Stream};
 use super::pipeline::Player;
 use super::{Remote, TransportChoice, fix_version};
 use crate::rtsp::auth::{self, Authenticator};
+use crate::rtsp::transport::ServerTransport;
 
 /// How long to wait for the first UDP packet before `auto` falls back to TCP.
 const UDP_FALLBACK: Duration = Duration::from_secs(2);
@@ -195,15 +196,21 @@ fn check(reply: &rtsp_types::Response<Vec<u8>>, what: &str, url: &Url) -> Result
 }
 
 fn take_session(control: &mut Control, reply: &rtsp_types::Response<Vec<u8>>) -> Result<()> {
-    let value = reply
-        .header(&headers::SESSION)
-        .ok_or_else(|| anyhow!("SETUP reply without a Session"))?
-        .as_str()
-        .to_string();
-    let mut parts = value.split(';');
-    control.session = parts.next().map(|s| s.trim().to_string());
-    control.timeout = parts.find_map(|p| p.trim().strip_prefix("timeout=")?.trim().parse().ok());
+    let session = reply
+        .typed_header::<headers::Session>()
+        .map_err(|_| anyhow!("the SETUP reply's Session header does not parse"))?
+        .ok_or_else(|| anyhow!("SETUP reply without a Session"))?;
+    control.session = Some(session.0);
+    control.timeout = session.1;
     Ok(())
+}
+
+/// The Transport header of a SETUP reply.
+fn server_transport(reply: &rtsp_types::Response<Vec<u8>>) -> ServerTransport {
+    reply
+        .header(&headers::TRANSPORT)
+        .and_then(|t| ServerTransport::parse(t.as_str()).ok())
+        .unwrap_or_default()
 }
 
 fn setup_tcp(control: &mut Control, url: &Url, player: &Arc<Player>) -> Result<()> {
@@ -211,20 +218,11 @@ fn setup_tcp(control: &mut Control, url: &Url, player: &Arc<Player>) -> Result<(
     let reply = control.request(Method::Setup, Some(url), &[(headers::TRANSPORT, transport)])?;
     check(&reply, "SETUP", url)?;
     take_session(control, &reply)?;
-    let interleaved = reply
-        .header(&headers::TRANSPORT)
-        .and_then(|t| {
-            t.as_str()
-                .split(';')
-                .find_map(|p| p.trim().strip_prefix("interleaved=").map(str::to_string))
-        })
-        .unwrap_or_else(|| "0-1".to_string());
-    let mut channels = interleaved.split('-').map(|c| c.trim().parse::<u8>().ok());
-    let rtp_channel = channels.next().flatten().unwrap_or(0);
-    let rtcp_channel = channels
-        .next()
-        .flatten()
-        .unwrap_or(rtp_channel.wrapping_add(1));
+    // The server may move the channels; without an answer they are what we asked.
+    let (rtp_channel, rtcp_channel) = match server_transport(&reply).interleaved {
+        Some((rtp, rtcp)) => (rtp, rtcp.unwrap_or(rtp.wrapping_add(1))),
+        None => (0, 1),
+    };
     let receiver = player.clone();
     control.set_interleaved_sink(Box::new(move |channel, data| {
         if channel == rtp_channel {
@@ -293,27 +291,17 @@ fn start_udp(
 }
 
 fn server_rtcp_address(reply: &rtsp_types::Response<Vec<u8>>, url: &Url) -> Result<SocketAddr> {
-    let transport = reply
-        .header(&headers::TRANSPORT)
-        .map(|t| t.as_str().to_string())
-        .unwrap_or_default();
-    let ports = transport
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("server_port=").map(str::to_string));
     let host = url.host_str().ok_or_else(|| anyhow!("no host"))?;
     let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))?
         .next()
         .ok_or_else(|| anyhow!("{host} has no address"))?
         .ip();
-    let port = match ports {
-        Some(p) => {
-            let mut it = p.split('-').map(|x| x.trim().parse::<u16>().ok());
-            let rtp = it.next().flatten();
-            it.next().flatten().or(rtp.map(|r| r.wrapping_add(1)))
-        }
-        None => None,
+    // RTCP goes to the server's second port, or the one after its RTP port (RFC 3550).
+    let port = match server_transport(reply).server_port {
+        Some((rtp, rtcp)) => rtcp.unwrap_or(rtp.wrapping_add(1)),
+        None => 0,
     };
-    Ok(SocketAddr::new(ip, port.unwrap_or(0)))
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// Two UDP sockets on consecutive ports, the first even.

@@ -74,6 +74,41 @@ impl TransportSpec {
     }
 }
 
+/// What a server's SETUP reply says in its `Transport` header (read with `rtsp-types`):
+/// the server's RTP/RTCP ports and the interleaved channels, as far as it gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerTransport {
+    pub server_port: Option<(u16, Option<u16>)>,
+    pub interleaved: Option<(u8, Option<u8>)>,
+}
+
+impl ServerTransport {
+    pub fn parse(header: &str) -> Result<ServerTransport, String> {
+        // The same guard as for requests: rtsp-types asserts on some quoted addresses.
+        if header.contains("dest_addr") || header.contains("src_addr") {
+            return Err("dest_addr/src_addr are not supported".into());
+        }
+        let request =
+            rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
+                .header(rtsp_types::headers::TRANSPORT, header)
+                .empty();
+        let transports = request
+            .typed_header::<Transports>()
+            .map_err(|_| format!("malformed Transport header {header:?}"))?
+            .ok_or("no Transport header")?;
+        transports
+            .iter()
+            .find_map(|t| match t {
+                Transport::Rtp(rtp) => Some(ServerTransport {
+                    server_port: rtp.params.server_port,
+                    interleaved: rtp.params.interleaved,
+                }),
+                Transport::Other(_) => None,
+            })
+            .ok_or_else(|| format!("no RTP transport in {header:?}"))
+    }
+}
+
 /// The server's `Transport` reply for UDP unicast.
 pub fn udp_reply(client: (u16, Option<u16>), server: (u16, u16), ssrc: u32) -> Transports {
     reply(None, |p| {
@@ -149,6 +184,28 @@ mod tests {
         ] {
             assert!(TransportSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn reads_a_servers_reply() {
+        assert_eq!(
+            ServerTransport::parse(
+                "RTP/AVP;unicast;client_port=5000-5001;server_port=6970-6971;ssrc=1A"
+            ),
+            Ok(ServerTransport {
+                server_port: Some((6970, Some(6971))),
+                interleaved: None
+            })
+        );
+        assert_eq!(
+            ServerTransport::parse("RTP/AVP/TCP;unicast;interleaved=2-3"),
+            Ok(ServerTransport {
+                server_port: None,
+                interleaved: Some((2, Some(3)))
+            })
+        );
+        assert!(ServerTransport::parse("RTP/AVP;dest_addr=\"\\\"").is_err());
+        assert!(ServerTransport::parse("").is_err());
     }
 
     #[test]
