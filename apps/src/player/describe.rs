@@ -58,12 +58,11 @@ pub fn read(sdp: &[u8], base: &Url) -> Result<Stream> {
         .ok()
         .flatten()
         .or_else(|| session.get_first_attribute_value("range").ok().flatten());
-    let duration = range.and_then(|r| {
-        let end = r.strip_prefix("npt=")?.split('-').nth(1)?.trim();
-        end.parse::<f64>()
-            .ok()
-            .filter(|d| d.is_finite() && *d > 0.0)
-    });
+    // `a=range:npt=0-10.000` (RFC 2326 C.1.5), read like a Range header.
+    let duration = range
+        .and_then(|r| crate::rtsp::range::parse(r).ok())
+        .and_then(|r| r.end)
+        .filter(|d| d.is_finite() && *d > 0.0);
     let framerate = media
         .get_first_attribute_value("framerate")
         .ok()
