@@ -10,5 +10,6 @@
 
 pub mod bench;
 pub mod player;
+pub mod ports;
 pub mod rtsp;
 pub mod server;

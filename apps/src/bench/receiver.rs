@@ -53,29 +53,10 @@ impl PortPair {
     /// Binds a free even/odd pair on `ip`, the RTP socket with a receive buffer of `rcvbuf`
     /// bytes.
     pub fn bind(ip: IpAddr, rcvbuf: usize) -> io::Result<PortPair> {
-        // Sockets on odd ports are held until the end, so that the kernel offers others.
-        let mut rejected = Vec::new();
-        for _ in 0..256 {
-            let rtp = UdpSocket::bind((ip, 0))?;
-            let port = rtp.local_addr()?.port();
-            if port % 2 != 0 || port == u16::MAX {
-                rejected.push(rtp);
-                continue;
-            }
-            match UdpSocket::bind((ip, port + 1)) {
-                Ok(rtcp) => {
-                    configure(&rtp, rcvbuf)?;
-                    configure(&rtcp, RTCP_RCVBUF)?;
-                    return Ok(PortPair { rtp, rtcp });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => rejected.push(rtp),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "no free even/odd pair of UDP ports",
-        ))
+        let (rtp, rtcp) = crate::ports::bind_rtp_pair(ip)?;
+        configure(&rtp, rcvbuf)?;
+        configure(&rtcp, RTCP_RCVBUF)?;
+        Ok(PortPair { rtp, rtcp })
     }
 
     pub fn rtp_port(&self) -> u16 {

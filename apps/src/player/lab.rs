@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use rtsp_types::Url;
 
+use super::Remote;
 use super::pipeline::Player;
-use super::{Remote, fix_version};
 use crate::rtsp::lab;
+use crate::rtsp::lab::normalize_version;
 
 /// How long a lab reply may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,7 +51,7 @@ impl Lab {
             .spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 while let Ok(n) = rtp.recv(&mut buf) {
-                    receiver.push_rtp(&fix_version(&buf[..n]));
+                    receiver.push_rtp(&normalize_version(&buf[..n]));
                 }
             })?;
         // Lab servers take no RTCP: the monitor's reports are dropped.

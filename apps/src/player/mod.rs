@@ -358,19 +358,6 @@ fn overlay_text(stats: &Stats, fps: f64, paused: bool) -> String {
     )
 }
 
-/// Lab servers of one widespread student version send RTP version 0; RTP elements take
-/// only version 2, so the version bits are set right before the pipeline.
-pub(crate) fn fix_version(packet: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    match packet.first() {
-        Some(b) if b >> 6 == 0 && packet.len() >= 12 => {
-            let mut fixed = packet.to_vec();
-            fixed[0] |= 0x80;
-            std::borrow::Cow::Owned(fixed)
-        }
-        _ => std::borrow::Cow::Borrowed(packet),
-    }
-}
-
 /// The terminal in single-key mode (no line editing, no echo) while the player runs, so
 /// keys act at once; restored on drop. Does nothing when stdin is not a terminal.
 pub struct RawTerminal {

@@ -14,8 +14,10 @@ use rtsp_types::{Method, StatusCode, Url};
 use super::control::Control;
 use super::describe::{self, Stream};
 use super::pipeline::Player;
-use super::{Remote, TransportChoice, fix_version};
+use super::{Remote, TransportChoice};
 use crate::rtsp::auth::{self, Authenticator};
+use crate::rtsp::interleaved;
+use crate::rtsp::lab::normalize_version;
 use crate::rtsp::transport::ServerTransport;
 
 /// How long to wait for the first UDP packet before `auto` falls back to TCP.
@@ -68,7 +70,7 @@ impl Standard {
         // session's BYE) is not this stream's.
         let udp_active = Arc::new(AtomicBool::new(true));
         if !session.tcp {
-            let (rtp, rtcp) = bind_pair()?;
+            let (rtp, rtcp) = crate::ports::bind_rtp_pair(std::net::Ipv4Addr::UNSPECIFIED.into())?;
             let transport_header = format!(
                 "RTP/AVP;unicast;client_port={}-{}",
                 rtp.local_addr()?.port(),
@@ -226,20 +228,17 @@ fn setup_tcp(control: &mut Control, url: &Url, player: &Arc<Player>) -> Result<(
     let receiver = player.clone();
     control.set_interleaved_sink(Box::new(move |channel, data| {
         if channel == rtp_channel {
-            receiver.push_rtp(&fix_version(data));
+            receiver.push_rtp(&normalize_version(data));
         } else if channel == rtcp_channel {
             receiver.push_rtcp(data);
         }
     }));
     let writer = control.writer();
     player.on_rtcp_out(move |packet| {
-        let Ok(len) = u16::try_from(packet.len()) else {
-            return;
-        };
-        let mut framed = vec![b'$', rtcp_channel];
-        framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(packet);
-        if let Ok(mut w) = writer.lock() {
+        let mut framed = Vec::with_capacity(packet.len() + 4);
+        if interleaved::append(&mut framed, rtcp_channel, [packet])
+            && let Ok(mut w) = writer.lock()
+        {
             let _ = w.write_all(&framed);
         }
     })?;
@@ -267,7 +266,7 @@ fn start_udp(
                     return;
                 }
                 seen.store(true, Ordering::Relaxed);
-                receiver.push_rtp(&fix_version(&buf[..n]));
+                receiver.push_rtp(&normalize_version(&buf[..n]));
             }
         })?;
     let rtcp_in = rtcp.try_clone()?;
@@ -302,19 +301,4 @@ fn server_rtcp_address(reply: &rtsp_types::Response<Vec<u8>>, url: &Url) -> Resu
         None => 0,
     };
     Ok(SocketAddr::new(ip, port))
-}
-
-/// Two UDP sockets on consecutive ports, the first even.
-fn bind_pair() -> Result<(UdpSocket, UdpSocket)> {
-    for _ in 0..100 {
-        let rtp = UdpSocket::bind("0.0.0.0:0")?;
-        let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        if let Ok(rtcp) = UdpSocket::bind(("0.0.0.0", port + 1)) {
-            return Ok((rtp, rtcp));
-        }
-    }
-    bail!("found no free pair of UDP ports")
 }

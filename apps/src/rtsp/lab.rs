@@ -122,6 +122,19 @@ pub fn reply(
     out
 }
 
+/// A lab server's RTP packet made acceptable to RTP elements: one widespread student
+/// version sends RTP version 0 (a masking bug); the version bits are set to 2.
+pub fn normalize_version(packet: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match packet.first() {
+        Some(b) if b >> 6 == 0 && packet.len() >= 12 => {
+            let mut fixed = packet.to_vec();
+            fixed[0] |= 0x80;
+            std::borrow::Cow::Owned(fixed)
+        }
+        _ => std::borrow::Cow::Borrowed(packet),
+    }
+}
+
 /// A lab server's reply: status code, CSeq and session, read by line position as lab
 /// clients do (lines after the third are ignored).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +278,22 @@ mod tests {
             (r.method.as_str(), r.cseq, r.session.as_deref()),
             ("PLAY", Some(2), Some("274628"))
         );
+    }
+
+    #[test]
+    fn version_0_packets_become_version_2() {
+        let v0 = [0x00, 26, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xD8];
+        assert_eq!(normalize_version(&v0)[0], 0x80);
+        assert_eq!(normalize_version(&v0)[1..], v0[1..]);
+        let v2 = [0x80, 26, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(
+            normalize_version(&v2),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            normalize_version(&[0u8; 4]),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

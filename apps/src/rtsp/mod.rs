@@ -3,6 +3,7 @@
 //! `sdp-types`) and the mapping from request URLs to clip names.
 
 pub mod auth;
+pub mod interleaved;
 pub mod lab;
 pub mod path;
 pub mod range;

@@ -5,6 +5,30 @@ use rtsp_types::headers::{
     RtpLowerTransport, RtpProfile, RtpTransport, RtpTransportParameters, Transport, Transports,
 };
 
+/// The RTP transports of a `Transport` header, in its order, read with `rtsp-types`.
+fn rtp_transports(header: &str) -> Result<Vec<RtpTransport>, String> {
+    // rtsp-types asserts on a quoted address ending in a lone backslash; addresses are not
+    // supported anyway (the server only sends to the client it talks to).
+    if header.contains("dest_addr") || header.contains("src_addr") {
+        return Err("dest_addr/src_addr are not supported".into());
+    }
+    let request =
+        rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
+            .header(rtsp_types::headers::TRANSPORT, header)
+            .empty();
+    let transports = request
+        .typed_header::<Transports>()
+        .map_err(|_| format!("malformed Transport header {header:?}"))?
+        .ok_or("no Transport header")?;
+    Ok(transports
+        .iter()
+        .filter_map(|t| match t {
+            Transport::Rtp(rtp) => Some(rtp.clone()),
+            Transport::Other(_) => None,
+        })
+        .collect())
+}
+
 /// A transport the server can serve, chosen from the client's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportSpec {
@@ -22,25 +46,9 @@ pub enum TransportSpec {
 impl TransportSpec {
     /// The first transport of a `Transport` header's list that the server supports.
     pub fn parse(header: &str) -> Result<TransportSpec, String> {
-        // rtsp-types asserts on a quoted address ending in a lone backslash; addresses
-        // are not supported anyway (the server only sends to the client it talks to).
-        if header.contains("dest_addr") || header.contains("src_addr") {
-            return Err("dest_addr/src_addr are not supported".into());
-        }
-        let request =
-            rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
-                .header(rtsp_types::headers::TRANSPORT, header)
-                .empty();
-        let transports = request
-            .typed_header::<Transports>()
-            .map_err(|_| format!("malformed Transport header {header:?}"))?
-            .ok_or("no Transport header")?;
-        transports
+        rtp_transports(header)?
             .iter()
-            .find_map(|t| match t {
-                Transport::Rtp(rtp) => Self::from_rtp(rtp),
-                Transport::Other(_) => None,
-            })
+            .find_map(Self::from_rtp)
             .ok_or_else(|| format!("no supported transport in {header:?}"))
     }
 
@@ -84,26 +92,11 @@ pub struct ServerTransport {
 
 impl ServerTransport {
     pub fn parse(header: &str) -> Result<ServerTransport, String> {
-        // The same guard as for requests: rtsp-types asserts on some quoted addresses.
-        if header.contains("dest_addr") || header.contains("src_addr") {
-            return Err("dest_addr/src_addr are not supported".into());
-        }
-        let request =
-            rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
-                .header(rtsp_types::headers::TRANSPORT, header)
-                .empty();
-        let transports = request
-            .typed_header::<Transports>()
-            .map_err(|_| format!("malformed Transport header {header:?}"))?
-            .ok_or("no Transport header")?;
-        transports
-            .iter()
-            .find_map(|t| match t {
-                Transport::Rtp(rtp) => Some(ServerTransport {
-                    server_port: rtp.params.server_port,
-                    interleaved: rtp.params.interleaved,
-                }),
-                Transport::Other(_) => None,
+        rtp_transports(header)?
+            .first()
+            .map(|rtp| ServerTransport {
+                server_port: rtp.params.server_port,
+                interleaved: rtp.params.interleaved,
             })
             .ok_or_else(|| format!("no RTP transport in {header:?}"))
     }

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use gstmjpegrtp::rtcp;
 
 use media::Clip;
 use pacer::{Pacer, Sockets};
@@ -124,7 +125,7 @@ impl Server {
 
     /// Hands a client's RTCP packet to its session.
     fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
-        let session = reported_ssrcs(data)
+        let session = rtcp::session::reported_ssrcs(data)
             .into_iter()
             .find_map(|ssrc| lock(&self.by_ssrc).get(&ssrc).cloned())
             .or_else(|| lock(&self.by_rtcp_address).get(&from).cloned());
@@ -174,37 +175,6 @@ impl Server {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The SSRCs that a compound RTCP packet's report blocks are about.
-fn reported_ssrcs(data: &[u8]) -> Vec<u32> {
-    let mut ssrcs = Vec::new();
-    let Ok(compound) = rtcp_types::Compound::parse(data) else {
-        return ssrcs;
-    };
-    for packet in compound.flatten() {
-        match packet {
-            rtcp_types::Packet::Rr(rr) => ssrcs.extend(rr.report_blocks().map(|b| b.ssrc())),
-            rtcp_types::Packet::Sr(sr) => ssrcs.extend(sr.report_blocks().map(|b| b.ssrc())),
-            _ => {}
-        }
-    }
-    ssrcs
-}
-
-/// Binds the shared RTP/RTCP pair on consecutive ports, RTP even (RFC 3550 11).
-fn bind_pair(ip: IpAddr) -> Result<(UdpSocket, UdpSocket)> {
-    for _ in 0..200 {
-        let rtp = UdpSocket::bind((ip, 0))?;
-        let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        if let Ok(rtcp) = UdpSocket::bind((ip, port + 1)) {
-            return Ok((rtp, rtcp));
-        }
-    }
-    bail!("found no free pair of UDP ports for RTP and RTCP")
 }
 
 fn set_buffer(socket: &UdpSocket, option: libc::c_int, bytes: libc::c_int) {
@@ -264,7 +234,8 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
                 .join(", ")
         );
     }
-    let (rtp, rtcp) = bind_pair(config.bind).context("binding the RTP/RTCP ports")?;
+    let (rtp, rtcp) =
+        crate::ports::bind_rtp_pair(config.bind).context("binding the RTP/RTCP ports")?;
     set_buffer(&rtp, libc::SO_SNDBUF, 8 << 20);
     set_buffer(&rtcp, libc::SO_RCVBUF, 1 << 20);
     let sockets_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());

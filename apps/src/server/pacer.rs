@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gstmjpegrtp::rtcp::{self, interval::IntervalInput};
+use gstmjpegrtp::rtcp::{self, interval::IntervalInput, session::RtpHeader};
 
 use super::session::{Dest, Phase, Session, State, random_u32};
 use super::udp::{Datagram, send_all};
-use crate::rtsp::Dialect;
+use crate::rtsp::{Dialect, interleaved};
 
 /// The largest UDP payload: a lab frame bigger than this cannot be sent whole.
 const MAX_DATAGRAM: usize = 65_507;
@@ -212,7 +212,11 @@ fn step<'a>(
                 let mut counts = state.counts;
                 for packet in &frame.packets {
                     let header = rtp_header(packet.marker_and_type(), seq, ts, session.ssrc);
-                    interleave(&mut bytes, channels.0, &header, packet.body());
+                    interleaved::append(
+                        &mut bytes,
+                        channels.0,
+                        std::iter::once(&header[..]).chain(packet.body()),
+                    );
                     seq = seq.wrapping_add(1);
                     counts.add(packet.body_len());
                 }
@@ -240,30 +244,16 @@ fn step<'a>(
     Some(state.origin + Duration::from_secs_f64(ahead as f64 / f64::from(clip.fps)))
 }
 
-pub fn rtp_header(marker_and_type: u8, seq: u16, ts: u32, ssrc: u32) -> [u8; 12] {
-    let mut h = [0u8; 12];
-    h[0] = 0x80;
-    h[1] = marker_and_type;
-    h[2..4].copy_from_slice(&seq.to_be_bytes());
-    h[4..8].copy_from_slice(&ts.to_be_bytes());
-    h[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    h
-}
-
-fn interleave<'a>(
-    out: &mut Vec<u8>,
-    channel: u8,
-    header: &[u8],
-    body: impl Iterator<Item = &'a [u8]>,
-) {
-    let start = out.len();
-    out.extend_from_slice(&[b'$', channel, 0, 0]);
-    out.extend_from_slice(header);
-    for slice in body {
-        out.extend_from_slice(slice);
-    }
-    let len = (out.len() - start - 4) as u16;
-    out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+/// Our RTP header in front of a payloaded packet: `marker_and_type` is the packet's own
+/// second byte (marker bit and payload type).
+fn rtp_header(marker_and_type: u8, sequence: u16, timestamp: u32, ssrc: u32) -> [u8; 12] {
+    let header = RtpHeader {
+        payload_type: marker_and_type & 0x7F,
+        sequence,
+        timestamp,
+        ssrc,
+    };
+    header.to_bytes(marker_and_type & 0x80 != 0)
 }
 
 /// Sends a sender report (or, with a reason, SR + BYE) and books the next report.
@@ -287,13 +277,9 @@ pub fn send_rtcp(
         }
         Dest::Tcp { writer, channels } => {
             let mut bytes = Vec::new();
-            interleave(
-                &mut bytes,
-                channels.1,
-                &packet[..0],
-                std::iter::once(&packet[..]),
-            );
-            let _ = writer.try_send(bytes);
+            if interleaved::append(&mut bytes, channels.1, [&packet[..]]) {
+                let _ = writer.try_send(bytes);
+            }
         }
         Dest::Udp { rtcp: None, .. } | Dest::Lab { .. } => {}
     }

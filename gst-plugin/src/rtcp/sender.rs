@@ -66,6 +66,35 @@ mod tests {
     use crate::rtcp::Session;
 
     #[test]
+    fn rtp_headers_write_and_read_back() {
+        let h = crate::rtcp::session::RtpHeader {
+            payload_type: 26,
+            sequence: 0xBEEF,
+            timestamp: 0x0102_0304,
+            ssrc: 0xCAFE_F00D,
+        };
+        let bytes = h.to_bytes(true);
+        assert_eq!(bytes[..2], [0x80, 0x80 | 26]);
+        assert_eq!(crate::rtcp::session::RtpHeader::parse(&bytes), Ok(h));
+        assert_eq!(h.to_bytes(false)[1], 26);
+    }
+
+    #[test]
+    fn receiver_reports_name_the_ssrcs_they_report_on() {
+        let mut receiver = Session::new(7, "client");
+        let mut header = [0x80u8, 26, 0, 1, 0, 0, 0, 0, 0xAB, 0xCD, 0, 1];
+        for seq in 1..4u8 {
+            header[3] = seq;
+            receiver
+                .on_rtp(&header, 100, u64::from(seq) * 1_000_000, Some(90_000))
+                .unwrap();
+        }
+        let rr = receiver.build_report(10_000_000).unwrap();
+        assert_eq!(crate::rtcp::session::reported_ssrcs(&rr), vec![0xABCD_0001]);
+        assert!(crate::rtcp::session::reported_ssrcs(b"junk").is_empty());
+    }
+
+    #[test]
     fn sender_reports_and_bye_read_back() {
         let counts = SenderCounts {
             packets: 10,

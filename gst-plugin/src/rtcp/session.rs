@@ -47,6 +47,34 @@ impl RtpHeader {
             ssrc: u32::from_be_bytes([c1, c2, c3, c4]),
         })
     }
+
+    /// The 12-byte fixed header: version 2, no padding, extension or CSRC.
+    pub fn to_bytes(&self, marker: bool) -> [u8; 12] {
+        let mut h = [0u8; 12];
+        h[0] = 0x80;
+        h[1] = (u8::from(marker) << 7) | (self.payload_type & 0x7F);
+        h[2..4].copy_from_slice(&self.sequence.to_be_bytes());
+        h[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        h
+    }
+}
+
+/// The SSRCs a compound RTCP packet's report blocks (in SR and RR) are about: whom a
+/// receiver is reporting on. Empty for a malformed packet.
+pub fn reported_ssrcs(data: &[u8]) -> Vec<u32> {
+    let mut ssrcs = Vec::new();
+    let Ok(compound) = Compound::parse(data) else {
+        return ssrcs;
+    };
+    for packet in compound.flatten() {
+        match packet {
+            RtcpPacket::Rr(rr) => ssrcs.extend(rr.report_blocks().map(|b| b.ssrc())),
+            RtcpPacket::Sr(sr) => ssrcs.extend(sr.report_blocks().map(|b| b.ssrc())),
+            _ => {}
+        }
+    }
+    ssrcs
 }
 
 /// The last sender report heard from a source.
