@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use gst::prelude::*;
 use mjpeg_rtsp_tests::lab_server::{LabCounts, LabOptions, LabServer};
@@ -56,12 +56,7 @@ fn setup_through(proxy: &LossyProxy, served: &Served) -> Session {
     let before = proxy.counts().sessions.len();
     let (rtp, rtcp) = udp_pair();
     let (a, b) = (rtp.port(), rtcp.port());
-    let reply = client.request(
-        "SETUP",
-        &format!("{url}/streamid=0"),
-        &[("Transport", &format!("RTP/AVP;unicast;client_port={a}-{b}"))],
-    );
-    reply.assert_status(200);
+    let reply = client.setup_udp(&format!("{url}/streamid=0"), &rtp, &rtcp);
     let counts = proxy.counts();
     assert_eq!(counts.sessions.len(), before + 1);
     let relayed = &counts.sessions[before];
@@ -340,19 +335,12 @@ impl LabClient {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         (0..n)
             .map(|_| {
-                let (data, from, _) = self.rtp.recv_datagram(deadline).expect("a lab packet");
-                assert_eq!(&data[..2], &[first_byte, 0x1a], "V, M=0, PT=26");
-                assert_eq!(&data[8..12], &[0, 0, 0, 0], "SSRC 0");
-                let seq = u16::from_be_bytes([data[2], data[3]]);
-                let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs() as u32;
-                assert!(now.abs_diff(ts) <= 2, "timestamp {ts}, now {now}");
+                let (data, from, at) = self.rtp.recv_datagram(deadline).expect("a lab packet");
+                let packet = lab_packet(&data, first_byte >> 6, at);
+                let seq = packet.seq;
                 let clip = lab_frames();
                 let k = (usize::from(seq) - 1) % clip.len();
-                assert!(data[12..] == clip[k][..], "datagram {seq} is not frame {k}");
+                assert!(packet.payload == clip[k], "datagram {seq} is not frame {k}");
                 (seq, from)
             })
             .collect()

@@ -66,22 +66,14 @@ fn setup_udp(served: &Served) -> UdpSession {
 fn setup_udp_at(served: &Served, target: &str) -> UdpSession {
     let mut client = served.server.connect();
     let (rtp, rtcp) = udp_pair();
-    let transport = format!("RTP/AVP;unicast;client_port={}-{}", rtp.port(), rtcp.port());
-    let reply = client.request("SETUP", target, &[("Transport", &transport)]);
-    reply.assert_status(200);
-    let ssrc = u32::from_str_radix(&reply.param("Transport", "ssrc").expect("ssrc"), 16)
-        .expect("hex ssrc");
-    let ports = reply
-        .param("Transport", "server_port")
-        .expect("server_port");
-    let (p, q) = ports.split_once('-').expect("a port pair");
+    let reply = client.setup_udp(target, &rtp, &rtcp);
     UdpSession {
+        id: reply.session(),
+        ssrc: reply.ssrc(),
+        server_ports: reply.server_ports(),
         client,
         rtp,
         rtcp,
-        id: reply.session(),
-        ssrc,
-        server_ports: (p.parse().unwrap(), q.parse().unwrap()),
     }
 }
 
@@ -167,12 +159,7 @@ fn conversation_has_the_exact_headers() {
 
     let (rtp, rtcp) = udp_pair();
     let (a, b) = (rtp.port(), rtcp.port());
-    let reply = client.request(
-        "SETUP",
-        &format!("{base}streamid=0"),
-        &[("Transport", &format!("RTP/AVP;unicast;client_port={a}-{b}"))],
-    );
-    reply.assert_status(200);
+    let reply = client.setup_udp(&format!("{base}streamid=0"), &rtp, &rtcp);
     let ssrc = reply.param("Transport", "ssrc").expect("ssrc");
     assert!(
         ssrc.len() == 8 && ssrc.chars().all(|c| c.is_ascii_hexdigit()),
@@ -630,11 +617,7 @@ fn session_errors() {
             .assert_status(457);
     }
     play(&mut s.client, &served.url, &s.id, None);
-    let transport = format!(
-        "RTP/AVP;unicast;client_port={}-{}",
-        s.rtp.port(),
-        s.rtcp.port()
-    );
+    let transport = udp_transport(&s.rtp, &s.rtcp);
     s.client
         .request(
             "SETUP",

@@ -25,15 +25,9 @@ fn play(options: &[&str]) -> Playing {
     let served = serve(&encode_jpegs(20, 160, 120, "ball"), &all);
     let (rtp, rtcp) = udp_pair();
     let mut client = served.server.connect();
-    let transport = format!("RTP/AVP;unicast;client_port={}-{}", rtp.port(), rtcp.port());
-    let setup = client.request("SETUP", &served.url, &[("Transport", &transport)]);
-    setup.assert_status(200);
-    let ssrc = setup.param("Transport", "ssrc").expect("ssrc");
-    let ssrc = u32::from_str_radix(&ssrc, 16).unwrap();
-    let server_ports = setup
-        .param("Transport", "server_port")
-        .expect("server_port");
-    let server_rtcp = format!("127.0.0.1:{}", server_ports.split('-').nth(1).unwrap());
+    let setup = client.setup_udp(&served.url, &rtp, &rtcp);
+    let ssrc = setup.ssrc();
+    let server_rtcp = format!("127.0.0.1:{}", setup.server_ports().1);
     let session = setup.session();
     client
         .request("PLAY", &served.url, &[("Session", &session)])

@@ -42,13 +42,7 @@ struct Player {
 fn player(served: &Served) -> Player {
     let mut client = served.server.connect();
     let (rtp, rtcp) = udp_pair();
-    let transport = format!("RTP/AVP;unicast;client_port={}-{}", rtp.port(), rtcp.port());
-    let setup = client.request(
-        "SETUP",
-        &format!("{}/streamid=0", served.url),
-        &[("Transport", &transport)],
-    );
-    setup.assert_status(200);
+    let setup = client.setup_udp(&format!("{}/streamid=0", served.url), &rtp, &rtcp);
     let id = setup.session();
     let play_sent = Instant::now();
     client

@@ -190,23 +190,13 @@ impl LabServer {
         what: &str,
         mut done: impl FnMut(&LabCounts) -> bool,
     ) -> LabCounts {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let counts = self.counts();
-            if done(&counts) {
-                return counts;
-            }
-            assert!(
-                Instant::now() < deadline,
+        crate::poll(timeout, || self.counts(), &mut done).unwrap_or_else(|counts| {
+            panic!(
                 "the lab server did not see {what} within {timeout:?}: requests {:?}, \
                  replies {:?}, {} frames sent, last seq {:?}",
-                counts.requests,
-                counts.replies,
-                counts.frames_sent,
-                counts.last_seq
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+                counts.requests, counts.replies, counts.frames_sent, counts.last_seq
+            )
+        })
     }
 }
 

@@ -335,3 +335,23 @@ pub fn join_all(threads: &std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>) {
         }
     }
 }
+
+/// Polls `get` every 5 ms until `done` holds for its value, and returns that value; the
+/// last value as the error when `timeout` passes first.
+pub fn poll<T>(
+    timeout: std::time::Duration,
+    mut get: impl FnMut() -> T,
+    mut done: impl FnMut(&T) -> bool,
+) -> Result<T, T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let value = get();
+        if done(&value) {
+            return Ok(value);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(value);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -51,7 +51,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Which RTP packets the relay drops. Packets are numbered per SSRC from 1, in the order
 /// the relay receives them (the `index` of [`DropPolicy::drops`]), so a policy gives the
@@ -358,18 +358,9 @@ impl LossyProxy {
         what: &str,
         mut done: impl FnMut(&RelayCounts) -> bool,
     ) -> RelayCounts {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let counts = self.counts();
-            if done(&counts) {
-                return counts;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not see {what} within {timeout:?}: {counts:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        crate::poll(timeout, || self.counts(), &mut done).unwrap_or_else(|counts| {
+            panic!("the relay did not see {what} within {timeout:?}: {counts:#?}")
+        })
     }
 }
 

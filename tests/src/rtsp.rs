@@ -224,6 +224,21 @@ impl Reply {
         })
     }
 
+    /// The `ssrc` of the Transport header (hex).
+    pub fn ssrc(&self) -> u32 {
+        let ssrc = self.param("Transport", "ssrc").expect("ssrc in Transport");
+        u32::from_str_radix(&ssrc, 16).expect("a hex SSRC")
+    }
+
+    /// The `server_port` pair of the Transport header.
+    pub fn server_ports(&self) -> (u16, u16) {
+        let ports = self
+            .param("Transport", "server_port")
+            .expect("server_port in Transport");
+        let (p, q) = ports.split_once('-').expect("a port pair");
+        (p.parse().expect("a port"), q.parse().expect("a port"))
+    }
+
     pub fn assert_status(&self, status: u16) -> &Reply {
         assert_eq!(self.status, status, "unexpected reply:\n{}", self.text());
         self
@@ -293,6 +308,13 @@ impl Client {
     }
 
     /// Writes `bytes` as they are, in one write.
+    /// SETUP over RTP/AVP UDP to the `rtp`/`rtcp` receivers at `url`; it must succeed.
+    pub fn setup_udp(&mut self, url: &str, rtp: &UdpReceiver, rtcp: &UdpReceiver) -> Reply {
+        let reply = self.request("SETUP", url, &[("Transport", &udp_transport(rtp, rtcp))]);
+        reply.assert_status(200);
+        reply
+    }
+
     /// SETUP over RTP/AVP/TCP interleaved on channels 0-1 at `url`; checks the exact
     /// Transport answer. The stream's SSRC and the session id.
     pub fn setup_interleaved(&mut self, url: &str) -> (u32, String) {
@@ -592,6 +614,38 @@ impl From<UdpSocket> for UdpReceiver {
     }
 }
 
+/// A lab datagram (LAB_PROTOCOL.md), its header checked: version `version` (2, or 0 for
+/// the student bug), M=0, PT 26, SSRC 0, the timestamp the Unix time in seconds (at most
+/// 2 s old). The payload is the whole JPEG.
+pub fn lab_packet(data: &[u8], version: u8, arrival: Instant) -> RtpPacket {
+    let packet = RtpPacket::parse(data, arrival);
+    assert_eq!(
+        (
+            packet.version,
+            packet.marker,
+            packet.payload_type,
+            packet.ssrc
+        ),
+        (version, false, 26, 0),
+        "lab header: V, M=0, PT=26, SSRC 0"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs() as u32;
+    assert!(
+        packet.ts <= now && now - packet.ts <= 2,
+        "timestamp {} is not the Unix time {now}",
+        packet.ts
+    );
+    packet
+}
+
+/// The Transport a client asks for to receive on `rtp`/`rtcp`.
+pub fn udp_transport(rtp: &UdpReceiver, rtcp: &UdpReceiver) -> String {
+    format!("RTP/AVP;unicast;client_port={}-{}", rtp.port(), rtcp.port())
+}
+
 /// Two UDP sockets on consecutive ports, the first even (RTP, RTCP), both held.
 pub fn udp_pair() -> (UdpReceiver, UdpReceiver) {
     for _ in 0..1000 {
@@ -729,18 +783,9 @@ impl Default for ClipDir {
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Polls `condition` until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, condition: impl FnMut() -> bool) -> bool {
+    crate::poll(timeout, condition, |&ok| ok).is_ok()
 }
 
 /// A server playing one clip, `clip.Mjpeg`, from its own folder.
