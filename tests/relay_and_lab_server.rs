@@ -26,20 +26,8 @@ fn frames() -> &'static [Vec<u8>] {
 /// Small packets, so that each frame is many: plenty of drops in a short clip.
 const FAST: &[&str] = &["--fps", "100", "--mtu", "400", "--no-adapt"];
 
-/// A UDP session set up through the proxy by the raw client.
-struct Session {
-    client: Client,
-    rtp: UdpReceiver,
-    rtcp: UdpReceiver,
-    id: String,
-    ssrc: u32,
-    /// `server_port` of the SETUP reply (the relay's ports).
-    server_ports: (u16, u16),
-    url: String,
-}
-
 /// DESCRIBE and SETUP over UDP through `proxy`; checks the rewritten Transport.
-fn setup_through(proxy: &LossyProxy, served: &Served) -> Session {
+fn setup_through(proxy: &LossyProxy, served: &Served) -> UdpSession {
     let url = proxy.proxied(&served.url);
     let mut client = Client::connect(proxy.addr());
     // A reply with a body passes untouched.
@@ -54,9 +42,8 @@ fn setup_through(proxy: &LossyProxy, served: &Served) -> Session {
     assert!(String::from_utf8_lossy(&reply.body).contains("m=video 0 RTP/AVP 26"));
 
     let before = proxy.counts().sessions.len();
-    let (rtp, rtcp) = udp_pair();
-    let (a, b) = (rtp.port(), rtcp.port());
-    let reply = client.setup_udp(&format!("{url}/streamid=0"), &rtp, &rtcp);
+    let (session, reply) = UdpSession::setup(client, &url, &format!("{url}/streamid=0"));
+    let (a, b) = (session.rtp.port(), session.rtcp.port());
     let counts = proxy.counts();
     assert_eq!(counts.sessions.len(), before + 1);
     let relayed = &counts.sessions[before];
@@ -64,36 +51,29 @@ fn setup_through(proxy: &LossyProxy, served: &Served) -> Session {
         (relayed.player_rtp.port(), relayed.player_rtcp.port()),
         (a, b)
     );
-    let ssrc = reply.param("Transport", "ssrc").expect("ssrc");
     // The player sees its own ports, and the relay's as the server's.
     assert_eq!(
         reply.header("Transport").unwrap(),
         format!(
-            "RTP/AVP;unicast;ssrc={ssrc};client_port={a}-{b};server_port={}-{}",
-            relayed.relay_rtp, relayed.relay_rtcp
+            "RTP/AVP;unicast;ssrc={:08X};client_port={a}-{b};server_port={}-{}",
+            session.ssrc, relayed.relay_rtp, relayed.relay_rtcp
         )
     );
-    let ssrc = u32::from_str_radix(&ssrc, 16).unwrap();
-    let id = reply.session();
-    assert_eq!(relayed.ssrc, Some(ssrc));
-    assert_eq!(relayed.session_id.as_deref(), Some(id.as_str()));
+    assert_eq!(relayed.ssrc, Some(session.ssrc));
+    assert_eq!(relayed.session_id.as_deref(), Some(session.id.as_str()));
     let server_rtp = relayed.server_rtp.expect("the server's RTP port");
     assert_eq!(server_rtp.ip(), served.server.addr.ip());
     assert_ne!(server_rtp.port(), relayed.relay_rtp);
-    Session {
-        client,
-        rtp,
-        rtcp,
-        id,
-        ssrc,
-        server_ports: (relayed.relay_rtp, relayed.relay_rtcp),
-        url,
-    }
+    assert_eq!(
+        session.server_ports,
+        (relayed.relay_rtp, relayed.relay_rtcp)
+    );
+    session
 }
 
 /// Plays the whole clip through the relay; returns what the player got, once the relay
 /// saw every frame's last packet and the player has every packet the relay forwarded.
-fn play_to_the_end(proxy: &LossyProxy, s: &mut Session) -> (Vec<RtpPacket>, RelayCounts) {
+fn play_to_the_end(proxy: &LossyProxy, s: &mut UdpSession) -> (Vec<RtpPacket>, RelayCounts) {
     let url = s.url.clone();
     s.client
         .request("PLAY", &url, &[("Session", &s.id)])

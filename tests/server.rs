@@ -47,34 +47,13 @@ fn serve(options: &[&str]) -> Served {
     rtsp::serve(frames(), options)
 }
 
-/// A session set up over UDP by the raw client.
-struct UdpSession {
-    client: Client,
-    rtp: UdpReceiver,
-    rtcp: UdpReceiver,
-    id: String,
-    ssrc: u32,
-    /// The server's RTP and RTCP ports.
-    server_ports: (u16, u16),
-}
-
 fn setup_udp(served: &Served) -> UdpSession {
     setup_udp_at(served, &format!("{}/streamid=0", served.url))
 }
 
 /// SETUP on `target` (the media's control URL, or the clip's URL).
 fn setup_udp_at(served: &Served, target: &str) -> UdpSession {
-    let mut client = served.server.connect();
-    let (rtp, rtcp) = udp_pair();
-    let reply = client.setup_udp(target, &rtp, &rtcp);
-    UdpSession {
-        id: reply.session(),
-        ssrc: reply.ssrc(),
-        server_ports: reply.server_ports(),
-        client,
-        rtp,
-        rtcp,
-    }
+    UdpSession::setup(served.server.connect(), &served.url, target).0
 }
 
 /// PLAY (with `range`, if any): the reply and its RTP-Info seq and rtptime.

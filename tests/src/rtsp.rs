@@ -614,6 +614,38 @@ impl From<UdpSocket> for UdpReceiver {
     }
 }
 
+/// A session set up over UDP by the raw client.
+pub struct UdpSession {
+    pub client: Client,
+    pub rtp: UdpReceiver,
+    pub rtcp: UdpReceiver,
+    pub id: String,
+    pub ssrc: u32,
+    /// `server_port` of the SETUP reply.
+    pub server_ports: (u16, u16),
+    /// The URL aggregate requests (PLAY, PAUSE, TEARDOWN) go to.
+    pub url: String,
+}
+
+impl UdpSession {
+    /// SETUP on `control` over UDP to a fresh even/odd pair; `url` is the session's
+    /// aggregate URL. The session, and the SETUP reply for more checks.
+    pub fn setup(mut client: Client, url: &str, control: &str) -> (UdpSession, Reply) {
+        let (rtp, rtcp) = udp_pair();
+        let reply = client.setup_udp(control, &rtp, &rtcp);
+        let session = UdpSession {
+            id: reply.session(),
+            ssrc: reply.ssrc(),
+            server_ports: reply.server_ports(),
+            url: url.to_string(),
+            client,
+            rtp,
+            rtcp,
+        };
+        (session, reply)
+    }
+}
+
 /// A lab datagram (LAB_PROTOCOL.md), its header checked: version `version` (2, or 0 for
 /// the student bug), M=0, PT 26, SSRC 0, the timestamp the Unix time in seconds (at most
 /// 2 s old). The payload is the whole JPEG.
