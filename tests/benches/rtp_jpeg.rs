@@ -4,9 +4,13 @@
 //!
 //! Payloaders: `mjpegfilesrc loop=true ! PAY ! fakesink`, packets/s at the default MTU.
 //! Depayloaders: the packets rtpjpegpay made of the clip (one buffer list per frame,
-//! queued in an appsrc before the clock starts) into `DEPAY ! fakesink`, frames/s. Each run
+//! queued in an appsrc before the clock starts) into `DEPAY ! fakesink`, frames/s, in two
+//! shapes: one memory per packet, as `udpsrc` (and an `appsrc` fed from a socket) delivers
+//! them, and the two memories per packet (header, payload) `rtpjpegpay` makes. Each run
 //! goes through the clip 5 times (1500 frames) to EOS, interleaved with the other
 //! configurations; medians are reported.
+//!
+//! `BENCH_ONLY=pay` or `BENCH_ONLY=depay` runs one half.
 
 use std::time::Duration;
 
@@ -48,6 +52,27 @@ fn packets(clip: &str) -> (gst::Caps, Vec<gst::BufferList>) {
     (caps, lists)
 }
 
+/// The same packets, each copied into one memory, as `udpsrc` delivers a datagram.
+fn one_memory_each(lists: &[gst::BufferList]) -> Vec<gst::BufferList> {
+    lists
+        .iter()
+        .map(|list| {
+            let mut out = gst::BufferList::new_sized(list.len());
+            for packet in list.iter() {
+                let map = packet.map_readable().expect("readable");
+                let mut single = gst::Buffer::from_mut_slice(map.to_vec());
+                {
+                    let single = single.get_mut().expect("writable");
+                    single.set_pts(packet.pts());
+                    single.set_dts(packet.dts());
+                }
+                out.get_mut().expect("writable").add(single);
+            }
+            out
+        })
+        .collect()
+}
+
 fn depay_case(
     name: &str,
     depayloader: &'static str,
@@ -81,139 +106,168 @@ fn main() {
     let clip = write_file(dir.path(), "clip720p.mjpeg", &frames.concat());
     let clip = clip.display().to_string();
 
-    // Payloaders: once into fakesink, which handles each packet of a list on its own,
-    // and once with the packets counted and dropped as they leave the payloader, which
-    // times the payloading (and the file source) alone.
-    let pay = |name: &str, element: &str, measured: bool| {
-        let name = if measured {
-            format!("{name}, output dropped")
-        } else {
-            name.to_string()
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let mut summary = Vec::new();
+    if only != "depay" {
+        // Payloaders: once into fakesink, which handles each packet of a list on its own,
+        // and once with the packets counted and dropped as they leave the payloader, which
+        // times the payloading (and the file source) alone.
+        let pay = |name: &str, element: &str, measured: bool| {
+            let name = if measured {
+                format!("{name}, output dropped")
+            } else {
+                name.to_string()
+            };
+            let tag = if measured { " name=measured" } else { "" };
+            let description = format!(
+                "mjpegfilesrc location={clip} loop=true num-buffers={} ! {element}{tag} \
+                 ! fakesink name=sink sync=false",
+                FRAMES * PASSES
+            );
+            Case::new(&name, move || launch(&description))
         };
-        let tag = if measured { " name=measured" } else { "" };
-        let description = format!(
-            "mjpegfilesrc location={clip} loop=true num-buffers={} ! {element}{tag} \
-             ! fakesink name=sink sync=false",
-            FRAMES * PASSES
-        );
-        Case::new(&name, move || launch(&description))
-    };
-    let mut payloaders = Vec::new();
-    for measured in [false, true] {
-        payloaders.push(pay("rtpjpegpay (anchor)", "rtpjpegpay", measured));
-        payloaders.push(pay("rtpjpegpay2 (gst-plugins-rs)", "rtpjpegpay2", measured));
-        payloaders.push(pay("rtpmjpegpay", "rtpmjpegpay", measured));
-    }
-    measure(&mut payloaders, RUNS, |name, n, t| {
-        assert!(n >= FRAMES * PASSES, "{name}: {n} packets");
-        n as f64 / t.as_secs_f64()
-    });
-    report(
-        "payloading into fakesink (packets/s, MTU 1400)",
-        "packets/s",
-        &payloaders[..3],
-    );
-    report(
-        "payloading, packets dropped at the payloader's output (packets/s, MTU 1400)",
-        "packets/s",
-        &payloaders[3..],
-    );
-    let pay_ratio_sink = payloaders[2].median() / payloaders[0].median();
-    let pay_ratio = payloaders[5].median() / payloaders[3].median();
-
-    // Depayloaders.
-    let (caps, lists) = packets(&clip);
-    let packet_count: usize = lists.iter().map(|l| l.len()).sum();
-    println!();
-    println!(
-        "depayloading {packet_count} packets made by rtpjpegpay ({} per frame)",
-        packet_count / (FRAMES * PASSES)
-    );
-    let mut depayloaders = vec![
-        depay_case("rtpjpegdepay (anchor)", "rtpjpegdepay", &caps, &lists),
-        depay_case(
-            "rtpjpegdepay2 (gst-plugins-rs)",
-            "rtpjpegdepay2",
-            &caps,
-            &lists,
-        ),
-        depay_case("rtpmjpegdepay", "rtpmjpegdepay", &caps, &lists),
-    ];
-    measure(&mut depayloaders, RUNS, |name, n, t| {
-        assert_eq!(n, FRAMES * PASSES, "{name} output {n} frames");
-        n as f64 / t.as_secs_f64()
-    });
-    report("depayloading (frames/s)", "frames/s", &depayloaders);
-    let depay_ratio = depayloaders[2].median() / depayloaders[0].median();
-    let depay_vs_rs = depayloaders[2].median() / depayloaders[1].median();
-
-    // Re-encoding non-standard Huffman tables: ffmpeg's default MJPEG output.
-    let optimized = dir.path().join("optimized.mjpeg");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=1280x720:rate=20",
-        ])
-        .args([
-            "-frames:v",
-            "60",
-            "-pix_fmt",
-            "yuvj420p",
-            "-q:v",
-            "3",
-            "-f",
-            "mjpeg",
-            "-y",
-        ])
-        .arg(&optimized)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success());
-    let data = std::fs::read(&optimized).expect("clip");
-    let index = gstmjpegrtp::mjpeg::FrameIndex::build(
-        &data,
-        gstmjpegrtp::mjpeg::Framing::Concatenated,
-        false,
-    );
-    let images: Vec<_> = index
-        .frames()
-        .iter()
-        .map(|f| {
-            (
-                &data[f.range()],
-                gstmjpegrtp::jpeg::parse_image(&data[f.range()]).expect("valid"),
-            )
-        })
-        .collect();
-    let scan_bytes: usize = images.iter().map(|(_, i)| i.scan_data.len()).sum();
-    let mut out = Vec::new();
-    let ms = time_ms(RUNS, || {
-        for (bytes, image) in &images {
-            out.clear();
-            gstmjpegrtp::jpeg::huffman::reencode_scan(bytes, image, &mut out).expect("re-encodes");
+        let mut payloaders = Vec::new();
+        for measured in [false, true] {
+            payloaders.push(pay("rtpjpegpay (anchor)", "rtpjpegpay", measured));
+            payloaders.push(pay("rtpjpegpay2 (gst-plugins-rs)", "rtpjpegpay2", measured));
+            payloaders.push(pay("rtpmjpegpay", "rtpmjpegpay", measured));
         }
-    });
-    let per_frame_us = ms * 1000.0 / images.len() as f64;
-    println!();
-    println!(
-        "Huffman re-encoding (ffmpeg 1280x720 frames, {} KB of scan each): {per_frame_us:.0} us/frame, {:.0} MB/s",
-        scan_bytes / images.len() / 1000,
-        scan_bytes as f64 / 1e3 / ms
-    );
+        measure(&mut payloaders, RUNS, |name, n, t| {
+            assert!(n >= FRAMES * PASSES, "{name}: {n} packets");
+            n as f64 / t.as_secs_f64()
+        });
+        report(
+            "payloading into fakesink (packets/s, MTU 1400)",
+            "packets/s",
+            &payloaders[..3],
+        );
+        report(
+            "payloading, packets dropped at the payloader's output (packets/s, MTU 1400)",
+            "packets/s",
+            &payloaders[3..],
+        );
+        let pay_ratio_sink = payloaders[2].median() / payloaders[0].median();
+        let pay_ratio = payloaders[5].median() / payloaders[3].median();
+        summary.push(format!(
+            "rtpmjpegpay vs rtpjpegpay: {pay_ratio:.2}x packets/s payloading (target >= 1.5x: {}); \
+             {pay_ratio_sink:.2}x with fakesink's per-packet work included",
+            verdict(pay_ratio >= 1.5)
+        ));
+    }
+
+    // Depayloaders, on both packet shapes.
+    if only != "pay" {
+        let (caps, two_memories) = packets(&clip);
+        let one_memory = one_memory_each(&two_memories);
+        let packet_count: usize = two_memories.iter().map(|l| l.len()).sum();
+        println!();
+        println!(
+            "depayloading {packet_count} packets made by rtpjpegpay ({} per frame)",
+            packet_count / (FRAMES * PASSES)
+        );
+        let shapes = [
+            ("one memory per packet, as from udpsrc", &one_memory),
+            (
+                "two memories per packet, as rtpjpegpay makes them",
+                &two_memories,
+            ),
+        ];
+        let mut depayloaders = Vec::new();
+        for (shape, lists) in shapes {
+            for (name, element) in [
+                ("rtpjpegdepay (anchor)", "rtpjpegdepay"),
+                ("rtpjpegdepay2 (gst-plugins-rs)", "rtpjpegdepay2"),
+                ("rtpmjpegdepay", "rtpmjpegdepay"),
+            ] {
+                let name = format!("{name}, {}", shape.split(',').next().unwrap_or(shape));
+                depayloaders.push(depay_case(&name, element, &caps, lists));
+            }
+        }
+        measure(&mut depayloaders, RUNS, |name, n, t| {
+            assert_eq!(n, FRAMES * PASSES, "{name} output {n} frames");
+            n as f64 / t.as_secs_f64()
+        });
+        for (i, (shape, _)) in shapes.iter().enumerate() {
+            let cases = &depayloaders[i * 3..i * 3 + 3];
+            report(
+                &format!("depayloading, {shape} (frames/s)"),
+                "frames/s",
+                cases,
+            );
+            let vs_c = cases[2].median() / cases[0].median();
+            let vs_rs = cases[2].median() / cases[1].median();
+            summary.push(format!(
+                "rtpmjpegdepay, {shape}: {vs_c:.2}x rtpjpegdepay (target >= 1.5x: {}), \
+                 {vs_rs:.2}x rtpjpegdepay2 (target >= 1.2x: {})",
+                verdict(vs_c >= 1.5),
+                verdict(vs_rs >= 1.2)
+            ));
+        }
+    }
+
+    if only != "depay" {
+        // Re-encoding non-standard Huffman tables: ffmpeg's default MJPEG output.
+        let optimized = dir.path().join("optimized.mjpeg");
+        let status = std::process::Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=1280x720:rate=20",
+            ])
+            .args([
+                "-frames:v",
+                "60",
+                "-pix_fmt",
+                "yuvj420p",
+                "-q:v",
+                "3",
+                "-f",
+                "mjpeg",
+                "-y",
+            ])
+            .arg(&optimized)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success());
+        let data = std::fs::read(&optimized).expect("clip");
+        let index = gstmjpegrtp::mjpeg::FrameIndex::build(
+            &data,
+            gstmjpegrtp::mjpeg::Framing::Concatenated,
+            false,
+        );
+        let images: Vec<_> = index
+            .frames()
+            .iter()
+            .map(|f| {
+                (
+                    &data[f.range()],
+                    gstmjpegrtp::jpeg::parse_image(&data[f.range()]).expect("valid"),
+                )
+            })
+            .collect();
+        let scan_bytes: usize = images.iter().map(|(_, i)| i.scan_data.len()).sum();
+        let mut out = Vec::new();
+        let ms = time_ms(RUNS, || {
+            for (bytes, image) in &images {
+                out.clear();
+                gstmjpegrtp::jpeg::huffman::reencode_scan(bytes, image, &mut out)
+                    .expect("re-encodes");
+            }
+        });
+        let per_frame_us = ms * 1000.0 / images.len() as f64;
+        println!();
+        println!(
+            "Huffman re-encoding (ffmpeg 1280x720 frames, {} KB of scan each): {per_frame_us:.0} us/frame, {:.0} MB/s",
+            scan_bytes / images.len() / 1000,
+            scan_bytes as f64 / 1e3 / ms
+        );
+    }
 
     println!();
-    println!(
-        "rtpmjpegpay vs rtpjpegpay: {pay_ratio:.2}x packets/s payloading (target >= 1.5x: {}); \
-         {pay_ratio_sink:.2}x with fakesink's per-packet work included",
-        verdict(pay_ratio >= 1.5)
-    );
-    println!(
-        "rtpmjpegdepay vs rtpjpegdepay: {depay_ratio:.2}x frames/s (target >= 1.5x: {}); vs rtpjpegdepay2: {depay_vs_rs:.2}x (target > 1x: {})",
-        verdict(depay_ratio >= 1.5),
-        verdict(depay_vs_rs > 1.0)
-    );
+    for line in summary {
+        println!("{line}");
+    }
 }
