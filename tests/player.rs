@@ -56,17 +56,27 @@ fn wait_output(child: &mut Child, timeout: Duration) -> Output {
     }
 }
 
-/// A number from the flat JSON object the player writes.
-fn json_number(json: &str, key: &str) -> f64 {
+/// A value, as written, from the flat JSON object the player writes.
+fn json_value<'a>(json: &'a str, key: &str) -> &'a str {
     let at = json
         .find(&format!("\"{key}\": "))
         .unwrap_or_else(|| panic!("no {key} in {json}"));
     let rest = &json[at + key.len() + 4..];
     let end = rest.find([',', '}']).unwrap();
-    rest[..end]
-        .trim()
+    rest[..end].trim()
+}
+
+/// A number from the flat JSON object the player writes.
+fn json_number(json: &str, key: &str) -> f64 {
+    json_value(json, key)
         .parse()
         .unwrap_or_else(|_| panic!("{key} in {json}"))
+}
+
+/// Lab streams' timestamps are Unix seconds: the player gives no jitter for them.
+fn assert_no_lab_jitter(stdout: &str, json: &str) {
+    assert!(stdout.contains("\njitter: n/a\n"), "{stdout}");
+    assert_eq!(json_value(json, "jitter_ms"), "null", "{json}");
 }
 
 /// What a successful run printed and wrote.
@@ -140,6 +150,15 @@ fn whole_clip_over(transport: &str) {
         "{json}"
     );
     assert!(stdout.contains("RTP packet loss rate: 0.00%"), "{stdout}");
+    let jitter = json_number(&json, "jitter_ms");
+    assert!(jitter.is_finite() && jitter >= 0.0, "{json}");
+    assert!(
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("jitter: ")?.strip_suffix(" ms"))
+            .any(|j| j.parse::<f64>().is_ok()),
+        "{stdout}"
+    );
     served.server.wait_for_log(
         &["receiver report from", "fraction lost 0.0%"],
         Duration::from_secs(5),
@@ -261,9 +280,10 @@ fn answers_basic_and_digest_challenges_with_the_urls_credentials() {
 fn plays_our_servers_lab_dialect() {
     let frames = frames();
     let served = serve(&frames, &["--fps", "50"]);
-    let Played { json, .. } = play_for_json(&["--lab", "--frames", "30", &served.url]);
+    let Played { stdout, json, .. } = play_for_json(&["--lab", "--frames", "30", &served.url]);
     assert!(json_number(&json, "frames_shown") >= 30.0, "{json}");
     assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
+    assert_no_lab_jitter(&stdout, &json);
     served
         .server
         .wait_for_log(&["lab RTP/UDP to"], Duration::from_secs(5));
@@ -477,9 +497,14 @@ fn plays_a_lab_server_found_by_its_silence_to_describe() {
                 ..Default::default()
             },
         );
-        let Played { stderr, json, .. } = play_for_json(&["--frames", "60", &lab.url()]);
+        let Played {
+            stdout,
+            stderr,
+            json,
+        } = play_for_json(&["--frames", "60", &lab.url()]);
         assert!(stderr.contains("trying the lab dialect"), "{stderr}");
         assert!(json_number(&json, "frames_shown") >= 60.0, "{json}");
+        assert_no_lab_jitter(&stdout, &json);
         // Every 10th frame was never sent: the player's loss is those gaps, counted from
         // sequence numbers, up to the last packet it received.
         let counts = lab.counts();

@@ -11,8 +11,8 @@ use rtsp_types::Url;
 
 use super::Remote;
 use super::pipeline::Player;
-use crate::rtsp::lab;
 use crate::rtsp::lab::normalize_version;
+use crate::rtsp::{Dialect, lab};
 
 /// How long a lab reply may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -153,5 +153,9 @@ impl Remote for Lab {
 
     fn is_tcp(&self) -> bool {
         false
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Lab
     }
 }

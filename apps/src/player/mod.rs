@@ -26,6 +26,8 @@ use rtsp_types::Url;
 
 use pipeline::{Player, Stats};
 
+use crate::rtsp::Dialect;
+
 /// How the player receives the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TransportChoice {
@@ -87,6 +89,8 @@ pub trait Remote {
     /// The stream's length, when the server offers a range to seek in.
     fn duration(&self) -> Option<f64>;
     fn is_tcp(&self) -> bool;
+    /// Lab servers' RTP timestamps are Unix seconds: no jitter to measure on them.
+    fn dialect(&self) -> Dialect;
 }
 
 /// How long DESCRIBE may go unanswered before the server is taken for a lab server
@@ -148,7 +152,7 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
     };
     let result = drive(&options, &player, remote.as_mut(), &commands);
     remote.teardown();
-    let last = player.stats();
+    let last = player.stats(remote.dialect());
     let _ = player.pipeline.set_state(gst::State::Null);
     if let Some(recorder) = recorder {
         let written = recorder.finish()?;
@@ -216,7 +220,7 @@ fn drive(
     let mut paused = false;
     let mut overlay = options.overlay;
     loop {
-        let stats = player.stats();
+        let stats = player.stats(remote.dialect());
         if options
             .frames
             .is_some_and(|limit| stats.frames_shown >= limit)
@@ -344,16 +348,21 @@ impl Position {
     }
 }
 
+/// Jitter as text, `n/a` for lab streams.
+fn jitter_text(jitter_ms: Option<f64>) -> String {
+    jitter_ms.map_or("n/a".to_string(), |j| format!("{j:.2} ms"))
+}
+
 fn overlay_text(stats: &Stats, fps: f64, paused: bool) -> String {
     format!(
-        "{}{:.1} fps  {:.0} kbit/s\nlost {} of {} ({:.2}%)  jitter {:.2} ms\nframes dropped {}",
+        "{}{:.1} fps  {:.0} kbit/s\nlost {} of {} ({:.2}%)  jitter {}\nframes dropped {}",
         if paused { "PAUSED  " } else { "" },
         fps,
         stats.bitrate as f64 / 1000.0,
         stats.packets_lost.max(0),
         stats.packets_expected,
         stats.loss_rate() * 100.0,
-        stats.jitter_ms,
+        jitter_text(stats.jitter_ms),
         stats.frames_dropped
     )
 }
@@ -452,12 +461,12 @@ pub fn window_key(name: &str) -> Option<Command> {
 pub fn summary_text(summary: &Summary) -> String {
     let s = &summary.stats;
     format!(
-        "frames shown: {}\npackets received: {}, expected: {}, lost: {}\njitter: {:.2} ms\nframes dropped by the depayloader: {}\ntime to first frame: {}\nRTP packet loss rate: {:.2}%",
+        "frames shown: {}\npackets received: {}, expected: {}, lost: {}\njitter: {}\nframes dropped by the depayloader: {}\ntime to first frame: {}\nRTP packet loss rate: {:.2}%",
         s.frames_shown,
         s.packets_received,
         s.packets_expected,
         s.packets_lost.max(0),
-        s.jitter_ms,
+        jitter_text(s.jitter_ms),
         s.frames_dropped,
         summary.first_frame.map_or("-".to_string(), |d| format!(
             "{:.1} ms",
@@ -467,17 +476,19 @@ pub fn summary_text(summary: &Summary) -> String {
     )
 }
 
-/// The same as JSON (written by hand: a flat object of numbers).
+/// The same as JSON (written by hand: a flat object of numbers; `jitter_ms` is null for
+/// lab streams).
 pub fn summary_json(summary: &Summary) -> String {
     let s = &summary.stats;
     format!(
-        "{{\"frames_shown\": {}, \"packets_received\": {}, \"packets_expected\": {}, \"packets_lost\": {}, \"loss_rate\": {}, \"jitter_ms\": {:.3}, \"frames_dropped\": {}, \"time_to_first_frame_ms\": {}, \"transport\": \"{}\"}}\n",
+        "{{\"frames_shown\": {}, \"packets_received\": {}, \"packets_expected\": {}, \"packets_lost\": {}, \"loss_rate\": {}, \"jitter_ms\": {}, \"frames_dropped\": {}, \"time_to_first_frame_ms\": {}, \"transport\": \"{}\"}}\n",
         s.frames_shown,
         s.packets_received,
         s.packets_expected,
         s.packets_lost,
         s.loss_rate(),
-        s.jitter_ms,
+        s.jitter_ms
+            .map_or("null".to_string(), |j| format!("{j:.3}")),
         s.frames_dropped,
         summary.first_frame.map_or("null".to_string(), |d| format!(
             "{:.1}",
@@ -485,4 +496,48 @@ pub fn summary_json(summary: &Summary) -> String {
         )),
         if summary.transport_tcp { "tcp" } else { "udp" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(jitter_ms: Option<f64>) -> Stats {
+        Stats {
+            frames_shown: 30,
+            packets_received: 99,
+            packets_expected: 100,
+            packets_lost: 1,
+            jitter_ms,
+            bitrate: 2_000_000,
+            frames_dropped: 1,
+        }
+    }
+
+    #[test]
+    fn the_overlay_shows_jitter_for_standard_streams_and_not_for_lab_ones() {
+        assert_eq!(
+            overlay_text(&stats(Some(1.234)), 25.0, false),
+            "25.0 fps  2000 kbit/s\nlost 1 of 100 (1.00%)  jitter 1.23 ms\nframes dropped 1"
+        );
+        assert_eq!(
+            overlay_text(&stats(None), 20.0, true),
+            "PAUSED  20.0 fps  2000 kbit/s\nlost 1 of 100 (1.00%)  jitter n/a\nframes dropped 1"
+        );
+    }
+
+    #[test]
+    fn the_summary_and_its_json_say_lab_jitter_is_not_available() {
+        let summary = |jitter_ms| Summary {
+            stats: stats(jitter_ms),
+            first_frame: Some(Duration::from_millis(42)),
+            transport_tcp: false,
+        };
+        let standard = summary(Some(0.5));
+        assert!(summary_text(&standard).contains("\njitter: 0.50 ms\n"));
+        assert!(summary_json(&standard).contains("\"jitter_ms\": 0.500,"));
+        let lab = summary(None);
+        assert!(summary_text(&lab).contains("\njitter: n/a\n"));
+        assert!(summary_json(&lab).contains("\"jitter_ms\": null,"));
+    }
 }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 
+use crate::rtsp::Dialect;
+
 /// The stream's statistics, read from the elements.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Stats {
@@ -15,7 +17,9 @@ pub struct Stats {
     pub packets_received: u64,
     pub packets_expected: u64,
     pub packets_lost: i64,
-    pub jitter_ms: f64,
+    /// Interarrival jitter (RFC 3550 A.8); `None` for lab streams, whose RTP timestamps
+    /// are Unix seconds rather than a media clock.
+    pub jitter_ms: Option<f64>,
     pub bitrate: u64,
     pub frames_dropped: u64,
 }
@@ -178,7 +182,8 @@ impl Player {
         self.overlay.set_property("silent", !visible);
     }
 
-    pub fn stats(&self) -> Stats {
+    /// The statistics of a stream from a server speaking `dialect`.
+    pub fn stats(&self, dialect: Dialect) -> Stats {
         let mut stats = Stats {
             frames_shown: self.frames.load(Ordering::Relaxed),
             frames_dropped: self.depay.property::<u64>("frames-dropped"),
@@ -197,7 +202,10 @@ impl Player {
             stats.packets_received = s.get::<u64>("packets-received").unwrap_or(0);
             stats.packets_expected = s.get::<u64>("packets-expected").unwrap_or(0);
             stats.packets_lost = s.get::<i64>("packets-lost").unwrap_or(0);
-            stats.jitter_ms = s.get::<f64>("jitter-ms").unwrap_or(0.0);
+            stats.jitter_ms = match dialect {
+                Dialect::Standard => Some(s.get::<f64>("jitter-ms").unwrap_or(0.0)),
+                Dialect::Lab => None,
+            };
             stats.bitrate = s.get::<u64>("bitrate").unwrap_or(0);
         }
         stats

@@ -16,9 +16,9 @@ use super::describe::{self, Stream};
 use super::pipeline::Player;
 use super::{Remote, TransportChoice};
 use crate::rtsp::auth::{self, Authenticator};
-use crate::rtsp::interleaved;
 use crate::rtsp::lab::normalize_version;
 use crate::rtsp::transport::ServerTransport;
+use crate::rtsp::{Dialect, interleaved};
 
 /// How long to wait for the first UDP packet before `auto` falls back to TCP.
 const UDP_FALLBACK: Duration = Duration::from_secs(2);
@@ -179,6 +179,10 @@ impl Remote for Standard {
 
     fn is_tcp(&self) -> bool {
         self.tcp
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Standard
     }
 }
 
