@@ -548,3 +548,49 @@ fn clients_that_disconnect_mid_request_do_not_hurt_the_server() {
     still_answers(&served);
     assert!(served.server.is_running());
 }
+
+#[test]
+fn a_flood_of_malformed_rtcp_is_logged_a_few_lines_a_second() {
+    let served = serve(&["--no-adapt"]);
+    let p = player(&served);
+    p.rtp.recv_frames(2, REPLY_TIMEOUT);
+    let (_, rtcp_port) = p.setup.server_ports();
+    // RTP version 0: no RTCP parser takes it.
+    let malformed = [0x00, 0xC9, 0x00, 0x02, 1, 2, 3, 4, 5, 6, 7, 8];
+    const SENT: usize = 500;
+    let started = Instant::now();
+    for k in 0..SENT {
+        p.rtcp
+            .socket
+            .send_to(&malformed, ("127.0.0.1", rtcp_port))
+            .unwrap();
+        if k % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "a slow flood");
+    // The count of the lines held back is said once the second is over.
+    let said = format!("session {}: (", p.id);
+    served
+        .server
+        .wait_for_log(&[&said, "more suppressed)"], REPLY_TIMEOUT);
+    let log = served.server.log();
+    let logged = log.lines().filter(|l| l.contains("malformed RTCP")).count();
+    let suppressed: usize = log
+        .lines()
+        .filter_map(|l| l.split_once(&said))
+        .map(|(_, rest)| {
+            rest.split(' ')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no count in {rest:?}"))
+        })
+        .sum();
+    assert!((1..=10).contains(&logged), "{logged} lines:\n{log}");
+    // Every packet the server read was logged or counted (the kernel may drop a few).
+    assert!(
+        logged + suppressed <= SENT && logged + suppressed >= SENT * 9 / 10,
+        "{logged} logged, {suppressed} suppressed:\n{log}"
+    );
+    p.still_receives(5);
+}

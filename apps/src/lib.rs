@@ -7,8 +7,10 @@
 //! - [`server`]: the media catalog, sessions and the RTP/RTCP senders.
 //! - [`player`]: the RTSP client, receive path and pipeline of `mjpeg-player`.
 //! - [`bench`]: the load generator behind `mjpeg-rtsp-bench`.
+//! - [`log_limit`]: the rate limit on log lines a received packet can trigger.
 
 pub mod bench;
+pub mod log_limit;
 pub mod player;
 pub mod ports;
 pub mod rtsp;

@@ -7,11 +7,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use gstmjpegrtp::mjpeg::lab;
 
 use super::pipeline::Player;
+use crate::log_limit::{self, LogLimit};
 
 pub struct Recorder {
     /// Shared with the pad probe; emptied at the end so the writer sees the last frame.
@@ -31,6 +33,9 @@ impl Recorder {
                 let mut out = BufWriter::new(file);
                 let mut written = 0u64;
                 let mut frame = Vec::new();
+                // A stream of frames the format cannot hold would say so for each.
+                let mut limit = LogLimit::default();
+                let summary = |n| format!("mjpeg-player: {}", log_limit::suppressed(n));
                 for jpeg in rx {
                     frame.clear();
                     match lab::write_frame(&mut frame, &jpeg) {
@@ -39,8 +44,16 @@ impl Recorder {
                                 .with_context(|| format!("writing {}", path.display()))?;
                             written += 1;
                         }
-                        Err(e) => eprintln!("mjpeg-player: not recorded: {e}"),
+                        Err(e) => {
+                            let line = format!("mjpeg-player: not recorded: {e}");
+                            for line in limit.filter(Instant::now(), [line], summary) {
+                                eprintln!("{line}");
+                            }
+                        }
                     }
+                }
+                if let Some(n) = limit.take() {
+                    eprintln!("{}", summary(n));
                 }
                 out.flush()
                     .with_context(|| format!("writing {}", path.display()))?;

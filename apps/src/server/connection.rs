@@ -36,6 +36,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
             loop {
                 tick.tick().await;
                 server.expire_sessions();
+                server.log_suppressed();
                 if let Some(every) = server.config.stats_interval
                     && last_stats.elapsed() >= every
                 {

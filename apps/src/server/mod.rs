@@ -12,6 +12,7 @@
 //!   same packets with their own RTP header.
 //! - One thread reads RTCP from clients on the shared RTCP socket and hands each compound
 //!   packet to its session (found by the SSRC it reports on, or by the sender's address).
+//!   What a session's packets make it log is limited per second (`log_limit`).
 
 pub mod adapt;
 mod connection;
@@ -105,6 +106,9 @@ impl Server {
         };
         lock(&self.by_ssrc).retain(|_, s| !Arc::ptr_eq(s, &session));
         lock(&self.by_rtcp_address).retain(|_, s| !Arc::ptr_eq(s, &session));
+        if let Some(line) = session.suppressed_at_end() {
+            self.log(&line);
+        }
         let mut state = session.lock();
         let was_sending = state.frames_sent > 0 && !state.ended;
         state.phase = Phase::Ready;
@@ -154,6 +158,17 @@ impl Server {
             .collect();
         for id in expired {
             self.remove_session(&id, Some("timed out"));
+        }
+    }
+
+    /// Says how many lines each session held back in a flood that is over.
+    fn log_suppressed(&self) {
+        let now = Instant::now();
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for session in sessions {
+            if let Some(line) = session.suppressed_by(now) {
+                self.log(&line);
+            }
         }
     }
 

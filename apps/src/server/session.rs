@@ -10,6 +10,7 @@ use gstmjpegrtp::rtcp::{self, sender::SenderCounts};
 
 use super::adapt::Adapt;
 use super::media::Clip;
+use crate::log_limit::{self, LogLimit};
 use crate::rtsp::Dialect;
 
 /// RTP clock rate of JPEG (RFC 3551).
@@ -72,6 +73,8 @@ pub struct State {
     pub report: Option<ClientReport>,
     pub frames_sent: u64,
     pub frames_dropped: u64,
+    /// The lines the client's packets make, limited per second.
+    pub log_limit: LogLimit,
 }
 
 impl State {
@@ -148,6 +151,7 @@ impl Session {
             report: None,
             frames_sent: 0,
             frames_dropped: 0,
+            log_limit: LogLimit::default(),
         };
         Session {
             id,
@@ -170,12 +174,38 @@ impl Session {
         self.lock().last_activity = Instant::now();
     }
 
-    /// Takes a compound RTCP packet from the client. Returns a line for the log when it
-    /// carried a report about our stream, and a second one when the frame rate changes.
+    /// Takes a compound RTCP packet from the client. Returns lines for the log (a report
+    /// about our stream, a frame rate change, a BYE, a malformed packet), at most
+    /// [`log_limit::LINES_PER_SECOND`] a second: a client can send any number.
     pub fn on_rtcp(&self, data: &[u8], adapt: bool) -> Vec<String> {
-        let mut lines = Vec::new();
         let mut state = self.lock();
-        state.last_activity = Instant::now();
+        let now = Instant::now();
+        state.last_activity = now;
+        let lines = self.rtcp_lines(&mut state, data, adapt);
+        state
+            .log_limit
+            .filter(now, lines, |n| self.suppressed_line(n))
+    }
+
+    /// A line saying how many of this session's lines were held back, once the second
+    /// they were held back in is over (a flood that stopped gets its count said).
+    pub fn suppressed_by(&self, now: Instant) -> Option<String> {
+        let n = self.lock().log_limit.pending(now)?;
+        Some(self.suppressed_line(n))
+    }
+
+    /// The same at the session's end, whatever the second.
+    pub fn suppressed_at_end(&self) -> Option<String> {
+        let n = self.lock().log_limit.take()?;
+        Some(self.suppressed_line(n))
+    }
+
+    fn suppressed_line(&self, n: u64) -> String {
+        format!("session {}: {}", self.id, log_limit::suppressed(n))
+    }
+
+    fn rtcp_lines(&self, state: &mut State, data: &[u8], adapt: bool) -> Vec<String> {
+        let mut lines = Vec::new();
         let mono = monotonic_ns();
         let events = match state.rtcp.on_rtcp(data, mono, rtcp::ntp::now()) {
             Ok(events) => events,
