@@ -549,6 +549,55 @@ fn clients_that_disconnect_mid_request_do_not_hurt_the_server() {
     assert!(served.server.is_running());
 }
 
+/// The 4-byte packet aiortsp and live555 send to open NAT bindings.
+const NAT_PUNCH: [u8; 4] = [0xCE, 0xFA, 0xED, 0xFE];
+
+/// The log lines after the first `from` bytes of the log.
+fn log_since(served: &Served, from: usize) -> Vec<String> {
+    served.server.log()[from..]
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn nat_punches_are_ignored_silently() {
+    let served = serve(&["--no-adapt"]);
+    let p = player(&served);
+    p.rtp.recv_frames(2, REPLY_TIMEOUT);
+    let (rtp_port, rtcp_port) = p.setup.server_ports();
+    let before = served.server.log().len();
+    // A few: with many, the limit on log lines would hide the report too.
+    for _ in 0..2 {
+        p.rtp
+            .socket
+            .send_to(&NAT_PUNCH, ("127.0.0.1", rtp_port))
+            .unwrap();
+        p.rtcp
+            .socket
+            .send_to(&NAT_PUNCH, ("127.0.0.1", rtcp_port))
+            .unwrap();
+    }
+    // The server reads its RTCP port in order: once this report is logged, the punches
+    // before it were handled.
+    let report = receiver_report(0x1234_5678, p.setup.ssrc(), 0, 0);
+    p.rtcp
+        .socket
+        .send_to(&report, ("127.0.0.1", rtcp_port))
+        .unwrap();
+    served.server.wait_for_log(
+        &[&format!("session {}: receiver report from", p.id)],
+        REPLY_TIMEOUT,
+    );
+    p.still_receives(5);
+    let lines = log_since(&served, before);
+    assert!(
+        lines.iter().all(|l| l.contains("receiver report from")),
+        "the server logged more than the report:\n{}",
+        lines.join("\n")
+    );
+}
+
 #[test]
 fn a_flood_of_malformed_rtcp_is_logged_a_few_lines_a_second() {
     let served = serve(&["--no-adapt"]);

@@ -12,7 +12,10 @@
 //!   same packets with their own RTP header.
 //! - One thread reads RTCP from clients on the shared RTCP socket and hands each compound
 //!   packet to its session (found by the SSRC it reports on, or by the sender's address).
-//!   What a session's packets make it log is limited per second (`log_limit`).
+//!   NAT punches and other datagrams too short for RTCP are dropped without a word; what a
+//!   session's packets make it log is limited per second (`log_limit`). The RTP socket is
+//!   only sent from: what clients send to it (NAT punches) is never read, and the kernel
+//!   drops it once the socket's buffer is full.
 
 pub mod adapt;
 mod connection;
@@ -129,6 +132,9 @@ impl Server {
 
     /// Hands a client's RTCP packet to its session.
     fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
+        if classify(data) != Received::Rtcp {
+            return;
+        }
         let session = rtcp::session::reported_ssrcs(data)
             .into_iter()
             .find_map(|ssrc| lock(&self.by_ssrc).get(&ssrc).cloned())
@@ -185,6 +191,32 @@ impl Server {
         for id in ids {
             self.remove_session(&id, Some("server shutting down"));
         }
+    }
+}
+
+/// The 4-byte packet aiortsp and live555 send to the server's RTP and RTCP ports to open
+/// NAT bindings.
+const NAT_PUNCH: [u8; 4] = [0xCE, 0xFA, 0xED, 0xFE];
+/// The smallest RTCP packet: a receiver report without blocks (header and SSRC).
+const MIN_RTCP: usize = 8;
+
+/// What came in on the RTCP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    NatPunch,
+    /// Shorter than any RTCP packet: another client's keep-alive, not worth a log line.
+    TooShort,
+    /// Handed to the session, which says if it is malformed.
+    Rtcp,
+}
+
+fn classify(data: &[u8]) -> Received {
+    if data == NAT_PUNCH {
+        Received::NatPunch
+    } else if data.len() < MIN_RTCP {
+        Received::TooShort
+    } else {
+        Received::Rtcp
     }
 }
 
@@ -307,4 +339,29 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     runtime.block_on(connection::serve(server.clone(), listener));
     server.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nat_punches_and_runts_are_not_rtcp() {
+        assert_eq!(classify(&[0xCE, 0xFA, 0xED, 0xFE]), Received::NatPunch);
+        // The same bytes inside a longer datagram are for the session to judge.
+        assert_eq!(
+            classify(&[0xCE, 0xFA, 0xED, 0xFE, 0, 0, 0, 0]),
+            Received::Rtcp
+        );
+        for short in [
+            &[][..],
+            &[0x80],
+            &[0xCE, 0xFA, 0xED],
+            &[0x80, 201, 0, 1, 0, 0, 0],
+        ] {
+            assert_eq!(classify(short), Received::TooShort, "{short:?}");
+        }
+        // An empty receiver report: the smallest RTCP packet.
+        assert_eq!(classify(&[0x80, 201, 0, 1, 1, 2, 3, 4]), Received::Rtcp);
+    }
 }
