@@ -269,9 +269,11 @@ fn through_lossy_network(
 
 #[test]
 fn losses_drop_exactly_the_frames_that_lost_a_packet() {
-    // 720p frames are dozens of packets each, so a frame never loses all of them.
+    // 720p frames are dozens of packets each (about 48), so a frame never loses all of
+    // them. At 2% loss about 38% of the frames come through untouched; at 5% only 8.5%
+    // did, and one run in 35 had none at all.
     let frames = encode_jpegs(40, 1280, 720, "smpte");
-    let (run, dropped, _, before, after) = through_lossy_network(&frames, "", "", 0.05);
+    let (run, dropped, _, before, after) = through_lossy_network(&frames, "", "", 0.02);
     assert!(run.error.is_none(), "{:?}", run.error);
     assert!(
         run.warnings.is_empty(),

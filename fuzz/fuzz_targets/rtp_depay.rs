@@ -14,22 +14,25 @@ fuzz_target!(|data: &[u8]| {
     let mut reassembler = Reassembler::new(DepayOptions {
         salvage: options & 1 != 0,
         dimensions: (options & 2 != 0).then_some((4096, 2160)),
+        frames_in_progress: usize::from(options >> 2 & 3) + 1,
     });
     let mut timestamp = 0u32;
     let mut received_bytes = 0usize;
-    // Each packet: a flags byte (marker, timestamp step), a length byte, the payload.
+    // Each packet: a flags byte (marker, timestamp step from -3 to 4), a length byte, the
+    // payload.
     while let [flags, len, tail @ ..] = rest {
         let len = usize::from(*len).min(tail.len());
         let (payload, next) = tail.split_at(len);
         rest = next;
-        timestamp = timestamp.wrapping_add(u32::from(flags >> 1 & 3));
+        // Steps back as well as forward: reordered frames.
+        timestamp = timestamp.wrapping_add_signed(i32::from(flags >> 1 & 7) - 3);
         received_bytes += payload.len();
         let got = reassembler.push(&Packet {
             payload,
             marker: flags & 1 != 0,
             timestamp,
         });
-        if let Some(frame) = got.frame {
+        for frame in &got.frames {
             let j = &frame.jpeg;
             assert!(j.starts_with(&[0xFF, 0xD8]) && j.ends_with(&[0xFF, 0xD9]));
             // Header (at most 3 tables of 128 bytes plus fixed segments) and the data.

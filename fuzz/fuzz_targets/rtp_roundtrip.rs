@@ -39,8 +39,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let max_payload = 16 + usize::from(knob) * 8;
     let mut reassembler = Reassembler::new(DepayOptions {
-        salvage: false,
         dimensions: Some((frame.width, frame.height)),
+        ..DepayOptions::default()
     });
     let send_tables = frame.q >= 128;
     let mut out = None;
@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
             timestamp: 7,
         });
         assert!(got.dropped.is_empty(), "{:?}", got.dropped);
-        out = out.or(got.frame);
+        out = out.or(got.frames.into_iter().next());
     }
     let frame_out = out.expect("the marker packet completes the frame");
     let rebuilt = jpeg::parse_image(&frame_out.jpeg).expect("the rebuilt image parses");

@@ -719,7 +719,7 @@ pub fn depayload(packets: &[RtpPacket]) -> Vec<Frame> {
             "frames dropped: {:?}",
             received.dropped
         );
-        if let Some(frame) = received.frame {
+        for frame in received.frames {
             frames.push(Frame {
                 ts: frame.timestamp,
                 jpeg: frame.jpeg,
@@ -727,6 +727,8 @@ pub fn depayload(packets: &[RtpPacket]) -> Vec<Frame> {
             });
         }
     }
+    let end = reassembler.end_of_stream();
+    assert!(end.dropped.is_empty(), "frames dropped: {:?}", end.dropped);
     frames
 }
 

@@ -1,15 +1,22 @@
 //! Receiving side: from RFC 2435 packets back to complete JPEG images.
 //!
-//! A frame is the run of packets with one RTP timestamp, its fragments laid end to end by
-//! fragment offset. The image is output only when every fragment arrived, in order, up to
-//! the packet with the marker bit; anything else (a gap, a duplicate, a reordered or an
-//! inconsistent packet, a missing end) drops the frame with a reason, so nothing corrupt
-//! leaves. Optionally, a frame with restart markers that lost packets is salvaged up to
-//! its last complete restart interval.
+//! A frame is the set of packets with one RTP timestamp. Every packet's fragment offset
+//! says where its data belongs in the frame's scan data, so packets are placed where they
+//! belong whatever order they arrive in: reordering needs no jitter buffer and adds no
+//! latency. A few frames are put together at once (`frames_in_progress`), keyed by
+//! timestamp. A frame is output the moment its bytes from 0 to the end of the marker
+//! packet are all there. Frames leave in timestamp order: when a frame is complete, every
+//! older frame still in progress is dropped with its reason (or salvaged), never output
+//! late. Duplicates, packets that arrive after their frame was decided, and repaired
+//! reorderings are counted ([`ReorderStats`]). Optionally, a frame with restart markers
+//! that lost packets is salvaged up to its last complete restart interval.
 //!
 //! Packets of the networking-lab dialect (a whole JPEG per packet, no RFC 2435 header)
 //! are recognised by their first bytes, `FF D8 FF`, which no first fragment can start with
 //! (its fragment offset would be 0xD8FFxx).
+
+use std::collections::VecDeque;
+use std::ops::Range;
 
 use super::headers::{HeaderError, MAIN_LEN, MainHeader, QuantHeader, RESTART_LEN, RestartHeader};
 use super::qtables;
@@ -26,10 +33,12 @@ pub struct Packet<'a> {
 /// Why a frame was not output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DropReason {
-    #[error("lost packets: expected fragment offset {expected}, got {got}")]
+    #[error("lost packets: bytes from fragment offset {expected} to {got} never arrived")]
     Lost { expected: usize, got: usize },
-    #[error("duplicated or reordered packet: fragment offset {got} after {expected}")]
-    OutOfOrder { expected: usize, got: usize },
+    #[error(
+        "packets overlap: fragment offset {got} inside bytes already received up to {expected}"
+    )]
+    Overlap { expected: usize, got: usize },
     #[error("the first packet (fragment offset 0) was lost")]
     MissingStart,
     #[error("the last packet (marker bit) was lost")]
@@ -42,8 +51,8 @@ pub enum DropReason {
     NoTables(u8),
     #[error("Q 255 without quantization tables")]
     EmptyDynamicTables,
-    #[error("the image is over 2040 pixels but the caps give no x-dimensions")]
-    NoDimensions,
+    #[error("the header gives no {0} (0 means over 2040 pixels) and the caps have no x-dimensions")]
+    NoDimensions(&'static str),
     #[error("a whole-JPEG (lab dialect) packet with an invalid JPEG: {0}")]
     LabJpeg(JpegError),
 }
@@ -73,34 +82,99 @@ pub struct Frame {
 /// What one packet produced.
 #[derive(Debug, Default)]
 pub struct Received {
-    pub frame: Option<Frame>,
+    /// Frames to output, oldest first (usually none or one; a salvaged older frame can
+    /// come before the one this packet completed).
+    pub frames: Vec<Frame>,
     /// The packet's payload is a whole JPEG (networking-lab dialect) with this header, to
     /// output as is.
     pub whole_jpeg: Option<FrameHeader>,
     pub dropped: Vec<Dropped>,
 }
 
+/// Packet counts about order, since the reassembler was made or reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReorderStats {
+    /// Packets whose bytes had all been received already (dropped).
+    pub duplicates: u64,
+    /// Packets that arrived after a packet that follows them, and were put in place.
+    pub reordered: u64,
+    /// Packets of a frame that was already output or dropped (ignored).
+    pub late: u64,
+}
+
+/// Frames put together at once by default: the one arriving, and two older ones still
+/// waiting for reordered packets.
+pub const DEFAULT_FRAMES_IN_PROGRESS: usize = 3;
+
+/// A packet more than this far behind the newest frame decided (in 90 kHz units: 10 s)
+/// means the sender restarted its timestamps, not that the packet is late.
+const RESTART_DISTANCE: u32 = 900_000;
+
 /// Receiver settings.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct DepayOptions {
     /// Output frames that lost packets up to their last complete restart interval.
     pub salvage: bool,
     /// Exact size from `x-dimensions`, when the caps give one.
     pub dimensions: Option<(u16, u16)>,
+    /// Frames put together at once, so that packets reordered across frame boundaries
+    /// still find their frame (at least 1).
+    pub frames_in_progress: usize,
 }
 
-/// The frame being put together.
-struct Assembly {
-    timestamp: u32,
-    /// From the first packet; `None` when it was lost.
-    main: Option<MainHeader>,
-    /// The image so far: header, then scan data from `data_start`.
-    jpeg: Vec<u8>,
-    data_start: usize,
-    next_offset: usize,
+impl Default for DepayOptions {
+    fn default() -> Self {
+        DepayOptions {
+            salvage: false,
+            dimensions: None,
+            frames_in_progress: DEFAULT_FRAMES_IN_PROGRESS,
+        }
+    }
+}
+
+/// Where a frame's quantization tables come from.
+enum Tables {
+    /// Q 1-99: computed from Q.
+    Standard(u8),
+    /// Q 128-254 or 255 with the tables in the first packet, or Q 128-254 from the
+    /// cache: the table header's precision byte and table data.
+    InBand { precision: u8, data: Vec<u8> },
+    /// Q 128-254 with no tables in the first packet and none cached yet: an older frame's
+    /// first packet, still on its way, may bring them.
+    Awaited(u8),
+}
+
+/// What the first packet (fragment offset 0) tells about the frame.
+struct Start {
+    main: MainHeader,
+    restart_interval: u16,
+    tables: Tables,
     width: u16,
     height: u16,
+}
+
+/// A frame being put together.
+struct Assembly {
+    timestamp: u32,
+    /// Type, Q and size of the first packet that arrived, which every other must match.
+    shape: Option<(u8, u8, u8, u8)>,
+    start: Option<Start>,
+    /// The JPEG header (once written), then the scan data, each fragment at
+    /// `data_start + offset`. Bytes not received yet are zero.
+    jpeg: Vec<u8>,
+    /// Where scan data begins in `jpeg`: the header's length, or 0 while no header has
+    /// been written (fragments arrived before the first packet, or its tables did not).
+    data_start: usize,
+    header_written: bool,
+    /// Its tables were awaited: it is output only once no older frame is in progress.
+    waits_for_older: bool,
     extended: bool,
+    /// Scan bytes from 0 that are all present.
+    contiguous: usize,
+    /// Fragments received past a gap: sorted, disjoint, all beyond `contiguous`.
+    ahead: Vec<Range<usize>>,
+    /// The end of the marker packet's fragment: the scan data's length.
+    end: Option<usize>,
     broken: Option<DropReason>,
 }
 
@@ -108,11 +182,19 @@ struct Assembly {
 pub struct Reassembler {
     options: DepayOptions,
     /// In-band tables received with Q 128-254, kept for frames that omit them.
-    cached_tables: Vec<Option<Vec<u8>>>,
-    cached_precision: Vec<u8>,
-    current: Option<Assembly>,
+    cached_tables: Vec<Option<(u8, Vec<u8>)>>,
+    /// Frames in progress, oldest first.
+    frames: VecDeque<Assembly>,
+    /// The newest timestamp output or dropped: packets at or behind it are late.
+    decided: Option<u32>,
+    stats: ReorderStats,
     /// Size of the last output frame, to size the next one's buffer.
     size_hint: usize,
+}
+
+/// `a` comes after `b` in RTP timestamp order (modulo 2^32).
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 impl Reassembler {
@@ -120,8 +202,9 @@ impl Reassembler {
         Reassembler {
             options,
             cached_tables: vec![None; 128],
-            cached_precision: vec![0; 128],
-            current: None,
+            frames: VecDeque::new(),
+            decided: None,
+            stats: ReorderStats::default(),
             size_hint: 0,
         }
     }
@@ -134,10 +217,18 @@ impl Reassembler {
         self.options.salvage = salvage;
     }
 
-    /// Forgets the frame in progress (after a flush or a discontinuity upstream chose to
-    /// reset), without reporting it.
+    pub fn set_frames_in_progress(&mut self, frames: usize) {
+        self.options.frames_in_progress = frames;
+    }
+
+    pub fn stats(&self) -> ReorderStats {
+        self.stats
+    }
+
+    /// Forgets the frames in progress (after a flush), without reporting them.
     pub fn reset(&mut self) {
-        self.current = None;
+        self.frames.clear();
+        self.decided = None;
     }
 
     /// Takes in one packet.
@@ -153,9 +244,7 @@ impl Reassembler {
         let head = head_of(parts, &mut head_copy);
 
         if head.starts_with(&[0xFF, markers::SOI, 0xFF]) {
-            if let Some(dropped) = self.abandon() {
-                received.dropped.push(dropped);
-            }
+            self.decide_all(&mut received);
             let joined;
             let whole: &[u8] = if parts.len() == 1 {
                 parts[0]
@@ -173,50 +262,124 @@ impl Reassembler {
             return received;
         }
 
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|a| a.timestamp != timestamp)
-            && let Some(dropped) = self.abandon()
-        {
-            received.dropped.push(dropped);
+        let Some(index) = self.frame_for(timestamp, &mut received) else {
+            return received;
+        };
+        if let Err(reason) = self.add(index, head, parts, marker) {
+            self.frames[index].broken.get_or_insert(reason);
         }
-
-        if let Err(reason) = self.add(head, parts, timestamp) {
-            match self.current.as_mut() {
-                Some(assembly) => {
-                    assembly.broken.get_or_insert(reason);
-                }
-                None => self.current = Some(Assembly::broken(timestamp, reason)),
-            }
-        }
-
-        if marker && let Some(assembly) = self.current.take() {
-            match self.finish(assembly) {
-                Ok(frame) => received.frame = Some(frame),
-                Err(dropped) => received.dropped.push(dropped),
-            }
-        }
+        self.output_ready(&mut received);
         received
     }
 
-    /// The stream ended: the frame in progress, if any, is incomplete.
-    pub fn end_of_stream(&mut self) -> Option<Dropped> {
-        self.abandon()
+    /// Outputs every frame that is ready, oldest first; the older frames still in
+    /// progress before each can no longer be output in order, and are decided first.
+    fn output_ready(&mut self, received: &mut Received) {
+        loop {
+            let mut ready = None;
+            for i in 0..self.frames.len() {
+                let assembly = &mut self.frames[i];
+                if assembly.is_complete() {
+                    assembly.write_late_header(&self.cached_tables);
+                }
+                // A frame whose tables came late may have had them from an older frame
+                // still in progress: it does not end that frame's wait.
+                if assembly.waits_for_older && i > 0 {
+                    continue;
+                }
+                if assembly.is_ready() {
+                    ready = Some(i);
+                    break;
+                }
+            }
+            let Some(ready) = ready else {
+                return;
+            };
+            for _ in 0..=ready {
+                self.decide_oldest(received);
+            }
+        }
     }
 
-    /// Ends the frame in progress as incomplete.
-    fn abandon(&mut self) -> Option<Dropped> {
-        let assembly = self.current.take()?;
-        Some(Dropped {
-            timestamp: assembly.timestamp,
-            reason: assembly.broken.unwrap_or(DropReason::MissingEnd),
-        })
+    /// The stream ended: the frames in progress are incomplete (salvaged, or dropped).
+    pub fn end_of_stream(&mut self) -> Received {
+        let mut received = Received::default();
+        self.decide_all(&mut received);
+        received
     }
 
-    /// Adds a packet to the frame in progress. `head` holds the payload's first bytes
-    /// (all of them, or at least the largest header), `parts` the whole payload.
-    fn add(&mut self, head: &[u8], parts: &[&[u8]], timestamp: u32) -> Result<(), DropReason> {
+    /// The index of the frame in progress for `timestamp`, made if needed; `None` for a
+    /// late packet.
+    fn frame_for(&mut self, timestamp: u32, received: &mut Received) -> Option<usize> {
+        if let Some(i) = self.frames.iter().position(|a| a.timestamp == timestamp) {
+            return Some(i);
+        }
+        if let Some(decided) = self.decided
+            && !after(timestamp, decided)
+        {
+            if decided.wrapping_sub(timestamp) <= RESTART_DISTANCE {
+                if timestamp == decided {
+                    self.stats.duplicates += 1;
+                } else {
+                    self.stats.late += 1;
+                }
+                return None;
+            }
+            // The sender restarted: what was in progress will not be completed.
+            self.decide_all(received);
+            self.decided = None;
+        }
+        let at = self
+            .frames
+            .iter()
+            .position(|a| after(a.timestamp, timestamp))
+            .unwrap_or(self.frames.len());
+        if at < self.frames.len() {
+            // A newer frame is in progress already: this packet is reordered.
+            self.stats.reordered += 1;
+        }
+        self.frames.insert(at, Assembly::new(timestamp));
+        let mut index = at;
+        while self.frames.len() > self.options.frames_in_progress.max(1) {
+            if index == 0 {
+                // The new frame is the oldest: no room to wait for it.
+                self.frames.remove(0);
+                self.stats.late += 1;
+                return None;
+            }
+            self.decide_oldest(received);
+            index -= 1;
+        }
+        Some(index)
+    }
+
+    /// Outputs, salvages or drops the oldest frame in progress.
+    fn decide_oldest(&mut self, received: &mut Received) {
+        let Some(assembly) = self.frames.pop_front() else {
+            return;
+        };
+        self.decided = Some(assembly.timestamp);
+        match self.finish(assembly) {
+            Ok(frame) => received.frames.push(frame),
+            Err(dropped) => received.dropped.push(dropped),
+        }
+    }
+
+    fn decide_all(&mut self, received: &mut Received) {
+        while !self.frames.is_empty() {
+            self.decide_oldest(received);
+        }
+    }
+
+    /// Adds a packet to frame `index`. `head` holds the payload's first bytes (all of
+    /// them, or at least the largest header), `parts` the whole payload.
+    fn add(
+        &mut self,
+        index: usize,
+        head: &[u8],
+        parts: &[&[u8]],
+        marker: bool,
+    ) -> Result<(), DropReason> {
         let main = MainHeader::parse(head)?;
         let mut used = MAIN_LEN;
         let restart = if main.has_restart_header() {
@@ -227,156 +390,151 @@ impl Reassembler {
             None
         };
         let offset = main.fragment_offset as usize;
-
-        if offset == 0 {
-            if self.current.as_ref().is_some_and(|a| a.main.is_some()) {
-                return Err(DropReason::OutOfOrder {
-                    expected: self.current.as_ref().map_or(0, |a| a.next_offset),
-                    got: 0,
-                });
-            }
-            let (assembly, consumed) = self.start(&main, restart, &head[used..], timestamp)?;
-            used += consumed;
-            self.current = Some(assembly);
-        }
-
-        let Some(assembly) = self.current.as_mut() else {
-            return Err(DropReason::MissingStart);
-        };
+        let assembly = &mut self.frames[index];
         if assembly.broken.is_some() {
             return Ok(());
         }
-        let Some(first) = assembly.main else {
-            return Err(DropReason::MissingStart);
-        };
-        if (main.kind, main.q, main.width8, main.height8)
-            != (first.kind, first.q, first.width8, first.height8)
-        {
+        let shape = (main.kind, main.q, main.width8, main.height8);
+        if *assembly.shape.get_or_insert(shape) != shape {
             return Err(DropReason::Inconsistent("type, Q or size"));
         }
-        if offset != assembly.next_offset {
-            let (expected, got) = (assembly.next_offset, offset);
-            return Err(if offset > expected {
-                DropReason::Lost { expected, got }
-            } else {
-                DropReason::OutOfOrder { expected, got }
-            });
+        let first_packet = offset == 0 && assembly.start.is_none();
+        if first_packet {
+            used += self.read_start(index, &main, restart, &head[used..])?;
         }
-        // The data after the headers, appended part by part.
-        let mut skip = used;
-        for part in parts {
-            if skip >= part.len() {
-                skip -= part.len();
-                continue;
+        let assembly = &mut self.frames[index];
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .sum::<usize>()
+            .saturating_sub(used);
+        let range = offset..offset + len;
+        if marker {
+            if assembly.end.is_some_and(|end| end != range.end) {
+                return Err(DropReason::Inconsistent("the end of the frame"));
             }
-            assembly.jpeg.extend_from_slice(&part[skip..]);
-            assembly.next_offset += part.len() - skip;
-            skip = 0;
+            let received_past = assembly.ahead.last().map_or(assembly.contiguous, |r| r.end);
+            if received_past > range.end {
+                return Err(DropReason::Inconsistent("the end of the frame"));
+            }
+            assembly.end = Some(range.end);
         }
+        if assembly.end.is_some_and(|end| range.end > end) {
+            return Err(DropReason::Inconsistent("the end of the frame"));
+        }
+        if !first_packet && offset == 0 {
+            // The first packet again.
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        match assembly.place(range)? {
+            Placement::Duplicate => {
+                self.stats.duplicates += 1;
+                return Ok(());
+            }
+            Placement::Reordered => self.stats.reordered += 1,
+            Placement::InOrder | Placement::Ahead => {}
+        }
+        assembly.write(offset, parts, used);
         Ok(())
     }
 
-    /// Begins a frame from its first packet: works out the tables and the size, and
-    /// writes the JPEG header. Returns the assembly and the bytes of `rest` the table
-    /// header used.
-    fn start(
+    /// Reads the first packet's table header and size into frame `index`, and writes the
+    /// JPEG header when the tables are known and no data came before. Returns the bytes
+    /// of `rest` the table header used.
+    fn read_start(
         &mut self,
+        index: usize,
         main: &MainHeader,
         restart: Option<RestartHeader>,
         rest: &[u8],
-        timestamp: u32,
-    ) -> Result<(Assembly, usize), DropReason> {
+    ) -> Result<usize, DropReason> {
         let (width, height) = self.dimensions(main)?;
-        // Room for a frame a quarter larger than the last one, so it rarely has to grow.
-        let mut jpeg = Vec::with_capacity(self.size_hint + self.size_hint / 4 + 4096);
-        let mut write = |tables: &[QuantTable<'_>]| {
-            jpeg::write_header(
-                &mut jpeg,
-                &HeaderSpec {
-                    width,
-                    height,
-                    luma_sampling: main.luma_sampling(),
-                    quant_tables: tables,
-                    restart_interval: restart.map_or(0, |r| r.interval),
-                },
-            );
-            tables.iter().any(QuantTable::is_16bit)
-        };
-        let (consumed, extended) = if main.q < 128 {
-            let t = qtables::tables_for(main.q);
-            (0, write(&[t.luma_table(), t.chroma_table()]))
+        let (tables, consumed) = if main.q < 128 {
+            (Tables::Standard(main.q), 0)
         } else {
             let (header, used) = QuantHeader::parse(rest)?;
             let slot = usize::from(main.q - 128);
-            if !header.data.is_empty() && main.q < 255 {
-                self.cached_tables[slot] = Some(header.data.to_vec());
-                self.cached_precision[slot] = header.precision;
-            }
-            let (data, precision) = if !header.data.is_empty() {
-                (header.data, header.precision)
+            let tables = if !header.data.is_empty() {
+                header.tables()?;
+                if main.q < 255 {
+                    self.cached_tables[slot] = Some((header.precision, header.data.to_vec()));
+                }
+                Tables::InBand {
+                    precision: header.precision,
+                    data: header.data.to_vec(),
+                }
             } else if main.q == 255 {
                 return Err(DropReason::EmptyDynamicTables);
             } else {
-                let cached = self.cached_tables[slot]
-                    .as_deref()
-                    .ok_or(DropReason::NoTables(main.q))?;
-                (cached, self.cached_precision[slot])
+                match &self.cached_tables[slot] {
+                    Some((precision, data)) => Tables::InBand {
+                        precision: *precision,
+                        data: data.clone(),
+                    },
+                    None => Tables::Awaited(main.q),
+                }
             };
-            let raw = QuantHeader { precision, data }.tables()?;
-            let tables: Vec<QuantTable<'_>> =
-                raw.iter().filter_map(|t| QuantTable::from_raw(t)).collect();
-            (used, write(&tables))
+            (tables, used)
         };
-        let data_start = jpeg.len();
-        Ok((
-            Assembly {
-                timestamp,
-                main: Some(*main),
-                jpeg,
-                data_start,
-                next_offset: 0,
-                width,
-                height,
-                extended,
-                broken: None,
-            },
-            consumed,
-        ))
+        let assembly = &mut self.frames[index];
+        assembly.start = Some(Start {
+            main: *main,
+            restart_interval: restart.map_or(0, |r| r.interval),
+            tables,
+            width,
+            height,
+        });
+        if assembly.jpeg.is_empty() {
+            assembly
+                .jpeg
+                .reserve(self.size_hint + self.size_hint / 4 + 4096);
+            // Tables still awaited: the header is written when the frame is complete.
+            if let Ok(Some(extended)) = assembly.write_header_into_empty(&self.cached_tables) {
+                assembly.extended = extended;
+            }
+        }
+        Ok(consumed)
     }
 
     /// The image size: from the header's 8-pixel units, made exact by `x-dimensions`
-    /// when the caps have it and it agrees.
+    /// when the caps have it and it agrees. A 0 field (GStreamer's rtpjpegpay writes 0 in
+    /// both as soon as either side is over 2040) takes that side from `x-dimensions`.
     fn dimensions(&self, main: &MainHeader) -> Result<(u16, u16), DropReason> {
         let exact = self.options.dimensions;
-        let pick = |units: u8, exact: Option<u16>| match (units, exact) {
-            (0, Some(px)) if px > 2040 => Ok(px),
-            (0, _) => Err(DropReason::NoDimensions),
+        let pick = |units: u8, exact: Option<u16>, side: &'static str| match (units, exact) {
+            (0, Some(px)) if px > 0 => Ok(px),
+            (0, _) => Err(DropReason::NoDimensions(side)),
             (u, Some(px)) if px.div_ceil(8) == u16::from(u) => Ok(px),
             (u, _) => Ok(u16::from(u) * 8),
         };
         Ok((
-            pick(main.width8, exact.map(|d| d.0))?,
-            pick(main.height8, exact.map(|d| d.1))?,
+            pick(main.width8, exact.map(|d| d.0), "width")?,
+            pick(main.height8, exact.map(|d| d.1), "height")?,
         ))
     }
 
+    /// Outputs a complete frame, salvages an incomplete one if it can, or says why not.
     fn finish(&mut self, mut assembly: Assembly) -> Result<Frame, Dropped> {
-        let drop = |reason| Dropped {
-            timestamp: assembly.timestamp,
-            reason,
-        };
-        let Some(main) = assembly.main else {
-            return Err(drop(
-                assembly.broken.clone().unwrap_or(DropReason::MissingStart),
-            ));
+        // An incomplete frame whose data came before its first packet: salvage needs
+        // the header too.
+        assembly.write_late_header(&self.cached_tables);
+        let timestamp = assembly.timestamp;
+        let drop = |reason| Dropped { timestamp, reason };
+        let reason = assembly.missing();
+        let Some(start) = &assembly.start else {
+            return Err(drop(reason.unwrap_or(DropReason::MissingStart)));
         };
         let mut salvaged = false;
-        if let Some(reason) = assembly.broken.take() {
+        if let Some(reason) = reason {
+            let salvageable = self.options.salvage
+                && start.main.has_restart_header()
+                && assembly.header_written
+                && matches!(reason, DropReason::Lost { .. } | DropReason::MissingEnd);
             let data = &assembly.jpeg[assembly.data_start..];
-            let cut = match (self.options.salvage && main.has_restart_header(), &reason) {
-                (true, DropReason::Lost { .. }) => last_interval_end(data),
-                _ => None,
-            };
+            let cut = salvageable
+                .then(|| last_interval_end(&data[..assembly.contiguous.min(data.len())]))
+                .flatten();
             let Some(cut) = cut else {
                 return Err(drop(reason));
             };
@@ -387,15 +545,255 @@ impl Reassembler {
             assembly.jpeg.extend_from_slice(&[0xFF, markers::EOI]);
         }
         self.size_hint = assembly.jpeg.len();
+        let (width, height, luma_sampling) =
+            (start.width, start.height, start.main.luma_sampling());
         Ok(Frame {
             jpeg: assembly.jpeg,
             timestamp: assembly.timestamp,
-            width: assembly.width,
-            height: assembly.height,
-            luma_sampling: main.luma_sampling(),
+            width,
+            height,
+            luma_sampling,
             extended: assembly.extended,
             salvaged,
         })
+    }
+}
+
+/// Where a fragment went.
+enum Placement {
+    /// Right after the bytes received so far.
+    InOrder,
+    /// Past a gap.
+    Ahead,
+    /// Into a gap left by packets that came before it.
+    Reordered,
+    /// Its bytes were all there already.
+    Duplicate,
+}
+
+impl Assembly {
+    fn new(timestamp: u32) -> Assembly {
+        Assembly {
+            timestamp,
+            shape: None,
+            start: None,
+            jpeg: Vec::new(),
+            data_start: 0,
+            header_written: false,
+            waits_for_older: false,
+            extended: false,
+            contiguous: 0,
+            ahead: Vec::new(),
+            end: None,
+            broken: None,
+        }
+    }
+
+    /// Every byte from 0 to the marker packet's end is there, and the first packet.
+    fn is_complete(&self) -> bool {
+        self.start.is_some()
+            && self.broken.is_none()
+            && self.end == Some(self.contiguous)
+            && self.ahead.is_empty()
+    }
+
+    /// Complete, with its JPEG header written: to output.
+    fn is_ready(&self) -> bool {
+        self.header_written && self.is_complete()
+    }
+
+    /// Why the frame cannot be output as it is; `None` when it can.
+    fn missing(&self) -> Option<DropReason> {
+        if let Some(reason) = &self.broken {
+            return Some(reason.clone());
+        }
+        let Some(start) = &self.start else {
+            return Some(DropReason::MissingStart);
+        };
+        if self.is_complete() {
+            return match start.tables {
+                Tables::Awaited(q) if !self.header_written => Some(DropReason::NoTables(q)),
+                _ => None,
+            };
+        }
+        Some(match (self.ahead.first(), self.end) {
+            (Some(next), _) => DropReason::Lost {
+                expected: self.contiguous,
+                got: next.start,
+            },
+            (None, Some(end)) => DropReason::Lost {
+                expected: self.contiguous,
+                got: end,
+            },
+            (None, None) => DropReason::MissingEnd,
+        })
+    }
+
+    /// Records that the fragment `range` arrived.
+    fn place(&mut self, range: Range<usize>) -> Result<Placement, DropReason> {
+        if range.start == self.contiguous {
+            self.contiguous = range.end;
+            if self
+                .ahead
+                .first()
+                .is_none_or(|r| r.start != self.contiguous)
+            {
+                return Ok(if self.ahead.is_empty() {
+                    Placement::InOrder
+                } else {
+                    Placement::Reordered
+                });
+            }
+            // This fills a gap: the fragments that were waiting for it join the run.
+            let mut n = 0;
+            while n < self.ahead.len() && self.ahead[n].start == self.contiguous {
+                self.contiguous = self.ahead[n].end;
+                n += 1;
+            }
+            self.ahead.drain(..n);
+            return Ok(Placement::Reordered);
+        }
+        if range.end <= self.contiguous {
+            return Ok(Placement::Duplicate);
+        }
+        if range.start < self.contiguous {
+            return Err(DropReason::Overlap {
+                expected: self.contiguous,
+                got: range.start,
+            });
+        }
+        let at = self.ahead.partition_point(|r| r.start < range.start);
+        if self.ahead.get(at).is_some_and(|r| *r == range) {
+            return Ok(Placement::Duplicate);
+        }
+        let overlaps_before = at > 0 && self.ahead[at - 1].end > range.start;
+        let overlaps_after = self.ahead.get(at).is_some_and(|r| r.start < range.end);
+        if overlaps_before || overlaps_after {
+            return Err(DropReason::Overlap {
+                expected: if overlaps_before {
+                    self.ahead[at - 1].end
+                } else {
+                    range.end
+                },
+                got: range.start,
+            });
+        }
+        let reordered = at < self.ahead.len();
+        self.ahead.insert(at, range);
+        Ok(if reordered {
+            Placement::Reordered
+        } else {
+            Placement::Ahead
+        })
+    }
+
+    /// Copies a packet's data (the parts after the first `skip` bytes) to scan offset
+    /// `offset`.
+    fn write(&mut self, offset: usize, parts: &[&[u8]], mut skip: usize) {
+        let mut at = self.data_start + offset;
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            let bytes = &part[skip..];
+            skip = 0;
+            if at == self.jpeg.len() {
+                self.jpeg.extend_from_slice(bytes);
+            } else {
+                if self.jpeg.len() < at + bytes.len() {
+                    self.jpeg.resize(at + bytes.len(), 0);
+                }
+                self.jpeg[at..at + bytes.len()].copy_from_slice(bytes);
+            }
+            at += bytes.len();
+        }
+    }
+
+    /// For a frame whose scan data arrived before its header could be written: the
+    /// header now goes in front of the data (a copy, only on this rare path).
+    fn write_late_header(&mut self, cached: &[Option<(u8, Vec<u8>)>]) {
+        if self.header_written || self.start.is_none() {
+            return;
+        }
+        if matches!(
+            self.start,
+            Some(Start {
+                tables: Tables::Awaited(_),
+                ..
+            })
+        ) {
+            self.waits_for_older = true;
+        }
+        // Until now the data started at 0.
+        let data = std::mem::take(&mut self.jpeg);
+        match self.write_header_into_empty(cached) {
+            Ok(Some(extended)) => {
+                self.extended = extended;
+                self.jpeg.extend_from_slice(&data);
+            }
+            // Tables still awaited: keep waiting with the data as it was.
+            Ok(None) => self.jpeg = data,
+            Err(reason) => {
+                self.jpeg = data;
+                self.broken.get_or_insert(reason);
+            }
+        }
+    }
+
+    /// Writes the JPEG header into the (empty) `jpeg`. `Ok(None)` while the tables are
+    /// awaited, else whether a table is 16-bit.
+    fn write_header_into_empty(
+        &mut self,
+        cached: &[Option<(u8, Vec<u8>)>],
+    ) -> Result<Option<bool>, DropReason> {
+        let Some(start) = &mut self.start else {
+            return Ok(None);
+        };
+        if let Tables::Awaited(q) = start.tables {
+            match &cached[usize::from(q - 128)] {
+                Some((precision, data)) => {
+                    start.tables = Tables::InBand {
+                        precision: *precision,
+                        data: data.clone(),
+                    }
+                }
+                None => return Ok(None),
+            }
+        }
+        let mut write = |tables: &[QuantTable<'_>]| {
+            jpeg::write_header(
+                &mut self.jpeg,
+                &HeaderSpec {
+                    width: start.width,
+                    height: start.height,
+                    luma_sampling: start.main.luma_sampling(),
+                    quant_tables: tables,
+                    restart_interval: start.restart_interval,
+                },
+            );
+            tables.iter().any(QuantTable::is_16bit)
+        };
+        let extended = match &start.tables {
+            Tables::Standard(q) => {
+                let t = qtables::tables_for(*q);
+                write(&[t.luma_table(), t.chroma_table()])
+            }
+            Tables::InBand { precision, data } => {
+                let raw = QuantHeader {
+                    precision: *precision,
+                    data,
+                }
+                .tables()?;
+                let tables: Vec<QuantTable<'_>> =
+                    raw.iter().filter_map(|t| QuantTable::from_raw(t)).collect();
+                write(&tables)
+            }
+            Tables::Awaited(_) => return Ok(None),
+        };
+        self.data_start = self.jpeg.len();
+        self.header_written = true;
+        Ok(Some(extended))
     }
 }
 
@@ -406,23 +804,6 @@ impl Frame {
             jpeg::Sampling::Ycbcr420
         } else {
             jpeg::Sampling::Ycbcr422
-        }
-    }
-}
-
-impl Assembly {
-    /// A frame that cannot be output, for `reason`; later packets of it are ignored.
-    fn broken(timestamp: u32, reason: DropReason) -> Assembly {
-        Assembly {
-            timestamp,
-            main: None,
-            jpeg: Vec::new(),
-            data_start: 0,
-            next_offset: 0,
-            width: 0,
-            height: 0,
-            extended: false,
-            broken: Some(reason),
         }
     }
 }

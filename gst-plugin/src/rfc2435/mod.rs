@@ -16,7 +16,9 @@ pub mod headers;
 pub mod payloader;
 pub mod qtables;
 
-pub use depayloader::{DepayOptions, DropReason, Dropped, Frame, Packet, Reassembler, Received};
+pub use depayloader::{
+    DepayOptions, DropReason, Dropped, Frame, Packet, Reassembler, Received, ReorderStats,
+};
 pub use payloader::{
     Fragment, HuffmanPolicy, OutgoingFrame, Packetizer, PayloadOptions, ScanData, TableSchedule,
     Unsupported, prepare,

@@ -48,19 +48,36 @@ fn packets(data: &[u8], options: &PayloadOptions, max_payload: usize) -> Vec<(Ve
         .collect()
 }
 
+/// Pushes the packets of one frame; returns every frame and drop they produced.
 fn receive(r: &mut Reassembler, packets: &[(Vec<u8>, bool)], timestamp: u32) -> Received {
-    let mut last = Received::default();
+    let mut all = Received::default();
     for (payload, marker) in packets {
         let got = r.push(&Packet {
             payload,
             marker: *marker,
             timestamp,
         });
-        assert!(got.frame.is_none() || *marker);
-        last.dropped.extend(got.dropped);
-        last.frame = got.frame.or(last.frame);
+        all.dropped.extend(got.dropped);
+        all.frames.extend(got.frames);
     }
-    last
+    all
+}
+
+/// `receive`, then the end of the stream: what happened to this one frame.
+fn receive_all(r: &mut Reassembler, packets: &[(Vec<u8>, bool)], timestamp: u32) -> Received {
+    let mut got = receive(r, packets, timestamp);
+    let end = r.end_of_stream();
+    got.frames.extend(end.frames);
+    got.dropped.extend(end.dropped);
+    got
+}
+
+impl Received {
+    /// The one frame output.
+    fn frame(&self) -> Option<&Frame> {
+        assert!(self.frames.len() <= 1, "{} frames", self.frames.len());
+        self.frames.first()
+    }
 }
 
 fn round_trip(data: &[u8], max_payload: usize) -> Frame {
@@ -71,7 +88,7 @@ fn round_trip(data: &[u8], max_payload: usize) -> Frame {
         1000,
     );
     assert!(got.dropped.is_empty(), "{:?}", got.dropped);
-    got.frame.expect("a frame")
+    got.frame().expect("a frame").clone()
 }
 
 // Headers
@@ -468,54 +485,71 @@ fn sizes_not_a_multiple_of_8_need_x_dimensions() {
         &packets(ODD_SIZE, &PayloadOptions::default(), 1388),
         1,
     );
-    let f = got.frame.unwrap();
+    let f = got.frame().unwrap();
     assert_eq!((f.width, f.height), (100, 75));
     // A size that disagrees with the header is not used.
     let mut r = Reassembler::new(DepayOptions {
         dimensions: Some((300, 75)),
         ..DepayOptions::default()
     });
-    let f = receive(
+    let got = receive(
         &mut r,
         &packets(ODD_SIZE, &PayloadOptions::default(), 1388),
         1,
-    )
-    .frame
-    .unwrap();
+    );
+    let f = got.frame().unwrap();
     assert_eq!((f.width, f.height), (104, 75));
 }
 
 #[test]
-fn frames_over_2040_pixels_send_zero_and_use_x_dimensions() {
-    let header = MainHeader {
-        type_specific: 0,
-        fragment_offset: 0,
-        kind: 1,
-        q: 50,
-        width8: 0,
-        height8: 192,
+fn a_zero_size_field_takes_that_side_from_x_dimensions() {
+    let packet = |width8, height8| {
+        let header = MainHeader {
+            type_specific: 0,
+            fragment_offset: 0,
+            kind: 1,
+            q: 50,
+            width8,
+            height8,
+        };
+        let mut payload = Vec::new();
+        header.write(&mut payload);
+        payload.extend_from_slice(&[0x12, 0x34]);
+        payload
     };
-    let mut payload = Vec::new();
-    header.write(&mut payload);
-    payload.extend_from_slice(&[0x12, 0x34]);
-    let push = |r: &mut Reassembler, p: &[u8]| {
-        r.push(&Packet {
-            payload: p,
-            marker: true,
-            timestamp: 5,
-        })
+    let size = |dimensions, payload: &[u8]| {
+        let mut r = Reassembler::new(DepayOptions {
+            dimensions,
+            ..DepayOptions::default()
+        });
+        let got = receive_all(&mut r, &[(payload.to_vec(), true)], 5);
+        match (got.frames.first(), got.dropped.first()) {
+            (Some(f), None) => Ok((f.width, f.height)),
+            (None, Some(d)) => Err(d.reason.clone()),
+            other => panic!("{other:?}"),
+        }
     };
-    let mut r = Reassembler::new(DepayOptions::default());
+    // Our payloader: 0 only on the side over 2040.
+    assert_eq!(size(Some((4096, 1536)), &packet(0, 192)), Ok((4096, 1536)));
+    // GStreamer's rtpjpegpay: 0 on both sides as soon as either is over 2040, whether
+    // the other side is (2592x1944, 2048x1536) or not.
+    assert_eq!(size(Some((2048, 1536)), &packet(0, 0)), Ok((2048, 1536)));
+    assert_eq!(size(Some((2592, 1944)), &packet(0, 0)), Ok((2592, 1944)));
+    assert_eq!(size(Some((4096, 2160)), &packet(0, 0)), Ok((4096, 2160)));
+    // Neither gives a size: dropped, saying which side.
     assert_eq!(
-        push(&mut r, &payload).dropped[0].reason,
-        DropReason::NoDimensions
+        size(None, &packet(0, 192)),
+        Err(DropReason::NoDimensions("width"))
     );
-    let mut r = Reassembler::new(DepayOptions {
-        dimensions: Some((4096, 1536)),
-        ..DepayOptions::default()
-    });
-    let f = push(&mut r, &payload).frame.unwrap();
-    assert_eq!((f.width, f.height), (4096, 1536));
+    assert_eq!(
+        size(None, &packet(48, 0)),
+        Err(DropReason::NoDimensions("height"))
+    );
+    assert!(
+        DropReason::NoDimensions("width")
+            .to_string()
+            .contains("no x-dimensions")
+    );
 }
 
 fn fresh() -> Reassembler {
@@ -530,55 +564,266 @@ fn a_lost_packet_drops_that_frame_only() {
     let mut damaged = pk.clone();
     damaged.remove(2);
     let got = receive(&mut r, &damaged, 1);
-    assert!(got.frame.is_none());
-    assert!(matches!(got.dropped[0].reason, DropReason::Lost { .. }));
-    // The next frame comes through.
+    assert!(
+        got.frames.is_empty() && got.dropped.is_empty(),
+        "still waiting"
+    );
+    // The next frame comes through, and the damaged one is dropped before it.
     let got = receive(&mut r, &pk, 2);
-    assert!(got.frame.is_some() && got.dropped.is_empty());
+    assert_eq!(got.frames.len(), 1);
+    assert_eq!(got.frames[0].timestamp, 2);
+    assert_eq!(got.dropped.len(), 1);
+    assert_eq!(got.dropped[0].timestamp, 1);
+    let expected = pk[..2].iter().map(|p| p.0.len() - 8).sum::<usize>();
+    assert_eq!(
+        got.dropped[0].reason,
+        DropReason::Lost {
+            expected,
+            got: expected + pk[2].0.len() - 8
+        }
+    );
+    // The lost packet turns up after all: too late, counted, nothing output.
+    let got = receive(&mut r, &pk[2..3], 1);
+    assert!(got.frames.is_empty() && got.dropped.is_empty());
+    assert_eq!(r.stats().late, 1);
 }
 
 #[test]
-fn duplicated_reordered_and_missing_packets_drop_the_frame() {
+fn missing_first_and_last_packets_and_inconsistent_ones_drop_the_frame() {
     let pk = packets(Q75, &PayloadOptions::default(), 300);
-    let mut dup = pk.clone();
-    dup.insert(2, pk[1].clone());
-    let got = receive(&mut fresh(), &dup, 1);
-    assert!(got.frame.is_none());
-    assert!(matches!(
-        got.dropped[0].reason,
-        DropReason::OutOfOrder { .. }
-    ));
-
-    let mut swapped = pk.clone();
-    swapped.swap(1, 2);
-    let got = receive(&mut fresh(), &swapped, 1);
-    assert!(got.frame.is_none());
-    assert_eq!(got.dropped.len(), 1);
-
-    let got = receive(&mut fresh(), &pk[1..], 1);
+    let got = receive_all(&mut fresh(), &pk[1..], 1);
     assert_eq!(got.dropped[0].reason, DropReason::MissingStart);
 
-    // No marker: the frame is reported when the next one starts.
+    // No marker: the frame is reported when a later one is complete...
     let mut r = fresh();
     let got = receive(&mut r, &pk[..pk.len() - 1], 1);
-    assert!(got.frame.is_none() && got.dropped.is_empty());
+    assert!(got.frames.is_empty() && got.dropped.is_empty());
     let got = receive(&mut r, &pk, 2);
     assert_eq!(got.dropped[0].reason, DropReason::MissingEnd);
     assert_eq!(got.dropped[0].timestamp, 1);
-    assert!(got.frame.is_some());
+    assert_eq!(got.frames.len(), 1);
     // ... or when the stream ends.
     receive(&mut r, &pk[..2], 3);
-    assert_eq!(r.end_of_stream().map(|d| d.timestamp), Some(3));
-    assert_eq!(r.end_of_stream(), None);
+    let end = r.end_of_stream();
+    assert_eq!(end.dropped.len(), 1);
+    assert_eq!(end.dropped[0].timestamp, 3);
+    assert!(r.end_of_stream().dropped.is_empty());
 
     // A packet whose header disagrees with the first.
     let mut odd = pk.clone();
     odd[1].0[5] = 74;
-    let got = receive(&mut fresh(), &odd, 1);
+    let got = receive_all(&mut fresh(), &odd, 1);
     assert_eq!(
         got.dropped[0].reason,
         DropReason::Inconsistent("type, Q or size")
     );
+    // Data past the marker packet's end.
+    let mut long = pk.clone();
+    let last = long.len() - 1;
+    long.swap(1, last);
+    long[1].0.extend_from_slice(&[0, 0]);
+    long[1].1 = false;
+    long[last].1 = true;
+    let got = receive_all(&mut fresh(), &long, 1);
+    assert!(got.frames.is_empty());
+}
+
+/// A small deterministic generator for shuffles (xorshift).
+struct Shuffler(u64);
+
+impl Shuffler {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// The packets of `frames` consecutive frames of `data`, one timestamp each.
+fn stream(
+    data: &[u8],
+    options: &PayloadOptions,
+    frames: u32,
+    mtu: usize,
+) -> Vec<(Vec<u8>, bool, u32)> {
+    let pk = packets(data, options, mtu);
+    (0..frames)
+        .flat_map(|f| pk.iter().map(move |(p, m)| (p.clone(), *m, 3000 * f + 7)))
+        .collect()
+}
+
+/// Pushes packets with their timestamps, then ends the stream.
+fn play(r: &mut Reassembler, packets: &[(Vec<u8>, bool, u32)]) -> Received {
+    let mut all = Received::default();
+    for (payload, marker, timestamp) in packets {
+        let got = r.push(&Packet {
+            payload,
+            marker: *marker,
+            timestamp: *timestamp,
+        });
+        all.frames.extend(got.frames);
+        all.dropped.extend(got.dropped);
+    }
+    let end = r.end_of_stream();
+    all.frames.extend(end.frames);
+    all.dropped.extend(end.dropped);
+    all
+}
+
+/// Every frame of the stream came out, in order, each the same as in-order delivery
+/// gives.
+fn assert_all_frames(got: &Received, frames: u32, data: &[u8]) {
+    assert!(got.dropped.is_empty(), "{:?}", got.dropped);
+    assert_eq!(got.frames.len(), frames as usize);
+    let whole = round_trip(data, 300);
+    for (i, f) in got.frames.iter().enumerate() {
+        assert_eq!(f.timestamp, 3000 * i as u32 + 7, "in order");
+        assert_eq!(f.jpeg, whole.jpeg, "frame {i}");
+    }
+}
+
+#[test]
+fn packets_shuffled_inside_each_frame_all_come_out() {
+    for data in [Q75, DRI2, CUSTOM, THREE_TABLES] {
+        let mut s = stream(data, &PayloadOptions::default(), 20, 300);
+        let per_frame = s.len() / 20;
+        assert!(per_frame >= 4);
+        let mut rng = Shuffler(0x9E37_79B9_7F4A_7C15);
+        for frame in s.chunks_mut(per_frame) {
+            for i in (1..frame.len()).rev() {
+                frame.swap(i, rng.next(i + 1));
+            }
+        }
+        let mut r = fresh();
+        let got = play(&mut r, &s);
+        assert_all_frames(&got, 20, data);
+        assert!(r.stats().reordered > 0);
+        assert_eq!(r.stats().duplicates, 0);
+    }
+}
+
+#[test]
+fn three_neighbour_swaps_per_frame_lose_nothing() {
+    let mut s = stream(Q75, &PayloadOptions::default(), 100, 300);
+    let per_frame = s.len() / 100;
+    for frame in s.chunks_mut(per_frame) {
+        for i in [0, 2, per_frame - 2] {
+            frame.swap(i, i + 1);
+        }
+    }
+    let mut r = fresh();
+    assert_all_frames(&play(&mut r, &s), 100, Q75);
+    assert_eq!(r.stats().reordered, 300);
+}
+
+#[test]
+fn packets_moved_across_frame_boundaries_all_come_out() {
+    let mut s = stream(Q75, &PayloadOptions::default(), 30, 300);
+    let per_frame = s.len() / 30;
+    // Each frame's first packet goes ahead of the previous frame's marker packet.
+    for f in 1..30 {
+        let first = f * per_frame;
+        s.swap(first - 1, first);
+    }
+    let mut r = fresh();
+    assert_all_frames(&play(&mut r, &s), 30, Q75);
+    // Packets delayed by up to half a frame's worth of packets, often into the next
+    // frame (never past its marker packet: a frame whose successor is complete first is
+    // dropped).
+    let mut s = stream(DRI2, &PayloadOptions::default(), 30, 60);
+    let per_frame = s.len() / 30;
+    assert!(per_frame >= 8);
+    let mut rng = Shuffler(7);
+    for _ in 0..60 {
+        let from = rng.next(s.len());
+        let to = (from + 1 + rng.next(per_frame / 2)).min(s.len() - 1);
+        let p = s.remove(from);
+        s.insert(to, p);
+    }
+    let mut r = fresh();
+    assert_all_frames(&play(&mut r, &s), 30, DRI2);
+}
+
+#[test]
+fn duplicated_packets_are_counted_and_ignored() {
+    let s = stream(DRI3_422, &PayloadOptions::default(), 10, 200);
+    let doubled: Vec<_> = s.iter().flat_map(|p| [p.clone(), p.clone()]).collect();
+    let mut r = fresh();
+    assert_all_frames(&play(&mut r, &doubled), 10, DRI3_422);
+    assert_eq!(r.stats().duplicates, s.len() as u64);
+    // Duplicated and shuffled.
+    let mut mixed = doubled.clone();
+    let mut rng = Shuffler(99);
+    let per_frame = 2 * s.len() / 10;
+    for frame in mixed.chunks_mut(per_frame) {
+        for i in (1..frame.len()).rev() {
+            frame.swap(i, rng.next(i + 1));
+        }
+    }
+    let mut r = fresh();
+    assert_all_frames(&play(&mut r, &mixed), 10, DRI3_422);
+}
+
+#[test]
+fn frames_leave_in_timestamp_order_and_late_ones_are_dropped() {
+    let pk = packets(Q75, &PayloadOptions::default(), 300);
+    let mut r = fresh();
+    // Frame 1 lacks a packet when frame 2 is complete: 1 is dropped, never output late.
+    let got = receive(&mut r, &pk[..3], 1);
+    assert!(got.frames.is_empty());
+    let got = receive(&mut r, &pk, 2);
+    assert_eq!(
+        got.frames.iter().map(|f| f.timestamp).collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!(got.dropped[0].timestamp, 1);
+    let got = receive(&mut r, &pk[3..], 1);
+    assert!(got.frames.is_empty() && got.dropped.is_empty());
+    assert_eq!(r.stats().late, (pk.len() - 3) as u64);
+    // A frame older than the oldest of a full window has no room: late.
+    let mut r = Reassembler::new(DepayOptions {
+        frames_in_progress: 2,
+        ..DepayOptions::default()
+    });
+    receive(&mut r, &pk[..1], 20);
+    receive(&mut r, &pk[..1], 30);
+    let got = receive(&mut r, &pk[..1], 10);
+    assert!(got.frames.is_empty() && got.dropped.is_empty());
+    assert_eq!(r.stats().late, 1);
+    // A third newer frame pushes the oldest out, incomplete.
+    let got = receive(&mut r, &pk[..1], 40);
+    assert_eq!(got.dropped.len(), 1);
+    assert_eq!(got.dropped[0].timestamp, 20);
+    // With one frame in progress, a new timestamp ends the previous frame.
+    let mut r = Reassembler::new(DepayOptions {
+        frames_in_progress: 1,
+        ..DepayOptions::default()
+    });
+    receive(&mut r, &pk[..2], 1);
+    let got = receive(&mut r, &pk, 2);
+    assert_eq!(got.frames.len(), 1);
+    assert_eq!(got.dropped[0].reason, DropReason::MissingEnd);
+}
+
+#[test]
+fn timestamps_wrap_and_restart() {
+    let pk = packets(Q75, &PayloadOptions::default(), 300);
+    let mut r = fresh();
+    let mut out = Vec::new();
+    for ts in [u32::MAX - 3000, u32::MAX, 2999, 5999] {
+        out.extend(
+            receive(&mut r, &pk, ts)
+                .frames
+                .into_iter()
+                .map(|f| f.timestamp),
+        );
+    }
+    assert_eq!(out, [u32::MAX - 3000, u32::MAX, 2999, 5999]);
+    // A sender that restarts with an earlier timestamp (more than 10 s back) is followed.
+    let got = receive(&mut r, &pk, 5999u32.wrapping_sub(2_000_000));
+    assert_eq!(got.frames.len(), 1);
+    assert_eq!(r.stats().late, 0);
 }
 
 #[test]
@@ -605,17 +850,69 @@ fn static_q_tables_are_cached() {
     );
 
     let mut r = fresh();
-    let got = receive(&mut r, &without, 1);
+    let got = receive_all(&mut r, &without, 1);
     assert_eq!(got.dropped[0].reason, DropReason::NoTables(200));
-    let first = receive(&mut r, &with_tables, 2).frame.unwrap();
-    let cached = receive(&mut r, &without, 3).frame.unwrap();
+    let first = receive(&mut r, &with_tables, 2).frames.remove(0);
+    let cached = receive(&mut r, &without, 3).frames.remove(0);
     assert_eq!(first.jpeg, cached.jpeg);
 
     // Q 255 must always carry its tables.
     let mut q255 = without.clone();
     q255[0].0[5] = 255;
-    let got = receive(&mut fresh(), &q255, 1);
+    let got = receive_all(&mut fresh(), &q255, 1);
     assert_eq!(got.dropped[0].reason, DropReason::EmptyDynamicTables);
+
+    // Reordered: a frame without tables is complete before the older frame that brings
+    // them; it waits for them, and both come out in order.
+    let mut r = fresh();
+    let mut got = receive(&mut r, &without, 20);
+    assert!(got.frames.is_empty() && got.dropped.is_empty());
+    let more = receive(&mut r, &with_tables, 10);
+    got.frames.extend(more.frames);
+    got.dropped.extend(more.dropped);
+    assert!(got.dropped.is_empty(), "{:?}", got.dropped);
+    assert_eq!(
+        got.frames.iter().map(|f| f.timestamp).collect::<Vec<_>>(),
+        [10, 20]
+    );
+    assert_eq!(got.frames[1].jpeg, first.jpeg);
+    // Its data arrived before its first packet: the header goes in front afterwards.
+    let mut r = fresh();
+    let mut late_start = with_tables.clone();
+    late_start.rotate_left(1);
+    let got = receive(&mut r, &late_start, 1);
+    assert_eq!(got.frames[0].jpeg, first.jpeg);
+}
+
+#[test]
+fn a_table_stream_shuffled_across_frames_keeps_its_cache() {
+    // The tables go in band every 4th frame; packets move across frame boundaries.
+    let opts = PayloadOptions {
+        inband_q: 200,
+        ..PayloadOptions::default()
+    };
+    let frame = prepare(CUSTOM, &opts).unwrap();
+    let scan = scan_of(CUSTOM);
+    let mut schedule = TableSchedule::default();
+    let mut s = Vec::new();
+    for f in 0..24u32 {
+        let send = schedule.due(&frame, 4);
+        for p in Packetizer::new(&frame, scan, send, 300) {
+            let mut out = Vec::new();
+            p.write_headers(&frame, send, &mut out);
+            out.extend_from_slice(&scan[p.data.clone()]);
+            s.push((out, p.marker, 3000 * f + 7));
+        }
+    }
+    let per_frame = s.len() / 24;
+    for f in 1..24 {
+        s.swap(f * per_frame - 1, f * per_frame);
+    }
+    let mut r = fresh();
+    let got = play(&mut r, &s);
+    assert!(got.dropped.is_empty(), "{:?}", got.dropped);
+    assert_eq!(got.frames.len(), 24);
+    assert!(got.frames.windows(2).all(|w| w[0].jpeg == w[1].jpeg));
 }
 
 #[test]
@@ -624,15 +921,25 @@ fn salvage_keeps_whole_restart_intervals() {
     assert!(pk.len() > 6);
     let mut damaged = pk.clone();
     damaged.remove(pk.len() - 3);
-    let got = receive(&mut fresh(), &damaged, 1);
-    assert!(got.frame.is_none());
+    let got = receive_all(&mut fresh(), &damaged, 1);
+    assert!(got.frames.is_empty());
 
-    let mut r = Reassembler::new(DepayOptions {
-        salvage: true,
-        ..DepayOptions::default()
-    });
-    let got = receive(&mut r, &damaged, 1);
-    let f = got.frame.expect("a salvaged frame");
+    let salvaging = || {
+        Reassembler::new(DepayOptions {
+            salvage: true,
+            ..DepayOptions::default()
+        })
+    };
+    let mut r = salvaging();
+    // Decided when the next frame is complete: salvaged, and output before it.
+    let mut got = receive(&mut r, &damaged, 1);
+    assert!(got.frames.is_empty());
+    got.frames.extend(receive(&mut r, &pk, 2).frames);
+    assert_eq!(
+        got.frames.iter().map(|f| f.timestamp).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let f = &got.frames[0];
     assert!(f.salvaged);
     let original = scan_of(DRI2);
     let kept = scan_of(&f.jpeg);
@@ -643,7 +950,14 @@ fn salvage_keeps_whole_restart_intervals() {
     // Salvage needs restart markers: without them the frame is still dropped.
     let mut plain = packets(Q75, &PayloadOptions::default(), 100);
     plain.remove(2);
-    assert!(receive(&mut r, &plain, 2).frame.is_none());
+    assert!(receive_all(&mut r, &plain, 3).frames.is_empty());
+    // Reordered and damaged: the same cut as in order.
+    let mut shuffled = damaged.clone();
+    shuffled.swap(1, 3);
+    shuffled.swap(0, 2);
+    let got = receive_all(&mut salvaging(), &shuffled, 1);
+    assert_eq!(got.frames[0].jpeg, f.jpeg);
+    assert!(got.frames[0].salvaged);
 }
 
 #[test]
@@ -686,7 +1000,7 @@ fn garbage_packets_never_panic() {
                 marker: true,
                 timestamp: pos as u32,
             });
-            if let Some(f) = got.frame {
+            for f in got.frames {
                 assert!(f.jpeg.starts_with(&[0xFF, 0xD8]));
             }
         }
@@ -698,7 +1012,7 @@ fn payloads_in_parts_give_the_same_frames() {
     // A packet's payload can be split across memories anywhere, even inside the headers.
     for data in [CUSTOM, DRI2, THREE_TABLES] {
         let pk = packets(data, &PayloadOptions::default(), 300);
-        let whole = receive(&mut fresh(), &pk, 9).frame.unwrap();
+        let whole = receive(&mut fresh(), &pk, 9).frames.remove(0);
         for split in [1, 5, 9, 13, 100, 290] {
             let mut r = fresh();
             let mut out = None;
@@ -708,7 +1022,7 @@ fn payloads_in_parts_give_the_same_frames() {
                 let (b1, b2) = b.split_at(b.len() / 2);
                 let got = r.push_parts(&[a, b1, b2], *marker, 9);
                 assert!(got.dropped.is_empty(), "split {split}: {:?}", got.dropped);
-                out = out.or(got.frame);
+                out = out.or(got.frames.into_iter().next());
             }
             assert_eq!(out.unwrap().jpeg, whole.jpeg, "split at {split}");
         }

@@ -20,12 +20,30 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_SALVAGE: bool = false;
+const DEFAULT_FRAMES_IN_PROGRESS: u32 = rfc2435::depayloader::DEFAULT_FRAMES_IN_PROGRESS as u32;
+const MAX_FRAMES_IN_PROGRESS: u32 = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    salvage: bool,
+    frames_in_progress: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            salvage: DEFAULT_SALVAGE,
+            frames_in_progress: DEFAULT_FRAMES_IN_PROGRESS,
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Stats {
     frames: u64,
     dropped: u64,
     salvaged: u64,
+    order: rfc2435::ReorderStats,
 }
 
 /// Caps fields that describe the output, from the frame and the input caps.
@@ -55,7 +73,7 @@ impl Default for State {
 
 #[derive(Default)]
 pub struct RtpMjpegDepay {
-    salvage: Mutex<bool>,
+    settings: Mutex<Settings>,
     state: Mutex<State>,
     stats: Mutex<Stats>,
 }
@@ -101,6 +119,34 @@ impl RtpMjpegDepay {
         }
     }
 
+    /// Sends out every frame but the last, which it returns. Called without the state
+    /// locked, since pushing runs downstream elements.
+    fn output(&self, frames: Vec<rfc2435::Frame>) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let mut last = None;
+        let count = frames.len();
+        for (i, frame) in frames.into_iter().enumerate() {
+            let format = OutputFormat {
+                width: frame.width,
+                height: frame.height,
+                sampling: frame.sampling().caps_name(),
+                sof_marker: if frame.extended { 1 } else { 0 },
+            };
+            self.update_caps(&mut lock(&self.state), format);
+            {
+                let mut stats = lock(&self.stats);
+                stats.frames += 1;
+                stats.salvaged += u64::from(frame.salvaged);
+            }
+            let buffer = gst::Buffer::from_mut_slice(frame.jpeg);
+            if i + 1 < count {
+                self.obj().push(buffer)?;
+            } else {
+                last = Some(buffer);
+            }
+        }
+        Ok(last)
+    }
+
     fn count_drops(&self, dropped: &[rfc2435::Dropped]) {
         if dropped.is_empty() {
             return;
@@ -135,6 +181,14 @@ impl ObjectImpl for RtpMjpegDepay {
                     .default_value(DEFAULT_SALVAGE)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("frames-in-progress")
+                    .nick("Frames in progress")
+                    .blurb("Frames put together at once, so that packets reordered across frame boundaries still complete their frame (frames still leave in timestamp order, as soon as they are complete); 1 waits for no older frame")
+                    .minimum(1)
+                    .maximum(MAX_FRAMES_IN_PROGRESS)
+                    .default_value(DEFAULT_FRAMES_IN_PROGRESS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-out")
                     .nick("Frames out")
                     .blurb("Complete frames output (salvaged ones included)")
@@ -142,7 +196,22 @@ impl ObjectImpl for RtpMjpegDepay {
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-dropped")
                     .nick("Frames dropped")
-                    .blurb("Frames dropped because a packet was lost, duplicated, reordered or inconsistent")
+                    .blurb("Frames dropped because a packet was lost or inconsistent, or a newer frame was complete first")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("packets-reordered")
+                    .nick("Packets reordered")
+                    .blurb("Packets that arrived after a packet that follows them and were put in their place")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("packets-duplicated")
+                    .nick("Packets duplicated")
+                    .blurb("Packets whose data had all been received already (ignored)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("packets-late")
+                    .nick("Packets late")
+                    .blurb("Packets of a frame that was already output or dropped (ignored)")
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-salvaged")
@@ -157,19 +226,34 @@ impl ObjectImpl for RtpMjpegDepay {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         match pspec.name() {
-            "salvage" => *lock(&self.salvage) = value.get().expect("type checked upstream"),
+            "salvage" => lock(&self.settings).salvage = value.get().expect("type checked upstream"),
+            "frames-in-progress" => {
+                lock(&self.settings).frames_in_progress =
+                    value.get().expect("type checked upstream")
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "salvage" => lock(&self.salvage).to_value(),
+            "salvage" => lock(&self.settings).salvage.to_value(),
+            "frames-in-progress" => lock(&self.settings).frames_in_progress.to_value(),
+            "packets-reordered" => lock(&self.stats).order.reordered.to_value(),
+            "packets-duplicated" => lock(&self.stats).order.duplicates.to_value(),
+            "packets-late" => lock(&self.stats).order.late.to_value(),
             "frames-out" => lock(&self.stats).frames.to_value(),
             "frames-dropped" => lock(&self.stats).dropped.to_value(),
             "frames-salvaged" => lock(&self.stats).salvaged.to_value(),
             other => unreachable!("unknown property {other}"),
         }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        // RTPBaseDepayload drops a packet whose sequence number is below one seen before;
+        // the reassembler puts such packets in place by their fragment offset instead.
+        self.obj().set_property("max-reorder", 0i32);
     }
 }
 
@@ -237,10 +321,11 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
         let mut state = lock(&self.state);
         state.framerate = framerate;
         state.output = None;
-        let salvage = *lock(&self.salvage);
+        let settings = *lock(&self.settings);
         state.reassembler.set_options(DepayOptions {
-            salvage,
+            salvage: settings.salvage,
             dimensions,
+            frames_in_progress: settings.frames_in_progress as usize,
         });
         Ok(())
     }
@@ -250,7 +335,11 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
             gst::EventView::FlushStop(_) => lock(&self.state).reassembler.reset(),
             gst::EventView::Eos(_) => {
                 let unfinished = lock(&self.state).reassembler.end_of_stream();
-                self.count_drops(unfinished.as_slice());
+                self.count_drops(&unfinished.dropped);
+                // Salvaged frames go out before the EOS.
+                if let Ok(Some(last)) = self.output(unfinished.frames) {
+                    let _ = self.obj().push(last);
+                }
             }
             _ => {}
         }
@@ -261,9 +350,12 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
         &self,
         rtp: &gst_rtp::RTPBuffer<gst_rtp::rtp_buffer::Readable>,
     ) -> Option<gst::Buffer> {
-        let salvage = *lock(&self.salvage);
+        let settings = *lock(&self.settings);
         let mut state = lock(&self.state);
-        state.reassembler.set_salvage(salvage);
+        state.reassembler.set_salvage(settings.salvage);
+        state
+            .reassembler
+            .set_frames_in_progress(settings.frames_in_progress as usize);
         let received = match PayloadParts::of(rtp) {
             Some(parts) => {
                 let (slices, n) = parts.slices();
@@ -276,6 +368,7 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
                 return None;
             }
         };
+        lock(&self.stats).order = state.reassembler.stats();
         self.count_drops(&received.dropped);
 
         if let Some(header) = received.whole_jpeg {
@@ -292,21 +385,11 @@ impl RTPBaseDepayloadImpl for RtpMjpegDepay {
             return rtp.payload_buffer().ok();
         }
 
-        let frame = received.frame?;
-        let format = OutputFormat {
-            width: frame.width,
-            height: frame.height,
-            sampling: frame.sampling().caps_name(),
-            sof_marker: if frame.extended { 1 } else { 0 },
-        };
-        self.update_caps(&mut state, format);
         drop(state);
-        {
-            let mut stats = lock(&self.stats);
-            stats.frames += 1;
-            stats.salvaged += u64::from(frame.salvaged);
+        if received.frames.is_empty() {
+            return None;
         }
-        Some(gst::Buffer::from_mut_slice(frame.jpeg))
+        self.output(received.frames).ok().flatten()
     }
 }
 
