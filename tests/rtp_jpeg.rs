@@ -393,3 +393,131 @@ fn lab_dialect_packets_come_out_as_the_jpegs_they_carry() {
         (Ok(384), Ok(288))
     );
 }
+
+/// The packets `payloader` makes of `frames`, each copied into one memory as `udpsrc`
+/// delivers a datagram, with their caps.
+fn datagrams(frames: &[Vec<u8>], payloader: &str) -> (gst::Caps, Vec<gst::Buffer>) {
+    let run = run_jpegs_through(
+        frames,
+        &format!("appsrc name=src ! jpegparse ! {payloader} ! appsink name=sink sync=false"),
+        TIMEOUT,
+    );
+    assert!(run.error.is_none(), "{:?}", run.error);
+    let packets = run
+        .buffers()
+        .into_iter()
+        .map(gst::Buffer::from_mut_slice)
+        .collect();
+    (run.caps(0), packets)
+}
+
+/// Pushes `packets` one by one into `rtpmjpegdepay`; returns the frames out and the
+/// element (for its counters).
+fn depayload_packets(caps: &gst::Caps, packets: &[gst::Buffer]) -> (Vec<Vec<u8>>, gst::Element) {
+    let pipeline = launch(
+        "appsrc name=src format=time ! rtpmjpegdepay name=depay ! appsink name=sink sync=false",
+    );
+    let src = appsrc(&pipeline);
+    src.set_caps(Some(caps));
+    for p in packets {
+        src.push_buffer(p.clone()).expect("queued");
+    }
+    src.end_of_stream().expect("EOS queued");
+    let depay = pipeline.by_name("depay").expect("depay");
+    let run = collect(&pipeline, TIMEOUT);
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert!(run.eos);
+    (run.buffers(), depay)
+}
+
+/// The packets of each frame (by RTP timestamp), in order.
+fn by_frame(packets: &[gst::Buffer]) -> Vec<Vec<gst::Buffer>> {
+    let mut frames: Vec<Vec<gst::Buffer>> = Vec::new();
+    let mut last = None;
+    for p in packets {
+        let ts = gst_rtp::RTPBuffer::from_buffer_readable(p)
+            .expect("RTP")
+            .timestamp();
+        if last != Some(ts) {
+            frames.push(Vec::new());
+            last = Some(ts);
+        }
+        frames.last_mut().expect("a frame").push(p.clone());
+    }
+    frames
+}
+
+#[test]
+fn reordered_and_duplicated_packets_from_rtpjpegpay_lose_no_frame() {
+    let sent = encode_jpegs(30, 640, 480, "ball");
+    let (caps, packets) = datagrams(&sent, "rtpjpegpay mtu=600");
+    let frames = by_frame(&packets);
+    assert_eq!(frames.len(), 30);
+    assert!(
+        frames.iter().all(|f| f.len() >= 6),
+        "several packets a frame"
+    );
+
+    // Three neighbour swaps inside each frame.
+    let mut swapped = frames.clone();
+    for f in &mut swapped {
+        let n = f.len();
+        for i in [0, 2, n - 2] {
+            f.swap(i, i + 1);
+        }
+    }
+    let swapped: Vec<gst::Buffer> = swapped.concat();
+    let (out, depay) = depayload_packets(&caps, &swapped);
+    assert_eq!(out.len(), 30, "every frame out");
+    for (i, (a, b)) in sent.iter().zip(&out).enumerate() {
+        assert_eq!(scan_data(a), scan_data(b), "frame {i}");
+    }
+    assert_pixel_exact(&sent[7], &out[7], "frame 7");
+    assert_eq!(depay.property::<u64>("packets-reordered"), 90);
+    assert_eq!(depay.property::<u64>("frames-dropped"), 0);
+
+    // Each frame's first packet ahead of the previous frame's marker packet, and every
+    // fifth packet twice.
+    let mut moved: Vec<gst::Buffer> = packets.clone();
+    let mut start = 0;
+    for f in &frames[..29] {
+        start += f.len();
+        moved.swap(start - 1, start);
+    }
+    let moved: Vec<gst::Buffer> = moved
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let copies = if i % 5 == 0 { 2 } else { 1 };
+            std::iter::repeat_n(p, copies)
+        })
+        .collect();
+    let (out, depay) = depayload_packets(&caps, &moved);
+    assert_eq!(out.len(), 30, "every frame out");
+    for (i, (a, b)) in sent.iter().zip(&out).enumerate() {
+        assert_eq!(scan_data(a), scan_data(b), "frame {i}");
+    }
+    assert_eq!(depay.property::<u64>("frames-dropped"), 0);
+    assert_eq!(
+        depay.property::<u64>("packets-duplicated"),
+        packets.len().div_ceil(5) as u64
+    );
+    assert!(depay.property::<u64>("packets-reordered") >= 29);
+}
+
+#[test]
+fn a_frame_overtaken_by_the_next_is_dropped_not_output_late() {
+    let sent = encode_jpegs(3, 320, 240, "ball");
+    let (caps, packets) = datagrams(&sent, "rtpjpegpay mtu=400");
+    let mut frames = by_frame(&packets);
+    // Frame 1 loses a packet that turns up after frame 2 is complete.
+    let late = frames[1].remove(1);
+    let mut order: Vec<gst::Buffer> = frames.concat();
+    order.push(late);
+    let (out, depay) = depayload_packets(&caps, &order);
+    assert_eq!(out.len(), 2);
+    assert_eq!(scan_data(&out[0]), scan_data(&sent[0]));
+    assert_eq!(scan_data(&out[1]), scan_data(&sent[2]));
+    assert_eq!(depay.property::<u64>("frames-dropped"), 1);
+    assert_eq!(depay.property::<u64>("packets-late"), 1);
+}

@@ -334,10 +334,6 @@ impl Reassembler {
             .iter()
             .position(|a| after(a.timestamp, timestamp))
             .unwrap_or(self.frames.len());
-        if at < self.frames.len() {
-            // A newer frame is in progress already: this packet is reordered.
-            self.stats.reordered += 1;
-        }
         self.frames.insert(at, Assembly::new(timestamp));
         let mut index = at;
         while self.frames.len() > self.options.frames_in_progress.max(1) {
@@ -402,6 +398,7 @@ impl Reassembler {
         if first_packet {
             used += self.read_start(index, &main, restart, &head[used..])?;
         }
+        let newer_in_progress = index + 1 < self.frames.len();
         let assembly = &mut self.frames[index];
         let len = parts
             .iter()
@@ -432,7 +429,10 @@ impl Reassembler {
                 self.stats.duplicates += 1;
                 return Ok(());
             }
+            // A packet of a newer frame came before this one, or one further on in this
+            // frame did.
             Placement::Reordered => self.stats.reordered += 1,
+            Placement::InOrder | Placement::Ahead if newer_in_progress => self.stats.reordered += 1,
             Placement::InOrder | Placement::Ahead => {}
         }
         assembly.write(offset, parts, used);
