@@ -569,3 +569,28 @@ fn udp_that_never_arrives_fails_with_a_hint_or_falls_back_to_tcp() {
     assert!(json.contains("\"transport\": \"tcp\""), "{json}");
     assert!(json_number(&json, "frames_shown") >= 20.0, "{json}");
 }
+
+#[test]
+fn plays_a_stream_with_2_percent_of_its_packets_reordered_without_losing_a_frame() {
+    // Frames of many packets each, so that reordering happens inside frames and across
+    // their boundaries.
+    let frames = encode_jpegs(100, 640, 480, "smpte");
+    let served = serve(&frames, &["--fps", "25", "--no-adapt"]);
+    let proxy = LossyProxy::start(served.server.addr, DropPolicy::None);
+    proxy.set_reorder(DropPolicy::Probability { p: 0.02, seed: 11 });
+    let Played { json, .. } = play_for_json(&[&proxy.proxied(&served.url)]);
+    let counts = proxy.counts();
+    assert!(
+        counts.reordered >= 20,
+        "too few reorderings to mean anything: {}",
+        counts.reordered
+    );
+    assert_eq!(
+        json_number(&json, "frames_shown"),
+        frames.len() as f64,
+        "{json}"
+    );
+    assert_eq!(json_number(&json, "frames_dropped"), 0.0, "{json}");
+    // A reordered packet is late, not lost.
+    assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
+}

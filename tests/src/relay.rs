@@ -192,6 +192,9 @@ pub struct RelayCounts {
     pub rtp_to_server: u64,
     /// Datagrams on an RTP port that were not RTP version 2 (forwarded, not counted).
     pub not_rtp: u64,
+    /// RTP packets sent after the packet that followed them (see
+    /// [`LossyProxy::set_reorder`]).
+    pub reordered: u64,
 }
 
 impl RelayCounts {
@@ -268,6 +271,8 @@ impl Tally {
 struct Shared {
     server: SocketAddr,
     policy: Mutex<DropPolicy>,
+    /// Which forwarded RTP packets are held back and sent after the next one.
+    reorder: Mutex<DropPolicy>,
     tally: Mutex<Tally>,
     stop: AtomicBool,
     /// Every TCP stream and relay socket, to wake their threads at the end.
@@ -305,6 +310,7 @@ impl LossyProxy {
         let shared = Arc::new(Shared {
             server,
             policy: Mutex::new(drop),
+            reorder: Mutex::new(DropPolicy::None),
             tally: Mutex::default(),
             stop: AtomicBool::new(false),
             streams: Mutex::default(),
@@ -346,6 +352,13 @@ impl LossyProxy {
     }
 
     /// What the relay did so far.
+    /// Reorders RTP packets from the next one on: a packet the policy picks (by the same
+    /// per-SSRC numbering as drops) is held back and sent right after the packet that
+    /// follows it, so that the two arrive swapped. Counted in [`RelayCounts::reordered`].
+    pub fn set_reorder(&self, reorder: DropPolicy) {
+        *lock(&self.shared.reorder) = reorder;
+    }
+
     pub fn counts(&self) -> RelayCounts {
         lock(&self.shared.tally).counts.clone()
     }
@@ -773,6 +786,8 @@ struct UdpRelay {
     server: Mutex<Option<(SocketAddr, SocketAddr)>>,
     /// Its entry in `RelayCounts::sessions`.
     index: usize,
+    /// An RTP packet held back to be sent after the next one (reordering).
+    held: Mutex<Option<Vec<u8>>>,
 }
 
 impl UdpRelay {
@@ -817,6 +832,7 @@ impl UdpRelay {
             player_rtcp,
             server: Mutex::new(None),
             index,
+            held: Mutex::new(None),
         });
         let (r, s) = (relay.clone(), shared.clone());
         shared.spawn("proxy-relay", move || r.run(&s));
@@ -839,7 +855,10 @@ impl UdpRelay {
         ];
         while !shared.stopped() {
             // SAFETY: poll(2) on two descriptors this relay owns, for the array's length.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
+            if ready == 0 {
+                self.release_held();
+            }
             if ready < 0 || shared.stopped() {
                 if shared.stopped() {
                     return;
@@ -886,8 +905,32 @@ impl UdpRelay {
         let marker = data[1] & 0x80 != 0;
         let policy = lock(&shared.policy).clone();
         let dropped = lock(&shared.tally).rtp(&policy, ssrc, seq, ts, marker);
-        if !dropped {
+        if dropped {
+            return;
+        }
+        let mut held = lock(&self.held);
+        if let Some(earlier) = held.take() {
             let _ = self.rtp.send_to(data, self.player_rtp);
+            let _ = self.rtp.send_to(&earlier, self.player_rtp);
+            lock(&shared.tally).counts.reordered += 1;
+            return;
+        }
+        let index = lock(&shared.tally)
+            .counts
+            .ssrcs
+            .get(&ssrc)
+            .map_or(0, |c| c.received);
+        if lock(&shared.reorder).drops(index) {
+            *held = Some(data.to_vec());
+        } else {
+            let _ = self.rtp.send_to(data, self.player_rtp);
+        }
+    }
+
+    /// Sends a packet held back for reordering that no later packet came to overtake.
+    fn release_held(&self) {
+        if let Some(packet) = lock(&self.held).take() {
+            let _ = self.rtp.send_to(&packet, self.player_rtp);
         }
     }
 
