@@ -3,8 +3,8 @@
 //! receiver reports it sends.
 
 use rtcp_types::{
-    Compound, CompoundBuilder, Packet as RtcpPacket, ReceiverReport, ReportBlock, RtcpPacketWriter,
-    RtcpPacketWriterExt, Sdes, SdesChunk, SdesItem,
+    Bye, Compound, CompoundBuilder, Packet as RtcpPacket, ReceiverReport, ReportBlock,
+    RtcpPacketWriter, RtcpPacketWriterExt, Sdes, SdesChunk, SdesItem,
 };
 
 use super::interval::IntervalInput;
@@ -475,6 +475,22 @@ impl Session {
     /// receiver report with a block for each valid source heard since the last one (at
     /// most 31), then SDES with our CNAME.
     pub fn build_report(&mut self, now_ns: u64) -> Result<Vec<u8>, String> {
+        self.build_compound(now_ns, None)
+    }
+
+    /// The last compound RTCP packet of a receiver leaving the session (RFC 3550 6.6):
+    /// the report of [`Session::build_report`], then a BYE for our SSRC with `reason`, if
+    /// any.
+    pub fn build_bye(&mut self, now_ns: u64, reason: Option<&str>) -> Result<Vec<u8>, String> {
+        self.build_compound(now_ns, Some(reason))
+    }
+
+    /// RR + SDES, then BYE when `bye` is set (with its optional reason).
+    fn build_compound(
+        &mut self,
+        now_ns: u64,
+        bye: Option<Option<&str>>,
+    ) -> Result<Vec<u8>, String> {
         let mut rr = ReceiverReport::builder(self.ssrc);
         let mut blocks = 0;
         for source in &mut self.sources {
@@ -506,7 +522,14 @@ impl Session {
         let sdes = Sdes::builder().add_chunk(
             SdesChunk::builder(self.ssrc).add_item(SdesItem::builder(SdesItem::CNAME, &self.cname)),
         );
-        let compound: CompoundBuilder<'_> = Compound::builder().add_packet(rr).add_packet(sdes);
+        let mut compound: CompoundBuilder<'_> = Compound::builder().add_packet(rr).add_packet(sdes);
+        if let Some(reason) = bye {
+            let mut packet = Bye::builder().add_source(self.ssrc);
+            if let Some(reason) = reason {
+                packet = packet.reason(reason);
+            }
+            compound = compound.add_packet(packet);
+        }
         let size = compound.calculate_size().map_err(|e| format!("{e:?}"))?;
         let mut out = vec![0; size];
         compound

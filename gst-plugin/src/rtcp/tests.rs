@@ -352,6 +352,39 @@ fn sdes_and_bye() {
 }
 
 #[test]
+fn a_leaving_receiver_reports_then_says_bye() {
+    let mut session = Session::new(0x1234, "monitor@host");
+    for q in 0..10u16 {
+        session.on_rtp(&rtp(q, 0, 0xABCD), 100, 0, None).unwrap();
+    }
+    let last = session.build_bye(0, Some("end of stream")).unwrap();
+    // RR (with the block the report would carry), SDES, then BYE: in that order.
+    let (reporter, blocks, cname) = parse_rr(&last);
+    assert_eq!(reporter, 0x1234);
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].0, 0xABCD);
+    assert_eq!(cname.as_deref(), Some("monitor@host"));
+    let kinds: Vec<&str> = Compound::parse(&last)
+        .unwrap()
+        .map(|p| match p.unwrap() {
+            RtcpPacket::Rr(_) => "RR",
+            RtcpPacket::Sdes(_) => "SDES",
+            RtcpPacket::Bye(_) => "BYE",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["RR", "SDES", "BYE"]);
+    // The other side reads it as our BYE.
+    let mut peer = Session::new(0xABCD, "sender");
+    let events = peer.on_rtcp(&last, 0, 0).unwrap();
+    assert_eq!(events.byes, [(0x1234, Some("end of stream".to_string()))]);
+    // Without a reason, the BYE has none.
+    let silent = session.build_bye(0, None).unwrap();
+    let events = Session::new(2, "y").on_rtcp(&silent, 0, 0).unwrap();
+    assert_eq!(events.byes, [(0x1234, None)]);
+}
+
+#[test]
 fn malformed_rtcp_is_counted_and_rejected() {
     let mut session = Session::new(1, "x");
     let good = write(
