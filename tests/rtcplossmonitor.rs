@@ -1,5 +1,6 @@
 //! rtcplossmonitor in-process: loss counted exactly under netsim, jitter as rtpsession
-//! measures it, RTCP in and out, and what bad RTCP does.
+//! measures it, RTCP in and out, what bad RTCP does, and how RTCP ends (BYE, EOS) and
+//! survives flushing seeks.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -358,4 +359,335 @@ fn gst_inspect_documents_the_statistics() {
     for pad in ["rtcp_sink", "rtcp_src"] {
         assert!(doc.contains(pad), "{pad}");
     }
+}
+
+/// The compound RTCP packets that reach the appsink `name`, in order.
+fn rtcp_out(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let sink = pipeline
+        .by_name(name)
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let packets: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let store = packets.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let map = sample.buffer().unwrap().map_readable().unwrap();
+                store.lock().unwrap().push(map.to_vec());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    packets
+}
+
+/// A compound RTCP packet's parts: ("RR", reporter SSRC), ("SDES", chunk SSRC),
+/// ("BYE", SSRC) ...
+fn rtcp_parts(data: &[u8]) -> Vec<(&'static str, u32)> {
+    use rtcp_types::Packet;
+    rtcp_types::Compound::parse(data)
+        .unwrap()
+        .flat_map(|p| match p.unwrap() {
+            Packet::Rr(rr) => vec![("RR", rr.ssrc())],
+            Packet::Sr(sr) => vec![("SR", sr.ssrc())],
+            Packet::Sdes(sdes) => sdes.chunks().map(|c| ("SDES", c.ssrc())).collect(),
+            Packet::Bye(bye) => bye.ssrcs().map(|s| ("BYE", s)).collect(),
+            _ => vec![("other", 0)],
+        })
+        .collect()
+}
+
+fn has_bye(data: &[u8]) -> bool {
+    rtcp_parts(data).iter().any(|(kind, _)| *kind == "BYE")
+}
+
+/// Waits for the pipeline's EOS (true) or error.
+fn wait_eos(pipeline: &gst::Pipeline, seconds: u64) -> bool {
+    let msg = pipeline.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(seconds),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => true,
+        Some(gst::MessageView::Error(e)) => panic!("error: {} ({:?})", e.error(), e.debug()),
+        _ => false,
+    }
+}
+
+/// What a gst-launch-1.0 pipeline with `rtcp_src` linked sent there.
+struct RtcpRun {
+    packets: Vec<Vec<u8>>,
+    /// What reached the RTCP sink, in order: event names, and "buffer".
+    flow: Vec<String>,
+    /// The monitor's SSRC.
+    ssrc: u32,
+}
+
+/// Plays `frames` frames through the monitor (set with `props`) with `rtcp_src` linked to
+/// an appsink (`sink_props`): it must end, with EOS on rtcp_src too.
+fn play_to_eos_with_rtcp_linked(frames: u32, props: &str, sink_props: &str) -> RtcpRun {
+    init();
+    let pipeline = launch(&format!(
+        "mjpegfilesrc location={} is-live=true num-buffers={frames} ! rtpmjpegpay \
+         ! rtcplossmonitor name=m {props} ! fakesink m.rtcp_src ! appsink name=rtcp {sink_props}",
+        workspace_root().join("media/sample.Mjpeg").display()
+    ));
+    let packets = rtcp_out(&pipeline, "rtcp");
+    let sink = pipeline
+        .by_name("rtcp")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let flow: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = flow.clone();
+    sink.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let what = match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => "buffer".to_string(),
+                Some(gst::PadProbeData::Event(e)) => e.type_().name().to_string(),
+                _ => "other".to_string(),
+            };
+            store.lock().unwrap().push(what);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let ended = wait_eos(&pipeline, 30);
+    let ssrc = pipeline.by_name("m").unwrap().property::<u32>("ssrc");
+    let rtcp_eos = sink.is_eos();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(ended, "no EOS within 30 s");
+    assert!(rtcp_eos, "rtcp_src got no EOS");
+    let packets = packets.lock().unwrap().clone();
+    let flow = flow.lock().unwrap().clone();
+    RtcpRun {
+        packets,
+        flow,
+        ssrc,
+    }
+}
+
+#[test]
+fn eos_ends_rtcp_src_with_a_report_and_bye() {
+    let run = play_to_eos_with_rtcp_linked(60, "", "");
+    let last = run.packets.last().expect("no RTCP sent");
+    // RFC 3550 6.6: RR, SDES CNAME, then BYE, all from us, BYE last; then EOS.
+    let ssrc = run.ssrc;
+    assert_eq!(
+        rtcp_parts(last),
+        [("RR", ssrc), ("SDES", ssrc), ("BYE", ssrc)],
+        "{} packets",
+        run.packets.len()
+    );
+    let byes = run.packets.iter().filter(|p| has_bye(p)).count();
+    assert_eq!(byes, 1, "one BYE, at the end");
+    assert!(
+        run.flow.ends_with(&["buffer".into(), "eos".into()]),
+        "{:?}",
+        run.flow
+    );
+}
+
+#[test]
+fn eos_before_the_first_report_still_starts_rtcp_src_properly() {
+    // At 1 kbit/s, the first report is due 8.8 s in at the earliest (RFC 3550 6.3); 2
+    // frames at 20 frames/s end long before. (An async sink there would hold the pipeline
+    // in PAUSED until its first buffer.)
+    let run = play_to_eos_with_rtcp_linked(2, "session-bandwidth=1000", "async=false");
+    let parts: Vec<_> = run.packets.iter().map(|p| rtcp_parts(p)).collect();
+    assert_eq!(parts.len(), 1, "only the BYE: {parts:?}");
+    assert_eq!(parts[0].last(), Some(&("BYE", run.ssrc)));
+    assert_eq!(
+        run.flow,
+        ["stream-start", "caps", "segment", "buffer", "eos"],
+        "what reached rtcp_src's peer"
+    );
+}
+
+#[test]
+fn rtpbin_hears_our_bye() {
+    init();
+    let (rtp, rtcp, rr) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let rx = launch(&format!(
+        "udpsrc port={rtp} caps=\"{CAPS}\" ! rtcplossmonitor name=mon ! fakesink sync=false \
+         udpsrc port={rtcp} caps=application/x-rtcp ! mon.rtcp_sink \
+         mon.rtcp_src ! udpsink host=127.0.0.1 port={rr} sync=false async=false"
+    ));
+    let mon = rx.by_name("mon").unwrap();
+    rx.set_state(gst::State::Playing).unwrap();
+    let tx = launch(&format!(
+        "rtpbin name=rtpbin mjpegfilesrc location={} is-live=true loop=true \
+         ! rtpmjpegpay ! rtpbin.send_rtp_sink_0 \
+         rtpbin.send_rtp_src_0 ! udpsink host=127.0.0.1 port={rtp} \
+         rtpbin.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={rtcp} sync=false async=false \
+         udpsrc port={rr} caps=application/x-rtcp ! rtpbin.recv_rtcp_sink_0",
+        workspace_root().join("media/sample.Mjpeg").display()
+    ));
+    let session = tx
+        .by_name("rtpbin")
+        .unwrap()
+        .emit_by_name::<gst::glib::Object>("get-internal-session", &[&0u32]);
+    // rtpsession's BYE signal hands over the source: its stats say what rtpsession made of
+    // the packet.
+    let (byes, bye_rx) = std::sync::mpsc::channel::<gst::Structure>();
+    session.connect("on-bye-ssrc", false, move |args| {
+        let source = args[1].get::<gst::glib::Object>().unwrap();
+        let _ = byes.send(source.property::<gst::Structure>("stats"));
+        None
+    });
+    tx.set_state(gst::State::Playing).unwrap();
+
+    // The stream flows, then the receiver's RTP ends.
+    let received = poll(
+        Duration::from_secs(20),
+        || {
+            mon.property::<gst::Structure>("stats")
+                .get::<gst::Array>("sources")
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.get::<gst::Structure>().ok())
+                .filter_map(|s| s.get::<u64>("packets-received").ok())
+                .sum::<u64>()
+        },
+        |&n| n > 20,
+    );
+    assert!(received.is_ok(), "no RTP received: {received:?}");
+    let our_ssrc = mon.property::<u32>("ssrc");
+    assert!(rx.send_event(gst::event::Eos::new()));
+    assert!(wait_eos(&rx, 20), "the receiver did not end");
+
+    let stats = bye_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("rtpbin saw no BYE");
+    tx.set_state(gst::State::Null).unwrap();
+    rx.set_state(gst::State::Null).unwrap();
+    assert_eq!(stats.get::<u32>("ssrc"), Ok(our_ssrc), "{stats}");
+    assert_eq!(stats.get::<bool>("received-bye"), Ok(true), "{stats}");
+    assert_eq!(stats.get::<bool>("internal"), Ok(false), "{stats}");
+}
+
+/// A non-live 10 s clip played in real time through the monitor, with frequent reports
+/// (about every 40 ms) into the appsink `rtcp`.
+fn seekable_pipeline() -> (gst::Pipeline, Arc<Mutex<Vec<Vec<u8>>>>) {
+    init();
+    let pipeline = launch(&format!(
+        "mjpegfilesrc location={} ! rtpmjpegpay ! rtcplossmonitor name=m \
+         reduced-minimum=true session-bandwidth=10000000 ! fakesink sync=true \
+         m.rtcp_src ! appsink name=rtcp sync=false async=false",
+        workspace_root().join("media/sample.Mjpeg").display()
+    ));
+    let packets = rtcp_out(&pipeline, "rtcp");
+    (pipeline, packets)
+}
+
+fn flush_seek(pipeline: &gst::Pipeline, seconds: f64) {
+    pipeline
+        .seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::ClockTime::from_nseconds((seconds * 1e9) as u64),
+        )
+        .unwrap();
+}
+
+/// Waits until `n` more RTCP packets than `since` arrived; returns the new ones.
+fn more_rtcp(packets: &Mutex<Vec<Vec<u8>>>, since: usize, n: usize) -> Vec<Vec<u8>> {
+    let got = poll(
+        TIMEOUT,
+        || packets.lock().unwrap().len(),
+        |&len| len >= since + n,
+    );
+    assert!(got.is_ok(), "{since} packets, then nothing more");
+    packets.lock().unwrap()[since..].to_vec()
+}
+
+fn packets_received(pipeline: &gst::Pipeline) -> u64 {
+    pipeline
+        .by_name("m")
+        .unwrap()
+        .property::<gst::Structure>("stats")
+        .get::<gst::Array>("sources")
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.get::<gst::Structure>().ok())
+        .filter_map(|s| s.get::<u64>("packets-received").ok())
+        .sum()
+}
+
+#[test]
+fn a_flushing_seek_neither_ends_nor_says_bye() {
+    let (pipeline, packets) = seekable_pipeline();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    more_rtcp(&packets, 0, 2);
+    flush_seek(&pipeline, 3.0);
+    let before = packets.lock().unwrap().len();
+    let received = packets_received(&pipeline);
+    // Reports go on, and RTP is still counted.
+    let after = more_rtcp(&packets, before, 5);
+    assert!(
+        poll(
+            TIMEOUT,
+            || packets_received(&pipeline),
+            |&n| n > received + 20
+        )
+        .is_ok(),
+        "no RTP counted after the seek"
+    );
+    let eos = bus.pop_filtered(&[gst::MessageType::Eos, gst::MessageType::Error]);
+    let sink = pipeline.by_name("rtcp").unwrap();
+    let rtcp_eos = sink.downcast_ref::<gst_app::AppSink>().unwrap().is_eos();
+    let all = packets.lock().unwrap().clone();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(eos.is_none(), "{eos:?} after a flushing seek");
+    assert!(!rtcp_eos, "rtcp_src got EOS");
+    assert!(
+        !all.iter().any(|p| has_bye(p)),
+        "a BYE after a flushing seek"
+    );
+    assert!(after.iter().all(|p| rtcp_parts(p)[0].0 == "RR"));
+}
+
+#[test]
+fn a_flushing_seek_after_eos_runs_again() {
+    let (pipeline, packets) = seekable_pipeline();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    more_rtcp(&packets, 0, 1);
+    // To the last half second: EOS, the BYE, EOS on rtcp_src.
+    flush_seek(&pipeline, 9.5);
+    assert!(wait_eos(&pipeline, 30), "no EOS");
+    let sink = pipeline
+        .by_name("rtcp")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    assert!(
+        poll(Duration::from_secs(5), || sink.is_eos(), |&e| e).is_ok(),
+        "no EOS on rtcp_src"
+    );
+    let first_end = packets.lock().unwrap().len();
+    assert!(has_bye(&packets.lock().unwrap()[first_end - 1]));
+    // Back a second: reports again, no EOS left on rtcp_src, and a second end.
+    flush_seek(&pipeline, 8.5);
+    let after = more_rtcp(&packets, first_end, 3);
+    // Packets arriving at all show rtcp_src's EOS was cleared.
+    assert!(
+        !after[..2].iter().any(|p| has_bye(p)),
+        "BYE right after the seek"
+    );
+    assert!(wait_eos(&pipeline, 30), "no second EOS");
+    assert!(
+        poll(Duration::from_secs(5), || sink.is_eos(), |&e| e).is_ok(),
+        "no second EOS on rtcp_src"
+    );
+    let all = packets.lock().unwrap().clone();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(has_bye(all.last().unwrap()));
+    assert_eq!(
+        all.iter().filter(|p| has_bye(p)).count(),
+        2,
+        "a BYE per end"
+    );
 }

@@ -1,4 +1,5 @@
-use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,8 +60,6 @@ struct State {
     rtp_errors: u64,
     /// Which sources lose more than `loss-threshold`.
     alarm: LossAlarm,
-    /// Whether rtcp_src got its stream-start, caps and segment.
-    rtcp_src_ready: bool,
 }
 
 impl State {
@@ -71,9 +70,18 @@ impl State {
             segment: gst::FormattedSegment::new(),
             rtp_errors: 0,
             alarm: LossAlarm::default(),
-            rtcp_src_ready: false,
         }
     }
+}
+
+/// What went out on `rtcp_src`. Whoever pushes there holds its lock for the push, so that
+/// nothing follows the BYE and EOS.
+#[derive(Debug, Default)]
+struct RtcpOut {
+    /// Whether rtcp_src got its stream-start, caps and segment.
+    ready: bool,
+    /// The BYE and EOS went out: nothing more until a flush.
+    ended: bool,
 }
 
 /// The thread that posts the statistics and sends RTCP.
@@ -90,6 +98,9 @@ pub struct RtcpLossMonitor {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     reporter: Mutex<Option<Reporter>>,
+    rtcp_out: Mutex<RtcpOut>,
+    /// The RTP stream reached EOS (until a flush): the reports end with a BYE.
+    eos: AtomicBool,
     /// The origin of the element's monotonic clock (RTCP timing, DLSR).
     epoch: Instant,
 }
@@ -174,6 +185,36 @@ impl RtcpLossMonitor {
                     lock(&self.state).segment = segment;
                 }
             }
+            gst::EventView::Eos(_) => {
+                // RFC 3550 6.6: a receiver leaving says BYE. The reporter may be in the
+                // middle of a push (even blocked, a sink waiting for preroll): then it
+                // sends the BYE and EOS itself as it lets go, and the EOS goes on here.
+                self.eos.store(true, Ordering::SeqCst);
+                let out = match self.rtcp_out.try_lock() {
+                    Ok(out) => Some(out),
+                    Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                    Err(TryLockError::WouldBlock) => None,
+                };
+                if let Some(mut out) = out {
+                    self.finish_rtcp(&mut out);
+                }
+            }
+            // rtcp_src is flushed only to clear its EOS: flushing an async sink there
+            // would hold the seek until the next report prerolls it.
+            gst::EventView::FlushStart(_) if self.eos.load(Ordering::SeqCst) => {
+                self.rtcp_srcpad.push_event(event.clone());
+            }
+            // The stream runs again: reports resume, and a later EOS says BYE again.
+            gst::EventView::FlushStop(_) if self.eos.swap(false, Ordering::SeqCst) => {
+                let mut out = lock(&self.rtcp_out);
+                out.ended = false;
+                self.rtcp_srcpad.push_event(event.clone());
+                if out.ready {
+                    self.rtcp_srcpad.push_event(gst::event::Segment::new(
+                        &gst::FormattedSegment::<gst::ClockTime>::new(),
+                    ));
+                }
+            }
             _ => {}
         }
         self.srcpad.push_event(event)
@@ -224,6 +265,9 @@ impl RtcpLossMonitor {
     /// Every `interval`: ends the statistics interval, posts `loss-report`, checks the
     /// threshold.
     fn report(&self) {
+        if self.eos.load(Ordering::SeqCst) {
+            return;
+        }
         let threshold = lock(&self.settings).loss_threshold;
         let crossings = {
             let mut state = lock(&self.state);
@@ -253,14 +297,46 @@ impl RtcpLossMonitor {
         }
     }
 
-    /// Sends one receiver report on `rtcp_src`.
+    /// Sends one receiver report on `rtcp_src`; after the RTP stream's EOS, the BYE and
+    /// EOS instead, once.
     fn send_rtcp(&self) {
+        {
+            let mut out = lock(&self.rtcp_out);
+            if !self.eos.load(Ordering::SeqCst) && !out.ended {
+                self.push_report(&mut out, false);
+            }
+            self.finish_rtcp(&mut out);
+        }
+        // An EOS that came during the push left its BYE to us.
+        if self.eos.load(Ordering::SeqCst) {
+            self.finish_rtcp(&mut lock(&self.rtcp_out));
+        }
+    }
+
+    /// At the RTP stream's end, the last report with our BYE, then EOS on `rtcp_src`.
+    fn finish_rtcp(&self, out: &mut RtcpOut) {
+        if !self.eos.load(Ordering::SeqCst) || out.ended {
+            return;
+        }
+        self.push_report(out, true);
+        self.rtcp_srcpad.push_event(gst::event::Eos::new());
+        out.ended = true;
+        gst::debug!(CAT, imp = self, "sent BYE and EOS on rtcp_src");
+    }
+
+    /// Pushes a compound RR + SDES (+ BYE) on `rtcp_src`, after its stream-start, caps
+    /// and segment the first time.
+    fn push_report(&self, out: &mut RtcpOut, bye: bool) {
         let now = self.monotonic_ns();
-        let (report, first) = {
+        let (report, ssrc) = {
             let mut state = lock(&self.state);
-            let first = !state.rtcp_src_ready;
-            state.rtcp_src_ready = true;
-            (state.session.build_report(now), first)
+            let session = &mut state.session;
+            let report = if bye {
+                session.build_bye(now, None)
+            } else {
+                session.build_report(now)
+            };
+            (report, session.ssrc)
         };
         let report = match report {
             Ok(r) => r,
@@ -269,8 +345,9 @@ impl RtcpLossMonitor {
                 return;
             }
         };
-        if first {
-            let id = format!("rtcplossmonitor-{:08x}", lock(&self.state).session.ssrc);
+        if !out.ready {
+            out.ready = true;
+            let id = format!("rtcplossmonitor-{ssrc:08x}");
             self.rtcp_srcpad
                 .push_event(gst::event::StreamStart::new(&id));
             self.rtcp_srcpad
@@ -467,6 +544,8 @@ impl ObjectSubclass for RtcpLossMonitor {
                     |imp| imp.rtcp_chain(buffer),
                 )
             })
+            // Events there, EOS included, are dropped: the RTP stream decides when our
+            // reports end, and the other side's RTCP ending says nothing about it.
             .event_function(|_, _, _| true)
             .build();
         let rtcp_srcpad = gst::Pad::builder_from_template(&template("rtcp_src")).build();
@@ -478,6 +557,8 @@ impl ObjectSubclass for RtcpLossMonitor {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::new(random_u64() as u32, &default_cname())),
             reporter: Mutex::new(None),
+            rtcp_out: Mutex::new(RtcpOut::default()),
+            eos: AtomicBool::new(false),
             epoch: Instant::now(),
         }
     }
@@ -628,6 +709,9 @@ impl ElementImpl for RtcpLossMonitor {
             let mut state = lock(&self.state);
             let (ssrc, cname) = (state.session.ssrc, state.session.cname.clone());
             *state = State::new(ssrc, &cname);
+            drop(state);
+            *lock(&self.rtcp_out) = RtcpOut::default();
+            self.eos.store(false, Ordering::SeqCst);
         }
         if transition == gst::StateChange::PausedToReady {
             self.stop_reporter();
