@@ -8,7 +8,8 @@ set -eu
 # rtpbin, ...), the gst-launch/gst-inspect tools, ffmpeg/ffprobe for interop tests,
 # cjpeg/djpeg (test vectors, pixel checks), Xvfb for tests that open a window,
 # meson/ninja for the install path, python3-gi and GstRtspServer for the server benchmark
-# anchor (gst-rtsp-server).
+# anchor (gst-rtsp-server), python3-gst-1.0 for the Python example (its overrides read
+# GstValueArray fields such as rtcplossmonitor's sources).
 PACKAGES="
     pkg-config
     libgstreamer1.0-dev
@@ -26,6 +27,7 @@ PACKAGES="
     xauth
     meson
     python3-gi
+    python3-gst-1.0
     gir1.2-gst-rtsp-server-1.0
     ninja-build
 "

@@ -299,3 +299,149 @@ fn demo_script_plays_with_mjpeg_player_headless() {
     assert!(log.contains("frames shown: 40"), "{log}");
     assert!(log.contains("RTP packet loss rate: 0.00%"), "{log}");
 }
+
+/// A process the test started, killed if the test ends before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for `child` up to `limit`; its exit status, or None when it had to be killed.
+fn wait_bounded(child: &mut KillOnDrop, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of `key=` among a line's words.
+fn word<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn count(line: &str, key: &str) -> i64 {
+    word(line, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+#[test]
+fn python_loss_report_example_counts_netsim_losses() {
+    let port = free_udp_port();
+    let registry = tempfile::tempdir().unwrap();
+    let mut receiver = KillOnDrop(
+        Command::new("python3")
+            .arg(workspace_root().join("pipelines/loss-report.py"))
+            .args(["--address", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--idle", "2", "--interval", "300"])
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .env("GST_REGISTRY", registry.path().join("registry.bin"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    // stderr line by line, to start sending once the receiver listens.
+    let stderr = receiver.0.stderr.take().unwrap();
+    let (lines, line_rx) = std::sync::mpsc::channel::<String>();
+    let stderr_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let mut log = String::new();
+    loop {
+        match line_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                log += &line;
+                log.push('\n');
+                if line.contains("listening on UDP port") {
+                    break;
+                }
+            }
+            Err(_) => panic!("the receiver did not start:\n{log}"),
+        }
+    }
+
+    // 100 frames (5 s, about 800 packets), a tenth of them dropped on the way.
+    let mut sender = KillOnDrop(
+        gst_tool("gst-launch-1.0", registry.path())
+            .args(["-q", "mjpegfilesrc"])
+            .arg(format!("location={}", sample().display()))
+            .args([
+                "is-live=true",
+                "num-buffers=100",
+                "!",
+                "rtpmjpegpay",
+                "!",
+                "netsim",
+            ])
+            .args(["drop-probability=0.1", "!", "udpsink", "host=127.0.0.1"])
+            .arg(format!("port={port}"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sent = wait_bounded(&mut sender, Duration::from_secs(30));
+    assert!(sent.is_some_and(|s| s.success()), "sender: {sent:?}");
+    // The receiver stops 2 s after the last packet.
+    let status = wait_bounded(&mut receiver, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = receiver.0.kill();
+    }
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(receiver.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    drop(receiver);
+    stderr_reader.join().unwrap();
+    log.extend(line_rx.try_iter().map(|l| l + "\n"));
+    let all = format!("{stdout}{log}");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{all}");
+
+    let reports: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("loss-report ") && l.contains("received="))
+        .collect();
+    assert!(!reports.is_empty(), "no loss report:\n{all}");
+    let received: Vec<i64> = reports.iter().map(|l| count(l, "received")).collect();
+    assert!(received.windows(2).all(|w| w[0] <= w[1]), "{received:?}");
+
+    let last = stdout
+        .lines()
+        .find(|l| l.starts_with("final "))
+        .unwrap_or_else(|| panic!("no final statistics:\n{all}"));
+    let (expected, got, lost) = (
+        count(last, "expected"),
+        count(last, "received"),
+        count(last, "lost"),
+    );
+    assert!(got > 400, "{last}");
+    assert!(lost > 0, "netsim dropped nothing? {last}");
+    assert_eq!(expected, got + lost, "{last}");
+    let percent = word(last, "loss").unwrap().trim_end_matches('%');
+    let percent: f64 = percent.parse().unwrap();
+    assert!(
+        (percent - lost as f64 * 100.0 / expected as f64).abs() < 0.01,
+        "{last}"
+    );
+    assert!(
+        stdout.contains(&format!("RTP packet loss rate: {percent:.2}%")),
+        "{all}"
+    );
+}
