@@ -327,7 +327,17 @@ fn depayloader_documents_its_counters() {
         .output()
         .unwrap();
     let doc = String::from_utf8_lossy(&out.stdout);
-    for p in ["salvage", "frames-out", "frames-dropped", "frames-salvaged"] {
+    for p in [
+        "salvage",
+        "frames-in-progress",
+        "frames-out",
+        "frames-dropped",
+        "frames-salvaged",
+        "packets-reordered",
+        "packets-duplicated",
+        "packets-late",
+        "packets-invalid",
+    ] {
         assert!(doc.contains(p), "{p} missing");
     }
 }
@@ -520,4 +530,42 @@ fn a_frame_overtaken_by_the_next_is_dropped_not_output_late() {
     assert_eq!(scan_data(&out[1]), scan_data(&sent[2]));
     assert_eq!(depay.property::<u64>("frames-dropped"), 1);
     assert_eq!(depay.property::<u64>("packets-late"), 1);
+}
+
+#[test]
+fn invalid_packets_are_counted_and_missing_caps_is_a_clear_error() {
+    let sent = encode_jpegs(3, 320, 240, "ball");
+    let (caps, packets) = datagrams(&sent, "rtpjpegpay mtu=400");
+    let mut version0 = packets[1].map_readable().unwrap().to_vec();
+    version0[0] &= 0x3F;
+    let mut padded_past_the_end = packets[1].map_readable().unwrap()[..100].to_vec();
+    padded_past_the_end[0] |= 0x20;
+    *padded_past_the_end.last_mut().unwrap() = 255;
+    let garbage = [vec![1, 2, 3], vec![0x80; 11], version0, padded_past_the_end];
+    let mut mixed = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        if let Some(g) = garbage.get(i) {
+            mixed.push(gst::Buffer::from_slice(g.clone()));
+        }
+        mixed.push(p.clone());
+    }
+    let (out, depay) = depayload_packets(&caps, &mixed);
+    assert_eq!(out.len(), 3, "the valid packets still make every frame");
+    let stats = depay.property::<gst::Structure>("stats");
+    assert_eq!(
+        stats.get::<u64>("packets-invalid"),
+        Ok(garbage.len() as u64)
+    );
+    assert_eq!(stats.get::<u64>("frames-out"), Ok(3));
+    assert_eq!(stats.get::<u64>("frames-dropped"), Ok(0));
+
+    // Packets with no RTP caps: an error that says what to do.
+    let pipeline =
+        launch("appsrc name=src format=time ! rtpmjpegdepay ! appsink name=sink sync=false");
+    let src = appsrc(&pipeline);
+    src.push_buffer(packets[0].clone()).unwrap();
+    src.end_of_stream().unwrap();
+    let run = collect(&pipeline, TIMEOUT);
+    let error = run.error.expect("an error");
+    assert!(error.contains("No RTP format was negotiated"), "{error}");
 }

@@ -3,19 +3,25 @@
 //! in one run; and what re-encoding non-standard Huffman tables costs.
 //!
 //! Payloaders: `mjpegfilesrc loop=true ! PAY ! fakesink`, packets/s at the default MTU.
-//! Depayloaders: the packets rtpjpegpay made of the clip (one buffer list per frame,
-//! queued in an appsrc before the clock starts) into `DEPAY ! fakesink`, frames/s, in two
-//! shapes: one memory per packet, as `udpsrc` (and an `appsrc` fed from a socket) delivers
-//! them, and the two memories per packet (header, payload) `rtpjpegpay` makes. Each run
-//! goes through the clip 5 times (1500 frames) to EOS, interleaved with the other
-//! configurations; medians are reported.
+//! Depayloaders: the packets rtpjpegpay made of the clip, one buffer list per frame,
+//! into `appsrc ! DEPAY ! fakesink`, frames/s, in two shapes: one memory per packet, as
+//! `udpsrc` (and an `appsrc` fed from a socket) delivers them, and the two memories per
+//! packet (header, payload) `rtpjpegpay` makes. Each shape is fed two ways: each frame's
+//! packets made (copied into fresh memory) when the depayloader's thread asks for them, so
+//! that they are in the cache as a packet just received is; and all 1500 frames queued in
+//! the appsrc before the clock starts (108 MB, out of the cache). The feed alone (the
+//! appsrc with nothing after it) is timed too, so that each depayloader's own time per
+//! frame is its pipeline's time minus the feed's. Each run goes through the clip 5 times
+//! (1500 frames) to EOS, interleaved with the other configurations; medians are reported.
 //!
 //! `BENCH_ONLY=pay` or `BENCH_ONLY=depay` runs one half.
 
 use std::time::Duration;
 
+use gst::prelude::*;
+
 use mjpeg_rtsp_tests::bench::{Case, clip_720p, measure, report, time_ms, verdict};
-use mjpeg_rtsp_tests::{appsrc, init, launch, run_pipeline, write_file};
+use mjpeg_rtsp_tests::{init, launch, run_pipeline, write_file};
 
 const FRAMES: usize = 300;
 /// Each run plays the clip this many times, so that pipeline start-up is a small part of
@@ -81,10 +87,8 @@ fn depay_case(
 ) -> Case {
     let (caps, lists) = (caps.clone(), lists.to_vec());
     Case::new(name, move || {
-        let pipeline = launch(&format!(
-            "appsrc name=src max-bytes=0 max-buffers=0 ! {depayloader} ! fakesink name=sink sync=false"
-        ));
-        let src = appsrc(&pipeline);
+        let pipeline = launch(&feed_pipeline(depayloader, "max-bytes=0 max-buffers=0"));
+        let src = feed(&pipeline);
         src.set_caps(Some(&caps));
         src.set_format(gst::Format::Time);
         for list in &lists {
@@ -93,6 +97,90 @@ fn depay_case(
         src.end_of_stream().expect("EOS queued");
         pipeline
     })
+}
+
+/// `appsrc ! DEPAY ! fakesink`; with no depayloader, the appsrc alone, named `measured`
+/// so that what it pushes is counted and dropped at its output: the cost of the feed,
+/// to take from the others' times.
+fn feed_pipeline(depayloader: &str, appsrc_options: &str) -> String {
+    if depayloader.is_empty() {
+        format!("appsrc name=measured {appsrc_options} ! fakesink name=sink sync=false")
+    } else {
+        format!("appsrc name=src {appsrc_options} ! {depayloader} ! fakesink name=sink sync=false")
+    }
+}
+
+fn feed(pipeline: &gst::Pipeline) -> gst_app::AppSrc {
+    pipeline
+        .by_name("src")
+        .or_else(|| pipeline.by_name("measured"))
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .expect("an appsrc")
+}
+
+/// Like [`depay_case`], but each frame's packets are made the moment the depayloader's
+/// thread asks for them (appsrc's need-data, in its streaming thread), copied into fresh
+/// memory from `lists` with their RTP timestamps moved on: as `udpsrc` hands over a
+/// datagram it has just received, the packets are in the cache when the depayloader
+/// reads them. Making them is timed too, the same for every depayloader.
+fn fresh_depay_case(
+    name: &str,
+    depayloader: &'static str,
+    caps: &gst::Caps,
+    lists: &[gst::BufferList],
+    frames: usize,
+) -> Case {
+    let (caps, lists) = (caps.clone(), lists.to_vec());
+    Case::new(name, move || {
+        let pipeline = launch(&feed_pipeline(depayloader, ""));
+        let src = feed(&pipeline);
+        src.set_caps(Some(&caps));
+        src.set_format(gst::Format::Time);
+        let lists = lists.clone();
+        let mut next = 0usize;
+        src.set_callbacks(
+            gst_app::AppSrcCallbacks::builder()
+                .need_data(move |src, _| {
+                    if next == frames {
+                        let _ = src.end_of_stream();
+                        return;
+                    }
+                    let template = &lists[next % lists.len()];
+                    // Timestamps go on past the template's last frame.
+                    let shift = (next / lists.len()) as u32 * 4500 * lists.len() as u32;
+                    let mut list = gst::BufferList::new_sized(template.len());
+                    for packet in template.iter() {
+                        list.get_mut()
+                            .expect("writable")
+                            .add(fresh_copy(packet, shift));
+                    }
+                    next += 1;
+                    let _ = src.push_buffer_list(list);
+                })
+                .build(),
+        );
+        pipeline
+    })
+}
+
+/// A copy of `packet` in newly written memory (as many memories as it has), its RTP
+/// timestamp moved on by `shift`.
+fn fresh_copy(packet: &gst::BufferRef, shift: u32) -> gst::Buffer {
+    let mut out = gst::Buffer::new();
+    {
+        let out = out.get_mut().expect("writable");
+        for (i, memory) in packet.iter_memories().enumerate() {
+            let map = memory.map_readable().expect("readable");
+            let mut bytes = map.to_vec();
+            if i == 0 {
+                let ts = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+                bytes[4..8].copy_from_slice(&ts.wrapping_add(shift).to_be_bytes());
+            }
+            out.append_memory(gst::Memory::from_mut_slice(bytes));
+        }
+        out.set_pts(packet.pts());
+    }
+    out
 }
 
 fn main() {
@@ -165,40 +253,78 @@ fn main() {
             "depayloading {packet_count} packets made by rtpjpegpay ({} per frame)",
             packet_count / (FRAMES * PASSES)
         );
+        // Each shape twice: made as each frame is asked for (in the cache, as from a
+        // socket or a payloader just before), and all queued before the clock starts (out
+        // of the cache: 108 MB of packets).
         let shapes = [
-            ("one memory per packet, as from udpsrc", &one_memory),
             (
-                "two memories per packet, as rtpjpegpay makes them",
+                "one memory per packet, made as udpsrc receives them",
+                &one_memory,
+                true,
+            ),
+            (
+                "two memories per packet, made as rtpjpegpay makes them",
                 &two_memories,
+                true,
+            ),
+            (
+                "one memory per packet, all queued in advance",
+                &one_memory,
+                false,
+            ),
+            (
+                "two memories per packet, all queued in advance",
+                &two_memories,
+                false,
             ),
         ];
         let mut depayloaders = Vec::new();
-        for (shape, lists) in shapes {
+        for (shape, lists, fresh) in shapes {
             for (name, element) in [
                 ("rtpjpegdepay (anchor)", "rtpjpegdepay"),
                 ("rtpjpegdepay2 (gst-plugins-rs)", "rtpjpegdepay2"),
                 ("rtpmjpegdepay", "rtpmjpegdepay"),
+                ("the feed alone (no depayloader)", ""),
             ] {
                 let name = format!("{name}, {}", shape.split(',').next().unwrap_or(shape));
-                depayloaders.push(depay_case(&name, element, &caps, lists));
+                depayloaders.push(if fresh {
+                    fresh_depay_case(&name, element, &caps, lists, FRAMES * PASSES)
+                } else {
+                    depay_case(&name, element, &caps, lists)
+                });
             }
         }
         measure(&mut depayloaders, RUNS, |name, n, t| {
+            if name.starts_with("the feed") {
+                return (FRAMES * PASSES) as f64 / t.as_secs_f64();
+            }
             assert_eq!(n, FRAMES * PASSES, "{name} output {n} frames");
             n as f64 / t.as_secs_f64()
         });
-        for (i, (shape, _)) in shapes.iter().enumerate() {
-            let cases = &depayloaders[i * 3..i * 3 + 3];
+        for (i, (shape, _, _)) in shapes.iter().enumerate() {
+            let cases = &depayloaders[i * 4..i * 4 + 4];
             report(
                 &format!("depayloading, {shape} (frames/s)"),
                 "frames/s",
                 cases,
             );
+            // Each depayloader's own time per frame: its pipeline's minus the feed's.
+            let own_us = |c: &Case| 1e6 / c.median() - 1e6 / cases[3].median();
+            println!(
+                "  own time per frame (pipeline minus feed): rtpjpegdepay {:.1} us, \
+                 rtpjpegdepay2 {:.1} us, rtpmjpegdepay {:.1} us",
+                own_us(&cases[0]),
+                own_us(&cases[1]),
+                own_us(&cases[2])
+            );
             let vs_c = cases[2].median() / cases[0].median();
             let vs_rs = cases[2].median() / cases[1].median();
+            let own_vs_c = own_us(&cases[0]) / own_us(&cases[2]);
+            let own_vs_rs = own_us(&cases[1]) / own_us(&cases[2]);
             summary.push(format!(
-                "rtpmjpegdepay, {shape}: {vs_c:.2}x rtpjpegdepay (target >= 1.5x: {}), \
-                 {vs_rs:.2}x rtpjpegdepay2 (target >= 1.2x: {})",
+                "rtpmjpegdepay, {shape}: pipeline {vs_c:.2}x rtpjpegdepay (target >= 1.5x: {}), \
+                 {vs_rs:.2}x rtpjpegdepay2 (target >= 1.2x: {}); own time {own_vs_c:.2}x \
+                 and {own_vs_rs:.2}x faster",
                 verdict(vs_c >= 1.5),
                 verdict(vs_rs >= 1.2)
             ));

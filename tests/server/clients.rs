@@ -136,23 +136,33 @@ fn ffmpeg_decodes_over_tcp() {
     ffmpeg_decodes("tcp");
 }
 
-/// rtspsrc ! rtpjpegdepay ! jpegdec in this process: 30 frames of the clip's size.
-fn rtspsrc_decodes(protocols: &str) {
+/// rtspsrc ! DEPAY ! jpegdec in this process: 30 frames of the clip's size. With
+/// `sync`, the sink plays them on the clock, as a video sink would: the depayloader's
+/// segment and timestamps must place them.
+fn rtspsrc_decodes(protocols: &str, depayloader: &str, sync: bool) {
     let served = serve(&["--loop", "--fps", "50"]);
     let pipeline = launch(&format!(
-        "rtspsrc location={} protocols={protocols} latency=100 ! rtpjpegdepay ! jpegdec \
-         ! appsink name=sink sync=false",
+        "rtspsrc location={} protocols={protocols} latency=100 ! {depayloader} ! jpegdec \
+         ! appsink name=sink sync={sync}",
         served.url
     ));
     let count = Arc::new(AtomicUsize::new(0));
     let caps = Arc::new(std::sync::Mutex::new(None::<gst::Caps>));
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
     {
-        let (count, caps) = (count.clone(), caps.clone());
+        let (count, caps, times) = (count.clone(), caps.clone(), times.clone());
         appsink(&pipeline).set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     *caps.lock().unwrap() = sample.caps().map(|c| c.to_owned());
+                    let running = sample.buffer().and_then(|b| b.pts()).and_then(|pts| {
+                        sample
+                            .segment()
+                            .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                            .and_then(|s| s.to_running_time(pts))
+                    });
+                    times.lock().unwrap().push((running, Instant::now()));
                     count.fetch_add(1, Ordering::SeqCst);
                     Ok(gst::FlowSuccess::Ok)
                 })
@@ -184,14 +194,45 @@ fn rtspsrc_decodes(protocols: &str) {
         (s.get::<i32>("width"), s.get::<i32>("height")),
         (Ok(320), Ok(240))
     );
+    // Every frame has a running time, after the one before, 20 ms apart on average (50
+    // frames/s; the jitter buffer may move the first ones a little).
+    let times = times.lock().unwrap().clone();
+    let running: Vec<gst::ClockTime> = times
+        .iter()
+        .map(|(t, _)| t.expect("a running time"))
+        .collect();
+    assert!(
+        running.windows(2).all(|p| p[1] > p[0]),
+        "{depayloader}: {running:?}"
+    );
+    let mean_step = (running[29] - running[0]).mseconds() / 29;
+    assert!((18..=22).contains(&mean_step), "{depayloader}: {running:?}");
+    if sync {
+        // Played on the clock: 29 steps of 20 ms take about 0.58 s.
+        let spread = times[29].1 - times[0].1;
+        assert!(
+            spread >= Duration::from_millis(450),
+            "{depayloader}: 30 frames in {spread:?}"
+        );
+    }
 }
 
 #[test]
 fn rtspsrc_decodes_over_udp() {
-    rtspsrc_decodes("udp");
+    rtspsrc_decodes("udp", "rtpjpegdepay", false);
 }
 
 #[test]
 fn rtspsrc_decodes_over_tcp() {
-    rtspsrc_decodes("tcp");
+    rtspsrc_decodes("tcp", "rtpjpegdepay", false);
+}
+
+#[test]
+fn rtspsrc_into_rtpmjpegdepay_plays_on_the_clock_over_udp() {
+    rtspsrc_decodes("udp", "rtpmjpegdepay", true);
+}
+
+#[test]
+fn rtspsrc_into_rtpmjpegdepay_plays_on_the_clock_over_tcp() {
+    rtspsrc_decodes("tcp", "rtpmjpegdepay", true);
 }

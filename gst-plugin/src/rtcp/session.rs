@@ -27,6 +27,8 @@ pub enum PacketError {
     ShortRtp(usize),
     #[error("RTP version {0}, not 2")]
     RtpVersion(u8),
+    #[error("{len}-byte RTP packet whose header, extension and padding take {needed} bytes")]
+    RtpLength { len: usize, needed: usize },
     #[error("malformed RTCP: {0}")]
     Rtcp(String),
 }
@@ -46,6 +48,45 @@ impl RtpHeader {
             timestamp: u32::from_be_bytes([t1, t2, t3, t4]),
             ssrc: u32::from_be_bytes([c1, c2, c3, c4]),
         })
+    }
+
+    /// Where the payload of a packet of `len` bytes lies (RFC 3550 5.1, 5.3.1): after the
+    /// fixed header, the CSRC list and any header extension, before any padding. `head`
+    /// holds the packet's first bytes (at least up to the extension header's length
+    /// field: 76 bytes are always enough), `last` its last byte (the padding count).
+    pub fn payload_range(
+        head: &[u8],
+        len: usize,
+        last: u8,
+    ) -> Result<std::ops::Range<usize>, PacketError> {
+        let b0 = *head.first().ok_or(PacketError::ShortRtp(len))?;
+        if len < 12 || head.len() < 12 {
+            return Err(PacketError::ShortRtp(len));
+        }
+        if b0 >> 6 != 2 {
+            return Err(PacketError::RtpVersion(b0 >> 6));
+        }
+        let mut start = 12 + 4 * usize::from(b0 & 0x0F);
+        if b0 & 0x10 != 0 {
+            let words = head
+                .get(start + 2..start + 4)
+                .ok_or(PacketError::RtpLength {
+                    len,
+                    needed: start + 4,
+                })?;
+            start += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+        }
+        let padding = if b0 & 0x20 != 0 { usize::from(last) } else { 0 };
+        let needed = start + padding;
+        if needed > len || (b0 & 0x20 != 0 && padding == 0) {
+            return Err(PacketError::RtpLength { len, needed });
+        }
+        Ok(start..len - padding)
+    }
+
+    /// The marker bit of a packet whose second byte is `b1`.
+    pub fn marker(b1: u8) -> bool {
+        b1 & 0x80 != 0
     }
 
     /// The 12-byte fixed header: version 2, no padding, extension or CSRC.

@@ -565,3 +565,46 @@ fn interval_input_for_a_receiver() {
     assert_eq!(input.session_bandwidth, 1_000_000.0);
     assert!(input.reduced_minimum && !input.initial);
 }
+
+#[test]
+fn rtp_payload_ranges() {
+    let mut p = RtpHeader {
+        payload_type: 26,
+        sequence: 1,
+        timestamp: 2,
+        ssrc: 3,
+    }
+    .to_bytes(true)
+    .to_vec();
+    p.extend_from_slice(&[9; 20]);
+    assert_eq!(RtpHeader::payload_range(&p, p.len(), 9), Ok(12..32));
+    assert!(RtpHeader::marker(p[1]));
+    // Two CSRCs, an extension of one word, 4 bytes of padding.
+    let mut q = p.clone();
+    q[0] = 0x80 | 0x20 | 0x10 | 2;
+    q[20..24].copy_from_slice(&[0xBE, 0xDE, 0, 1]);
+    q[31] = 4;
+    assert_eq!(RtpHeader::payload_range(&q, q.len(), 4), Ok(28..28));
+    q[31] = 5;
+    assert_eq!(
+        RtpHeader::payload_range(&q, q.len(), 5),
+        Err(PacketError::RtpLength {
+            len: 32,
+            needed: 33
+        })
+    );
+    // Padding bit with a 0 count, a version 0 packet, a short one, an extension past the end.
+    q[0] = 0xA0;
+    assert!(RtpHeader::payload_range(&q, q.len(), 0).is_err());
+    assert_eq!(
+        RtpHeader::payload_range(&[0u8; 12], 12, 0),
+        Err(PacketError::RtpVersion(0))
+    );
+    assert_eq!(
+        RtpHeader::payload_range(&p[..8], 8, 0),
+        Err(PacketError::ShortRtp(8))
+    );
+    let mut r = p[..14].to_vec();
+    r[0] = 0x90;
+    assert!(RtpHeader::payload_range(&r, r.len(), 0).is_err());
+}

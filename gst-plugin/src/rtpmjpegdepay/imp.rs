@@ -1,15 +1,20 @@
+//! The element: RTP packets in (one at a time or a buffer list per frame, as `udpsrc` and
+//! jitter buffers deliver them), JPEG images out. Each packet goes straight to the
+//! reassembler; nothing sits between it and the pad, so that reordered packets are put in
+//! place rather than dropped (as RTPBaseDepayload drops a packet older than one seen),
+//! and a frame's packets cost one lock and no per-packet bookkeeping beyond the RTP
+//! header.
+
 use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
-
-use crate::lock;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use gst_rtp::prelude::*;
-use gst_rtp::subclass::prelude::*;
 
 use crate::jpeg;
+use crate::lock;
 use crate::rfc2435::{self, DepayOptions, Reassembler};
+use crate::rtcp::RtpHeader;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -22,6 +27,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_SALVAGE: bool = false;
 const DEFAULT_FRAMES_IN_PROGRESS: u32 = rfc2435::depayloader::DEFAULT_FRAMES_IN_PROGRESS as u32;
 const MAX_FRAMES_IN_PROGRESS: u32 = 16;
+/// Warnings about single packets or frames, at most this many a second.
+const WARNINGS_PER_SECOND: u32 = 5;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -43,6 +50,7 @@ struct Stats {
     frames: u64,
     dropped: u64,
     salvaged: u64,
+    invalid: u64,
     order: rfc2435::ReorderStats,
 }
 
@@ -55,24 +63,76 @@ struct OutputFormat {
     sof_marker: i32,
 }
 
+/// Something to send downstream, in order.
+enum Output {
+    Frame {
+        jpeg: gst::Buffer,
+        format: OutputFormat,
+        salvaged: bool,
+    },
+    Dropped(rfc2435::Dropped),
+}
+
 struct State {
     reassembler: Reassembler,
+    /// The sink caps arrived (with them the size and rate the SDP gives).
+    negotiated: bool,
     framerate: Option<gst::Fraction>,
+    /// The format of the caps last sent.
     output: Option<OutputFormat>,
+    /// Upstream's segment, held until the first frame's caps are sent (a segment must
+    /// not go before caps).
+    segment: Option<gst::Event>,
+    /// The next frame out follows dropped ones or a flush.
+    discont: bool,
+    warnings: RateLimit,
 }
 
 impl Default for State {
     fn default() -> Self {
         State {
             reassembler: Reassembler::new(DepayOptions::default()),
+            negotiated: false,
             framerate: None,
             output: None,
+            segment: None,
+            discont: true,
+            warnings: RateLimit::default(),
         }
     }
 }
 
+/// Lets a few warnings a second through, and says how many it held back.
 #[derive(Default)]
+struct RateLimit {
+    second: Option<std::time::Instant>,
+    this_second: u32,
+    held: u64,
+}
+
+impl RateLimit {
+    /// Whether to log now; and how many were held back before this one.
+    fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .second
+            .is_none_or(|s| now.duration_since(s).as_secs() >= 1)
+        {
+            self.second = Some(now);
+            self.this_second = 0;
+        }
+        self.this_second += 1;
+        if self.this_second > WARNINGS_PER_SECOND {
+            self.held += 1;
+            return None;
+        }
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
 pub struct RtpMjpegDepay {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<State>,
     stats: Mutex<Stats>,
@@ -92,83 +152,474 @@ fn parse_framerate(s: &str) -> Option<gst::Fraction> {
         .flatten()
 }
 
+/// The most bytes of RTP header `RtpHeader::payload_range` reads: the fixed header, 15
+/// CSRCs and the extension header.
+const RTP_HEAD_MAX: usize = 12 + 15 * 4 + 4;
+/// Memories read one by one; a packet with more is read joined.
+const MAX_PARTS: usize = 4;
+
+/// A packet's memories, each mapped once: mapping a packet of several memories
+/// (rtpjpegpay makes a header memory and a data memory) as one would allocate and copy
+/// it. A packet of more memories than this holds is mapped joined.
+struct MappedPacket<'a> {
+    maps: [Option<gst::memory::MemoryMap<'a, gst::memory::Readable>>; MAX_PARTS],
+    joined: Option<gst::BufferMap<'a, gst::buffer::Readable>>,
+}
+
+impl<'a> MappedPacket<'a> {
+    fn of(buffer: &'a gst::BufferRef) -> Option<MappedPacket<'a>> {
+        let mut packet = MappedPacket {
+            maps: [None, None, None, None],
+            joined: None,
+        };
+        if buffer.n_memory() > MAX_PARTS {
+            packet.joined = Some(buffer.map_readable().ok()?);
+            return Some(packet);
+        }
+        for (i, memory) in buffer.iter_memories().enumerate() {
+            packet.maps[i] = Some(memory.map_readable().ok()?);
+        }
+        Some(packet)
+    }
+
+    /// The packet's bytes, as slices in order, and how many there are.
+    fn slices(&self) -> ([&[u8]; MAX_PARTS], usize) {
+        let mut slices: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+        if let Some(map) = &self.joined {
+            slices[0] = map.as_slice();
+            return (slices, 1);
+        }
+        let mut n = 0;
+        for map in self.maps.iter().flatten() {
+            slices[n] = map.as_slice();
+            n += 1;
+        }
+        (slices, n)
+    }
+}
+
+/// What the depayloader needs of an RTP packet.
+struct RtpPayload<'s> {
+    marker: bool,
+    timestamp: u32,
+    /// The payload, as slices of the packet's memories, `parts` of them.
+    slices: [&'s [u8]; MAX_PARTS],
+    parts: usize,
+}
+
+/// The RTP packet in `slices`, without copying anything but, for a header split across
+/// memories, its first bytes.
+fn read_rtp<'s>(slices: &[&'s [u8]]) -> Result<RtpPayload<'s>, crate::rtcp::PacketError> {
+    let len: usize = slices.iter().map(|s| s.len()).sum();
+    let mut copy = [0u8; RTP_HEAD_MAX];
+    let head: &[u8] = match slices {
+        [first, ..] if first.len() >= RTP_HEAD_MAX || slices.len() == 1 => first,
+        _ => {
+            let mut n = 0;
+            for s in slices {
+                let take = s.len().min(RTP_HEAD_MAX - n);
+                copy[n..n + take].copy_from_slice(&s[..take]);
+                n += take;
+            }
+            &copy[..n]
+        }
+    };
+    let last = slices
+        .iter()
+        .rev()
+        .find_map(|s| s.last().copied())
+        .unwrap_or(0);
+    let range = RtpHeader::payload_range(head, len, last)?;
+    let marker = RtpHeader::marker(head[1]);
+    let timestamp = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    let mut payload: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+    let mut n = 0;
+    let mut at = 0;
+    for s in slices {
+        let (start, end) = (at, at + s.len());
+        at = end;
+        if end <= range.start || start >= range.end {
+            continue;
+        }
+        payload[n] = &s[range.start.max(start) - start..range.end.min(end) - start];
+        n += 1;
+    }
+    Ok(RtpPayload {
+        marker,
+        timestamp,
+        slices: payload,
+        parts: n,
+    })
+}
+
 impl RtpMjpegDepay {
-    /// Sends new caps downstream when the output format changes.
-    fn update_caps(&self, state: &mut State, format: OutputFormat) {
-        if state.output == Some(format) {
-            return;
-        }
-        let mut caps = gst::Caps::builder("image/jpeg")
-            .field("parsed", true)
-            .field("width", i32::from(format.width))
-            .field("height", i32::from(format.height))
-            .field("sof-marker", format.sof_marker)
-            .field("colorspace", jpeg::ColorSpace::Yuv.caps_name())
-            .field("sampling", format.sampling)
-            .build();
-        if let Some(rate) = state.framerate {
-            caps.make_mut().set("framerate", rate);
-        }
-        gst::debug!(CAT, imp = self, "output caps {caps}");
-        if self
-            .obj()
-            .src_pad()
-            .push_event(gst::event::Caps::new(&caps))
-        {
-            state.output = Some(format);
-        }
+    fn sink_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let out = self.depayload(std::iter::once(buffer.as_ref()))?;
+        self.send(out)
     }
 
-    /// Sends out every frame but the last, which it returns. Called without the state
-    /// locked, since pushing runs downstream elements.
-    fn output(&self, frames: Vec<rfc2435::Frame>) -> Result<Option<gst::Buffer>, gst::FlowError> {
-        let mut last = None;
-        let count = frames.len();
-        for (i, frame) in frames.into_iter().enumerate() {
-            let format = OutputFormat {
-                width: frame.width,
-                height: frame.height,
-                sampling: frame.sampling().caps_name(),
-                sof_marker: if frame.extended { 1 } else { 0 },
+    fn sink_chain_list(&self, list: gst::BufferList) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let out = self.depayload(list.iter())?;
+        self.send(out)
+    }
+
+    /// Takes packets in; returns what to send, each with the PTS of the packet that
+    /// completed it.
+    fn depayload<'b>(
+        &self,
+        packets: impl Iterator<Item = &'b gst::BufferRef>,
+    ) -> Result<Vec<(Output, Option<gst::ClockTime>)>, gst::FlowError> {
+        let settings = *lock(&self.settings);
+        let mut state = lock(&self.state);
+        if !state.negotiated {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("No RTP format was negotiated: the packets need application/x-rtp caps (set them on udpsrc or appsrc, or with a capsfilter)")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        state.reassembler.set_salvage(settings.salvage);
+        state
+            .reassembler
+            .set_frames_in_progress(settings.frames_in_progress as usize);
+        let mut out = Vec::new();
+        let mut invalid = 0;
+        for buffer in packets {
+            let pts = buffer.pts();
+            let Some(received) = self.packet(&mut state, buffer) else {
+                invalid += 1;
+                continue;
             };
-            self.update_caps(&mut lock(&self.state), format);
-            {
-                let mut stats = lock(&self.stats);
-                stats.frames += 1;
-                stats.salvaged += u64::from(frame.salvaged);
+            for d in received.dropped {
+                out.push((Output::Dropped(d), pts));
             }
-            let buffer = gst::Buffer::from_mut_slice(frame.jpeg);
-            if i + 1 < count {
-                self.obj().push(buffer)?;
-            } else {
-                last = Some(buffer);
+            if let Some(header) = received.whole_jpeg {
+                // Networking-lab dialect: the payload is the image.
+                let format = OutputFormat {
+                    width: header.width,
+                    height: header.height,
+                    sampling: header.sampling().map_or("YCbCr-4:2:0", |s| s.caps_name()),
+                    sof_marker: i32::from(header.sof_type),
+                };
+                if let Some(jpeg) = lab_image(buffer) {
+                    out.push((
+                        Output::Frame {
+                            jpeg,
+                            format,
+                            salvaged: false,
+                        },
+                        pts,
+                    ));
+                }
+            }
+            for frame in received.frames {
+                out.push((frame_output(frame), pts));
             }
         }
-        Ok(last)
+        let order = state.reassembler.stats();
+        drop(state);
+        let mut stats = lock(&self.stats);
+        stats.order = order;
+        stats.invalid += invalid;
+        Ok(out)
     }
 
-    fn count_drops(&self, dropped: &[rfc2435::Dropped]) {
-        if dropped.is_empty() {
-            return;
+    /// One packet into the reassembler; `None` when it is not a valid RTP packet.
+    fn packet(&self, state: &mut State, buffer: &gst::BufferRef) -> Option<rfc2435::Received> {
+        let mapped = MappedPacket::of(buffer)?;
+        let (slices, n) = mapped.slices();
+        match read_rtp(&slices[..n]) {
+            Ok(rtp) => Some(state.reassembler.push_parts(
+                &rtp.slices[..rtp.parts],
+                rtp.marker,
+                rtp.timestamp,
+            )),
+            Err(e) => {
+                if let Some(held) = state.warnings.allow() {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "dropping an invalid RTP packet: {e}{}",
+                        held_back(held)
+                    );
+                }
+                None
+            }
         }
-        lock(&self.stats).dropped += dropped.len() as u64;
-        for d in dropped {
+    }
+
+    /// Sends frames downstream (with caps and the segment first when needed), and counts
+    /// and reports the dropped ones. Runs without the state locked: pushing runs
+    /// downstream elements.
+    fn send(
+        &self,
+        out: Vec<(Output, Option<gst::ClockTime>)>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut result = Ok(gst::FlowSuccess::Ok);
+        for (item, pts) in out {
+            match item {
+                Output::Dropped(d) => self.count_drop(&d),
+                Output::Frame {
+                    mut jpeg,
+                    format,
+                    salvaged,
+                } => {
+                    let discont = self.prepare_output(format);
+                    {
+                        let b = jpeg.make_mut();
+                        b.set_pts(pts);
+                        if discont {
+                            b.set_flags(gst::BufferFlags::DISCONT);
+                        }
+                    }
+                    {
+                        let mut stats = lock(&self.stats);
+                        stats.frames += 1;
+                        stats.salvaged += u64::from(salvaged);
+                    }
+                    if result.is_ok() {
+                        result = self.srcpad.push(jpeg);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Before a frame of `format`: new caps if it changed, then the held segment. Returns
+    /// whether the frame is a discontinuity.
+    fn prepare_output(&self, format: OutputFormat) -> bool {
+        let (caps, segment, discont) = {
+            let mut state = lock(&self.state);
+            let caps = (state.output != Some(format)).then(|| {
+                state.output = Some(format);
+                output_caps(format, state.framerate)
+            });
+            let segment = state.segment.take();
+            (caps, segment, std::mem::take(&mut state.discont))
+        };
+        if let Some(caps) = caps {
+            gst::debug!(CAT, imp = self, "output caps {caps}");
+            self.srcpad.push_event(gst::event::Caps::new(&caps));
+        }
+        if let Some(segment) = segment {
+            self.srcpad.push_event(segment);
+        }
+        discont
+    }
+
+    fn count_drop(&self, d: &rfc2435::Dropped) {
+        lock(&self.stats).dropped += 1;
+        let held = {
+            let mut state = lock(&self.state);
+            state.discont = true;
+            state.warnings.allow()
+        };
+        if let Some(held) = held {
             gst::warning!(
                 CAT,
                 imp = self,
-                "dropping frame with RTP timestamp {}: {}",
+                "dropping frame with RTP timestamp {}: {}{}",
                 d.timestamp,
-                d.reason
+                d.reason,
+                held_back(held)
             );
         }
     }
+
+    fn set_sink_caps(&self, caps: &gst::CapsRef) -> bool {
+        let Some(s) = caps.structure(0) else {
+            return false;
+        };
+        let dimensions = s
+            .get::<&str>("x-dimensions")
+            .ok()
+            .and_then(parse_dimensions);
+        let framerate = ["a-framerate", "x-framerate"]
+            .iter()
+            .find_map(|f| s.get::<&str>(*f).ok().and_then(parse_framerate));
+        let settings = *lock(&self.settings);
+        let mut state = lock(&self.state);
+        state.negotiated = true;
+        if state.framerate != framerate {
+            state.framerate = framerate;
+            state.output = None;
+        }
+        state.reassembler.set_options(DepayOptions {
+            salvage: settings.salvage,
+            dimensions,
+            frames_in_progress: settings.frames_in_progress as usize,
+        });
+        true
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => return self.set_sink_caps(c.caps()),
+            gst::EventView::Segment(s) => {
+                // Held until the first frame's caps are out; a non-TIME segment (from a
+                // source that does not timestamp) becomes an open TIME one.
+                let segment = if s.segment().format() == gst::Format::Time {
+                    event.clone()
+                } else {
+                    gst::event::Segment::builder(&gst::FormattedSegment::<gst::ClockTime>::new())
+                        .seqnum(event.seqnum())
+                        .build()
+                };
+                let mut state = lock(&self.state);
+                if state.output.is_some() {
+                    drop(state);
+                    return self.srcpad.push_event(segment);
+                }
+                state.segment = Some(segment);
+                return true;
+            }
+            gst::EventView::FlushStop(_) => {
+                let mut state = lock(&self.state);
+                state.reassembler.reset();
+                state.discont = true;
+            }
+            gst::EventView::Eos(_) => {
+                let unfinished = lock(&self.state).reassembler.end_of_stream();
+                // Salvaged frames go out before the EOS.
+                let mut out: Vec<_> = unfinished
+                    .dropped
+                    .into_iter()
+                    .map(|d| (Output::Dropped(d), None))
+                    .collect();
+                out.extend(
+                    unfinished
+                        .frames
+                        .into_iter()
+                        .map(|f| (frame_output(f), None)),
+                );
+                let _ = self.send(out);
+            }
+            gst::EventView::Gap(_) if lock(&self.state).output.is_none() => {
+                // Nothing can go before caps; the gap says nothing a later frame will not.
+                return true;
+            }
+            gst::EventView::CustomDownstream(c)
+                if c.structure()
+                    .is_some_and(|s| s.name() == "GstRTPPacketLost") =>
+            {
+                // A jitter buffer's word that a packet is lost: the frame it belonged to
+                // is dropped and counted when a later one is complete.
+                return true;
+            }
+            _ => {}
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    fn stats_structure(&self) -> gst::Structure {
+        let s = *lock(&self.stats);
+        gst::Structure::builder("application/x-rtp-mjpeg-depay-stats")
+            .field("frames-out", s.frames)
+            .field("frames-dropped", s.dropped)
+            .field("frames-salvaged", s.salvaged)
+            .field("packets-reordered", s.order.reordered)
+            .field("packets-duplicated", s.order.duplicates)
+            .field("packets-late", s.order.late)
+            .field("packets-invalid", s.invalid)
+            .build()
+    }
+}
+
+/// " (N more held back)" when N > 0.
+fn held_back(n: u64) -> String {
+    if n > 0 {
+        format!(" ({n} more held back)")
+    } else {
+        String::new()
+    }
+}
+
+fn frame_output(frame: rfc2435::Frame) -> Output {
+    Output::Frame {
+        format: OutputFormat {
+            width: frame.width,
+            height: frame.height,
+            sampling: frame.sampling().caps_name(),
+            sof_marker: if frame.extended { 1 } else { 0 },
+        },
+        salvaged: frame.salvaged,
+        jpeg: gst::Buffer::from_mut_slice(frame.jpeg),
+    }
+}
+
+/// A lab-dialect packet's payload, the image itself, without copying it.
+fn lab_image(packet: &gst::BufferRef) -> Option<gst::Buffer> {
+    let size = packet.size();
+    let mut head = [0u8; RTP_HEAD_MAX];
+    let n = size.min(RTP_HEAD_MAX);
+    let mut last = [0u8; 1];
+    packet.copy_to_slice(0, &mut head[..n]).ok()?;
+    packet.copy_to_slice(size.checked_sub(1)?, &mut last).ok()?;
+    // Read again here, only for this rare dialect, to keep the common path lean.
+    let range = RtpHeader::payload_range(&head[..n], size, last[0]).ok()?;
+    packet
+        .copy_region(gst::BufferCopyFlags::MEMORY, range.start..range.end)
+        .ok()
+}
+
+fn output_caps(format: OutputFormat, framerate: Option<gst::Fraction>) -> gst::Caps {
+    gst::Caps::builder("image/jpeg")
+        .field("parsed", true)
+        .field("width", i32::from(format.width))
+        .field("height", i32::from(format.height))
+        .field("sof-marker", format.sof_marker)
+        .field("colorspace", jpeg::ColorSpace::Yuv.caps_name())
+        .field("sampling", format.sampling)
+        .field_if_some("framerate", framerate)
+        .build()
 }
 
 #[glib::object_subclass]
 impl ObjectSubclass for RtpMjpegDepay {
     const NAME: &'static str = "GstRtpMjpegDepay";
     type Type = super::RtpMjpegDepay;
-    type ParentType = gst_rtp::RTPBaseDepayload;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let sinkpad = gst::Pad::builder_from_template(
+            &klass.pad_template("sink").expect("a sink pad template"),
+        )
+        .chain_function(|_, parent, buffer| {
+            RtpMjpegDepay::catch_panic_pad_function(
+                parent,
+                || Err(gst::FlowError::Error),
+                |depay| depay.sink_chain(buffer),
+            )
+        })
+        .chain_list_function(|_, parent, list| {
+            RtpMjpegDepay::catch_panic_pad_function(
+                parent,
+                || Err(gst::FlowError::Error),
+                |depay| depay.sink_chain_list(list),
+            )
+        })
+        .event_function(|pad, parent, event| {
+            RtpMjpegDepay::catch_panic_pad_function(
+                parent,
+                || false,
+                |depay| depay.sink_event(pad, event),
+            )
+        })
+        .build();
+        let srcpad = gst::Pad::builder_from_template(
+            &klass.pad_template("src").expect("a src pad template"),
+        )
+        .build();
+        RtpMjpegDepay {
+            sinkpad,
+            srcpad,
+            settings: Mutex::default(),
+            state: Mutex::default(),
+            stats: Mutex::default(),
+        }
+    }
 }
 
 impl ObjectImpl for RtpMjpegDepay {
@@ -199,6 +650,11 @@ impl ObjectImpl for RtpMjpegDepay {
                     .blurb("Frames dropped because a packet was lost or inconsistent, or a newer frame was complete first")
                     .read_only()
                     .build(),
+                glib::ParamSpecUInt64::builder("frames-salvaged")
+                    .nick("Frames salvaged")
+                    .blurb("Damaged frames output up to their last complete restart interval (with salvage=true)")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt64::builder("packets-reordered")
                     .nick("Packets reordered")
                     .blurb("Packets that arrived after a packet that follows them and were put in their place")
@@ -214,9 +670,9 @@ impl ObjectImpl for RtpMjpegDepay {
                     .blurb("Packets of a frame that was already output or dropped (ignored)")
                     .read_only()
                     .build(),
-                glib::ParamSpecUInt64::builder("frames-salvaged")
-                    .nick("Frames salvaged")
-                    .blurb("Damaged frames output up to their last complete restart interval (with salvage=true)")
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("All counters as one structure (application/x-rtp-mjpeg-depay-stats): frames-out, frames-dropped, frames-salvaged, packets-reordered, packets-duplicated, packets-late, packets-invalid (not RTP, dropped)")
                     .read_only()
                     .build(),
             ]
@@ -239,21 +695,22 @@ impl ObjectImpl for RtpMjpegDepay {
         match pspec.name() {
             "salvage" => lock(&self.settings).salvage.to_value(),
             "frames-in-progress" => lock(&self.settings).frames_in_progress.to_value(),
-            "packets-reordered" => lock(&self.stats).order.reordered.to_value(),
-            "packets-duplicated" => lock(&self.stats).order.duplicates.to_value(),
-            "packets-late" => lock(&self.stats).order.late.to_value(),
             "frames-out" => lock(&self.stats).frames.to_value(),
             "frames-dropped" => lock(&self.stats).dropped.to_value(),
             "frames-salvaged" => lock(&self.stats).salvaged.to_value(),
+            "packets-reordered" => lock(&self.stats).order.reordered.to_value(),
+            "packets-duplicated" => lock(&self.stats).order.duplicates.to_value(),
+            "packets-late" => lock(&self.stats).order.late.to_value(),
+            "stats" => self.stats_structure().to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn constructed(&self) {
         self.parent_constructed();
-        // RTPBaseDepayload drops a packet whose sequence number is below one seen before;
-        // the reassembler puts such packets in place by their fragment offset instead.
-        self.obj().set_property("max-reorder", 0i32);
+        let obj = self.obj();
+        obj.add_pad(&self.sinkpad).expect("adding the sink pad");
+        obj.add_pad(&self.srcpad).expect("adding the src pad");
     }
 }
 
@@ -266,7 +723,8 @@ impl ElementImpl for RtpMjpegDepay {
                 "RTP JPEG depayloader (RFC 2435)",
                 "Codec/Depayloader/Network/RTP",
                 "Rebuilds JPEG images from RTP/JPEG (RFC 2435): restart markers, 1-3 and \
-                 16-bit tables, cached static tables, large frames, loss-safe, lab dialect",
+                 16-bit tables, cached static tables, large frames, reordered packets, \
+                 loss-safe, lab dialect",
                 "mjpeg-rtsp developers",
             )
         });
@@ -303,153 +761,6 @@ impl ElementImpl for RtpMjpegDepay {
             *lock(&self.state) = State::default();
         }
         self.parent_change_state(transition)
-    }
-}
-
-impl RTPBaseDepayloadImpl for RtpMjpegDepay {
-    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let s = caps
-            .structure(0)
-            .ok_or_else(|| gst::loggable_error!(CAT, "empty caps"))?;
-        let dimensions = s
-            .get::<&str>("x-dimensions")
-            .ok()
-            .and_then(parse_dimensions);
-        let framerate = ["a-framerate", "x-framerate"]
-            .iter()
-            .find_map(|f| s.get::<&str>(*f).ok().and_then(parse_framerate));
-        let mut state = lock(&self.state);
-        state.framerate = framerate;
-        state.output = None;
-        let settings = *lock(&self.settings);
-        state.reassembler.set_options(DepayOptions {
-            salvage: settings.salvage,
-            dimensions,
-            frames_in_progress: settings.frames_in_progress as usize,
-        });
-        Ok(())
-    }
-
-    fn handle_event(&self, event: gst::Event) -> bool {
-        match event.view() {
-            gst::EventView::FlushStop(_) => lock(&self.state).reassembler.reset(),
-            gst::EventView::Eos(_) => {
-                let unfinished = lock(&self.state).reassembler.end_of_stream();
-                self.count_drops(&unfinished.dropped);
-                // Salvaged frames go out before the EOS.
-                if let Ok(Some(last)) = self.output(unfinished.frames) {
-                    let _ = self.obj().push(last);
-                }
-            }
-            _ => {}
-        }
-        self.parent_handle_event(event)
-    }
-
-    fn process_rtp_packet(
-        &self,
-        rtp: &gst_rtp::RTPBuffer<gst_rtp::rtp_buffer::Readable>,
-    ) -> Option<gst::Buffer> {
-        let settings = *lock(&self.settings);
-        let mut state = lock(&self.state);
-        state.reassembler.set_salvage(settings.salvage);
-        state
-            .reassembler
-            .set_frames_in_progress(settings.frames_in_progress as usize);
-        let received = match PayloadParts::of(rtp) {
-            Some(parts) => {
-                let (slices, n) = parts.slices();
-                state
-                    .reassembler
-                    .push_parts(&slices[..n], rtp.is_marker(), rtp.timestamp())
-            }
-            None => {
-                gst::warning!(CAT, imp = self, "could not read the RTP payload");
-                return None;
-            }
-        };
-        lock(&self.stats).order = state.reassembler.stats();
-        self.count_drops(&received.dropped);
-
-        if let Some(header) = received.whole_jpeg {
-            // Networking-lab dialect: the payload is the image.
-            let format = OutputFormat {
-                width: header.width,
-                height: header.height,
-                sampling: header.sampling().map_or("YCbCr-4:2:0", |s| s.caps_name()),
-                sof_marker: i32::from(header.sof_type),
-            };
-            self.update_caps(&mut state, format);
-            drop(state);
-            lock(&self.stats).frames += 1;
-            return rtp.payload_buffer().ok();
-        }
-
-        drop(state);
-        if received.frames.is_empty() {
-            return None;
-        }
-        self.output(received.frames).ok().flatten()
-    }
-}
-
-/// A packet's payload as slices of its memories, mapped one by one: joining them (what
-/// reading the payload as one slice does when a packet has a header memory and a data
-/// memory) would allocate and copy for every packet. Packets with padding, or more
-/// memories than this holds, are read joined.
-struct PayloadParts<'a> {
-    maps: [Option<gst::memory::MemoryMap<'a, gst::memory::Readable>>; MAX_PARTS],
-    /// The payload's range within each mapped memory.
-    ranges: [std::ops::Range<usize>; MAX_PARTS],
-    joined: Option<&'a [u8]>,
-}
-
-const MAX_PARTS: usize = 4;
-
-impl<'a> PayloadParts<'a> {
-    fn of(
-        rtp: &'a gst_rtp::RTPBuffer<'a, gst_rtp::rtp_buffer::Readable>,
-    ) -> Option<PayloadParts<'a>> {
-        let mut parts = PayloadParts {
-            maps: [None, None, None, None],
-            ranges: [0..0, 0..0, 0..0, 0..0],
-            joined: None,
-        };
-        let buffer = rtp.buffer();
-        if rtp.has_padding() || buffer.n_memory() > MAX_PARTS {
-            parts.joined = Some(rtp.payload().ok()?);
-            return Some(parts);
-        }
-        let payload_len = rtp.payload_size() as usize;
-        let mut skip = buffer.size().checked_sub(payload_len)?;
-        for (i, memory) in buffer.iter_memories().enumerate() {
-            let size = memory.size();
-            if skip >= size {
-                skip -= size;
-                continue;
-            }
-            parts.ranges[i] = skip..size;
-            parts.maps[i] = Some(memory.map_readable().ok()?);
-            skip = 0;
-        }
-        Some(parts)
-    }
-
-    /// The payload's slices, in order, and how many there are.
-    fn slices(&self) -> ([&[u8]; MAX_PARTS], usize) {
-        let mut slices: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
-        if let Some(joined) = self.joined {
-            slices[0] = joined;
-            return (slices, 1);
-        }
-        let mut n = 0;
-        for (map, range) in self.maps.iter().zip(&self.ranges) {
-            if let Some(map) = map {
-                slices[n] = &map.as_slice()[range.clone()];
-                n += 1;
-            }
-        }
-        (slices, n)
     }
 }
 

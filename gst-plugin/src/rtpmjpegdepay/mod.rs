@@ -2,14 +2,27 @@
 //!
 //! Reads types 0, 1, 64 and 65; Q 1-99 (tables computed), Q 128-254 (in-band tables
 //! cached for frames that omit them) and Q 255; one to three tables, 8- or 16-bit (written
-//! as SOF1, which `rtpjpegdepay` drops). An image is output only when all its fragments
-//! arrived in order; otherwise the frame is dropped with a warning and counted in
-//! `frames-dropped`, and the next frame comes out normally. With `salvage=true`, a frame
-//! with restart markers that lost packets is output up to its last complete restart
-//! interval (the rest decodes as grey) and counted in `frames-salvaged`.
+//! as SOF1, which `rtpjpegdepay` drops).
+//!
+//! Packets are placed by their fragment offset, so reordering costs nothing: a packet that
+//! arrives after one that follows it (inside a frame, or across frames, up to
+//! `frames-in-progress` frames at once) is put in its place, with no jitter buffer and no
+//! added latency. A frame is output the moment every byte from its start to its marker
+//! packet is there; frames leave in RTP timestamp order. A frame that cannot be completed
+//! (a lost packet, or a newer frame complete first) is dropped with a warning and counted
+//! in `frames-dropped`, and the next frame comes out normally; duplicates, late packets
+//! and repaired reorderings are counted too (`stats`). With `salvage=true`, a frame with
+//! restart markers that lost packets is output up to its last complete restart interval
+//! (the rest decodes as grey) and counted in `frames-salvaged`.
+//!
+//! The element takes packets one by one or as buffer lists (one lock and no per-packet
+//! bookkeeping beyond the RTP header for a whole list), of one memory each (`udpsrc`) or
+//! several (`rtpjpegpay`'s header and data), without joining them. It passes upstream's
+//! segment and timestamps on: each image has the PTS of the packet that completed it.
 //!
 //! The size comes from the header, or from `x-dimensions` in the caps (SDP
-//! `a=x-dimensions`) for images over 2040 pixels or not a multiple of 8; the frame rate
+//! `a=x-dimensions`) for images over 2040 pixels (a 0 size field; GStreamer's rtpjpegpay
+//! writes 0 in both as soon as either side is over) or not a multiple of 8; the frame rate
 //! from `a-framerate` or `x-framerate`. Output caps are complete (`parsed=true`, size,
 //! sampling), so `jpegdec` needs no `jpegparse`.
 //!
@@ -29,7 +42,7 @@ mod imp;
 
 glib::wrapper! {
     pub struct RtpMjpegDepay(ObjectSubclass<imp::RtpMjpegDepay>)
-        @extends gst_rtp::RTPBaseDepayload, gst::Element, gst::Object;
+        @extends gst::Element, gst::Object;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
