@@ -594,3 +594,56 @@ fn plays_a_stream_with_2_percent_of_its_packets_reordered_without_losing_a_frame
     // A reordered packet is late, not lost.
     assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
 }
+
+#[test]
+fn a_seek_backwards_plays_on_at_once() {
+    // The server's RTP time follows the clip position, so a seek back sends timestamps
+    // from 5 s earlier: they are the stream going on, not late packets.
+    let clip = encode_jpegs(300, 160, 120, "ball");
+    let served: Served = serve(&clip, &["--fps", "20"]);
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("rec.Mjpeg");
+    let mut child = Command::new(player_binary())
+        .args([
+            "--headless",
+            "--record",
+            recording.to_str().unwrap(),
+            &served.url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let mut key = |k: &[u8], then: Duration| {
+        keys.write_all(k).unwrap();
+        keys.flush().unwrap();
+        std::thread::sleep(then);
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    key(b"\x1b[C", Duration::from_millis(1000)); // right: +5 s
+    key(b"\x1b[D", Duration::from_millis(1000)); // left: -5 s
+    key(b"q", Duration::ZERO);
+    let out = wait_output(&mut child, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let numbers = recorded_frame_numbers(&recording, &clip);
+    let jumps: Vec<(usize, usize)> = numbers
+        .windows(2)
+        .filter(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert_eq!(jumps.len(), 2, "{numbers:?}");
+    let (from, to) = jumps[1];
+    assert!(
+        to + 130 > from && to + 70 < from,
+        "back {from} -> {to}: {numbers:?}"
+    );
+    // About 1 s at 20 fps after the seek back, not a frozen picture.
+    let after = numbers.len() - 1 - numbers.iter().rposition(|&n| n == to).unwrap();
+    assert!(
+        after >= 10,
+        "{after} frames after the seek back: {numbers:?}"
+    );
+}

@@ -541,7 +541,16 @@ fn invalid_packets_are_counted_and_missing_caps_is_a_clear_error() {
     let mut padded_past_the_end = packets[1].map_readable().unwrap()[..100].to_vec();
     padded_past_the_end[0] |= 0x20;
     *padded_past_the_end.last_mut().unwrap() = 255;
-    let garbage = [vec![1, 2, 3], vec![0x80; 11], version0, padded_past_the_end];
+    // An RTCP receiver report sent to the RTP port.
+    let mut rtcp = vec![0x81, 201, 0, 7];
+    rtcp.resize(32, 0);
+    let garbage = [
+        vec![1, 2, 3],
+        vec![0x80; 11],
+        version0,
+        padded_past_the_end,
+        rtcp,
+    ];
     let mut mixed = Vec::new();
     for (i, p) in packets.iter().enumerate() {
         if let Some(g) = garbage.get(i) {

@@ -351,7 +351,6 @@ impl LossyProxy {
         *lock(&self.shared.policy) = drop;
     }
 
-    /// What the relay did so far.
     /// Reorders RTP packets from the next one on: a packet the policy picks (by the same
     /// per-SSRC numbering as drops) is held back and sent right after the packet that
     /// follows it, so that the two arrive swapped. Counted in [`RelayCounts::reordered`].
@@ -359,6 +358,7 @@ impl LossyProxy {
         *lock(&self.shared.reorder) = reorder;
     }
 
+    /// What the relay did so far.
     pub fn counts(&self) -> RelayCounts {
         lock(&self.shared.tally).counts.clone()
     }

@@ -106,9 +106,18 @@ pub struct ReorderStats {
 /// waiting for reordered packets.
 pub const DEFAULT_FRAMES_IN_PROGRESS: usize = 3;
 
-/// A packet more than this far behind the newest frame decided (in 90 kHz units: 10 s)
-/// means the sender restarted its timestamps, not that the packet is late.
-const RESTART_DISTANCE: u32 = 900_000;
+/// A packet more than this far behind the newest frame seen (in 90 kHz units: 1 s) is not
+/// late: the sender went back (a restart, a seek backwards).
+const LATE_WINDOW: u32 = 90_000;
+/// A packet more than this far ahead of the newest frame seen (10 s) is not the next
+/// frame: the sender jumped (or the packet is not of this stream), so the frames in
+/// progress, which would wait for it to go by, are given up.
+const FORWARD_JUMP: u32 = 900_000;
+/// Fragments received past a gap in one frame, at most: more is not reordering.
+const MAX_AHEAD: usize = 1024;
+/// How far past the bytes received so far a fragment may start (the bytes between are
+/// kept zeroed until they come): further is not reordering but loss.
+const MAX_GAP: usize = 256 * 1024;
 
 /// Receiver settings.
 #[derive(Debug, Clone, Copy)]
@@ -187,6 +196,8 @@ pub struct Reassembler {
     frames: VecDeque<Assembly>,
     /// The newest timestamp output or dropped: packets at or behind it are late.
     decided: Option<u32>,
+    /// Whether that frame was output (its packets again are duplicates, not late).
+    decided_output: bool,
     stats: ReorderStats,
     /// Size of the last output frame, to size the next one's buffer.
     size_hint: usize,
@@ -204,6 +215,7 @@ impl Reassembler {
             cached_tables: vec![None; 128],
             frames: VecDeque::new(),
             decided: None,
+            decided_output: false,
             stats: ReorderStats::default(),
             size_hint: 0,
         }
@@ -314,20 +326,35 @@ impl Reassembler {
         if let Some(i) = self.frames.iter().position(|a| a.timestamp == timestamp) {
             return Some(i);
         }
+        let newest = self
+            .frames
+            .back()
+            .map(|a| a.timestamp)
+            .into_iter()
+            .chain(self.decided)
+            .reduce(|a, b| if after(a, b) { a } else { b });
+        if let Some(newest) = newest {
+            let jumped = if after(timestamp, newest) {
+                timestamp.wrapping_sub(newest) > FORWARD_JUMP
+            } else {
+                newest.wrapping_sub(timestamp) > LATE_WINDOW
+            };
+            if jumped {
+                // The sender restarted, or went back or far ahead: what is in progress
+                // will not be completed.
+                self.decide_all(received);
+                self.decided = None;
+            }
+        }
         if let Some(decided) = self.decided
             && !after(timestamp, decided)
         {
-            if decided.wrapping_sub(timestamp) <= RESTART_DISTANCE {
-                if timestamp == decided {
-                    self.stats.duplicates += 1;
-                } else {
-                    self.stats.late += 1;
-                }
-                return None;
+            if timestamp == decided && self.decided_output {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.late += 1;
             }
-            // The sender restarted: what was in progress will not be completed.
-            self.decide_all(received);
-            self.decided = None;
+            return None;
         }
         let at = self
             .frames
@@ -356,8 +383,14 @@ impl Reassembler {
         };
         self.decided = Some(assembly.timestamp);
         match self.finish(assembly) {
-            Ok(frame) => received.frames.push(frame),
-            Err(dropped) => received.dropped.push(dropped),
+            Ok(frame) => {
+                self.decided_output = true;
+                received.frames.push(frame);
+            }
+            Err(dropped) => {
+                self.decided_output = false;
+                received.dropped.push(dropped);
+            }
         }
     }
 
@@ -395,6 +428,11 @@ impl Reassembler {
             return Err(DropReason::Inconsistent("type, Q or size"));
         }
         let first_packet = offset == 0 && assembly.start.is_none();
+        if offset == 0 && !first_packet {
+            // The first packet again.
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
         if first_packet {
             used += self.read_start(index, &main, restart, &head[used..])?;
         }
@@ -418,11 +456,6 @@ impl Reassembler {
         }
         if assembly.end.is_some_and(|end| range.end > end) {
             return Err(DropReason::Inconsistent("the end of the frame"));
-        }
-        if !first_packet && offset == 0 {
-            // The first packet again.
-            self.stats.duplicates += 1;
-            return Ok(());
         }
         match assembly.place(range)? {
             Placement::Duplicate => {
@@ -632,6 +665,12 @@ impl Assembly {
     /// Records that the fragment `range` arrived.
     fn place(&mut self, range: Range<usize>) -> Result<Placement, DropReason> {
         if range.start == self.contiguous {
+            if self.ahead.first().is_some_and(|r| r.start < range.end) {
+                return Err(DropReason::Overlap {
+                    expected: range.end,
+                    got: self.ahead[0].start,
+                });
+            }
             self.contiguous = range.end;
             if self
                 .ahead
@@ -675,6 +714,13 @@ impl Assembly {
                 } else {
                     range.end
                 },
+                got: range.start,
+            });
+        }
+        let received_to = self.ahead.last().map_or(self.contiguous, |r| r.end);
+        if self.ahead.len() >= MAX_AHEAD || range.start > received_to.saturating_add(MAX_GAP) {
+            return Err(DropReason::Lost {
+                expected: self.contiguous,
                 got: range.start,
             });
         }

@@ -626,6 +626,10 @@ fn missing_first_and_last_packets_and_inconsistent_ones_drop_the_frame() {
     long[last].1 = true;
     let got = receive_all(&mut fresh(), &long, 1);
     assert!(got.frames.is_empty());
+    assert_eq!(
+        got.dropped[0].reason,
+        DropReason::Inconsistent("the end of the frame")
+    );
 }
 
 /// A small deterministic generator for shuffles (xorshift).
@@ -804,6 +808,96 @@ fn frames_leave_in_timestamp_order_and_late_ones_are_dropped() {
     let got = receive(&mut r, &pk, 2);
     assert_eq!(got.frames.len(), 1);
     assert_eq!(got.dropped[0].reason, DropReason::MissingEnd);
+}
+
+#[test]
+fn a_sender_going_back_or_far_ahead_is_followed_at_once() {
+    let pk = packets(Q75, &PayloadOptions::default(), 300);
+    let mut r = fresh();
+    for ts in [900_000, 903_000, 906_000] {
+        assert_eq!(receive(&mut r, &pk, ts).frames.len(), 1);
+    }
+    // A seek 5 s back: the next frame plays, nothing is counted late.
+    let got = receive(&mut r, &pk, 906_000 - 450_000);
+    assert_eq!(got.frames.len(), 1);
+    assert_eq!(r.stats().late, 0);
+    // Packets of another stream or a bogus sender, far ahead, hold no slot for long: the
+    // stream goes on, losing at most the frames in progress at each jump.
+    let mut shown = 0;
+    for (i, ts) in (0..10u32).map(|i| (i, 459_000 + 3000 * i)) {
+        if i % 3 == 0 {
+            receive(&mut r, &pk[..1], ts.wrapping_add(1 << 30));
+        }
+        shown += receive(&mut r, &pk, ts).frames.len();
+    }
+    assert_eq!(shown, 10);
+}
+
+#[test]
+fn hostile_fragments_cost_bounded_memory() {
+    let header = |offset: u32| {
+        let mut p = Vec::new();
+        MainHeader {
+            type_specific: 0,
+            fragment_offset: offset,
+            kind: 1,
+            q: 50,
+            width8: 40,
+            height8: 30,
+        }
+        .write(&mut p);
+        p.push(0xAA);
+        p
+    };
+    let mut r = fresh();
+    // Far past the data received: loss, not reordering; nothing is zero-filled up to it.
+    let got = receive_all(&mut r, &[(header(0), false), (header(0xFF_FF00), false)], 1);
+    assert!(matches!(got.dropped[0].reason, DropReason::Lost { .. }));
+    // Thousands of one-byte fragments in descending order: the frame gives up.
+    let mut r = fresh();
+    let many: Vec<_> = (1..5000u32).rev().map(|o| (header(2 * o), false)).collect();
+    let got = receive_all(&mut r, &many, 1);
+    assert_eq!(got.dropped.len(), 1);
+    // A fragment starting where the data ends but running into one received past a gap.
+    let mut r = fresh();
+    let mut overlap = header(0);
+    overlap.extend_from_slice(&[0xBB; 10]);
+    let got = receive_all(&mut r, &[(header(5), false), (overlap, false)], 1);
+    assert!(
+        matches!(got.dropped[0].reason, DropReason::Overlap { .. }),
+        "{:?}",
+        got.dropped
+    );
+}
+
+#[test]
+fn late_and_duplicate_packets_are_told_apart() {
+    let pk = packets(Q75, &PayloadOptions::default(), 300);
+    let mut r = Reassembler::new(DepayOptions {
+        frames_in_progress: 1,
+        ..DepayOptions::default()
+    });
+    receive(&mut r, &pk[..3], 1);
+    receive(&mut r, &pk, 2);
+    // Frame 1 was dropped when 2 began: its packets are late.
+    receive(&mut r, &pk[3..4], 1);
+    assert_eq!((r.stats().late, r.stats().duplicates), (1, 0));
+    // Frame 2 was output: its packets again are duplicates.
+    receive(&mut r, &pk[3..4], 2);
+    assert_eq!((r.stats().late, r.stats().duplicates), (1, 1));
+    // The first packet of a frame with in-band tables, again after the marker packet.
+    let opts = PayloadOptions {
+        inband_q: 255,
+        ..PayloadOptions::default()
+    };
+    let pk = packets(CUSTOM, &opts, 300);
+    let mut again = pk.clone();
+    let last = again.len() - 1;
+    again.swap(0, last);
+    again.push(pk[0].clone());
+    let got = receive_all(&mut fresh(), &again, 5);
+    assert!(got.dropped.is_empty(), "{:?}", got.dropped);
+    assert_eq!(got.frames.len(), 1);
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub enum PacketError {
     RtpVersion(u8),
     #[error("{len}-byte RTP packet whose header, extension and padding take {needed} bytes")]
     RtpLength { len: usize, needed: usize },
+    #[error("payload type {0}: an RTCP packet, not RTP")]
+    PayloadType(u8),
     #[error("malformed RTCP: {0}")]
     Rtcp(String),
 }

@@ -77,6 +77,8 @@ struct State {
     reassembler: Reassembler,
     /// The sink caps arrived (with them the size and rate the SDP gives).
     negotiated: bool,
+    /// The PTS of the last packet, for frames completed at the end of the stream.
+    last_pts: Option<gst::ClockTime>,
     framerate: Option<gst::Fraction>,
     /// The format of the caps last sent.
     output: Option<OutputFormat>,
@@ -93,6 +95,7 @@ impl Default for State {
         State {
             reassembler: Reassembler::new(DepayOptions::default()),
             negotiated: false,
+            last_pts: None,
             framerate: None,
             output: None,
             segment: None,
@@ -200,6 +203,7 @@ impl<'a> MappedPacket<'a> {
 
 /// What the depayloader needs of an RTP packet.
 struct RtpPayload<'s> {
+    payload_type: u8,
     marker: bool,
     timestamp: u32,
     /// The payload, as slices of the packet's memories, `parts` of them.
@@ -231,6 +235,7 @@ fn read_rtp<'s>(slices: &[&'s [u8]]) -> Result<RtpPayload<'s>, crate::rtcp::Pack
         .unwrap_or(0);
     let range = RtpHeader::payload_range(head, len, last)?;
     let marker = RtpHeader::marker(head[1]);
+    let payload_type = head[1] & 0x7F;
     let timestamp = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
     let mut payload: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
     let mut n = 0;
@@ -245,6 +250,7 @@ fn read_rtp<'s>(slices: &[&'s [u8]]) -> Result<RtpPayload<'s>, crate::rtcp::Pack
         n += 1;
     }
     Ok(RtpPayload {
+        payload_type,
         marker,
         timestamp,
         slices: payload,
@@ -272,6 +278,8 @@ impl RtpMjpegDepay {
         let settings = *lock(&self.settings);
         let mut state = lock(&self.state);
         if !state.negotiated {
+            // Posted without the lock held: a bus handler may call back into the element.
+            drop(state);
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -287,6 +295,9 @@ impl RtpMjpegDepay {
         let mut invalid = 0;
         for buffer in packets {
             let pts = buffer.pts();
+            if pts.is_some() {
+                state.last_pts = pts;
+            }
             let Some(received) = self.packet(&mut state, buffer) else {
                 invalid += 1;
                 continue;
@@ -329,7 +340,16 @@ impl RtpMjpegDepay {
     fn packet(&self, state: &mut State, buffer: &gst::BufferRef) -> Option<rfc2435::Received> {
         let mapped = MappedPacket::of(buffer)?;
         let (slices, n) = mapped.slices();
-        match read_rtp(&slices[..n]) {
+        let rtp = read_rtp(&slices[..n]).and_then(|rtp| {
+            // RTCP sent to the RTP port (RFC 5761: types 200-204 read as the marker bit and
+            // payload types 72-76). Other types pass: senders label JPEG with dynamic ones.
+            if (72..=76).contains(&rtp.payload_type) {
+                Err(crate::rtcp::PacketError::PayloadType(rtp.payload_type))
+            } else {
+                Ok(rtp)
+            }
+        });
+        match rtp {
             Ok(rtp) => Some(state.reassembler.push_parts(
                 &rtp.slices[..rtp.parts],
                 rtp.marker,
@@ -360,6 +380,9 @@ impl RtpMjpegDepay {
         for (item, pts) in out {
             match item {
                 Output::Dropped(d) => self.count_drop(&d),
+                // After a failed push (flushing, an error downstream) the rest is not
+                // sent, nor counted as output.
+                Output::Frame { .. } if result.is_err() => {}
                 Output::Frame {
                     mut jpeg,
                     format,
@@ -378,9 +401,7 @@ impl RtpMjpegDepay {
                         stats.frames += 1;
                         stats.salvaged += u64::from(salvaged);
                     }
-                    if result.is_ok() {
-                        result = self.srcpad.push(jpeg);
-                    }
+                    result = self.srcpad.push(jpeg);
                 }
             }
         }
@@ -481,18 +502,21 @@ impl RtpMjpegDepay {
                 state.discont = true;
             }
             gst::EventView::Eos(_) => {
-                let unfinished = lock(&self.state).reassembler.end_of_stream();
+                let (unfinished, pts) = {
+                    let mut state = lock(&self.state);
+                    (state.reassembler.end_of_stream(), state.last_pts)
+                };
                 // Salvaged frames go out before the EOS.
                 let mut out: Vec<_> = unfinished
                     .dropped
                     .into_iter()
-                    .map(|d| (Output::Dropped(d), None))
+                    .map(|d| (Output::Dropped(d), pts))
                     .collect();
                 out.extend(
                     unfinished
                         .frames
                         .into_iter()
-                        .map(|f| (frame_output(f), None)),
+                        .map(|f| (frame_output(f), pts)),
                 );
                 let _ = self.send(out);
             }
@@ -759,6 +783,7 @@ impl ElementImpl for RtpMjpegDepay {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::ReadyToPaused {
             *lock(&self.state) = State::default();
+            *lock(&self.stats) = Stats::default();
         }
         self.parent_change_state(transition)
     }
