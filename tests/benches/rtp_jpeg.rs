@@ -12,9 +12,11 @@
 //! the appsrc before the clock starts (108 MB, out of the cache). The feed alone (the
 //! appsrc with nothing after it) is timed too, so that each depayloader's own time per
 //! frame is its pipeline's time minus the feed's. Each run goes through the clip 5 times
-//! (1500 frames) to EOS, interleaved with the other configurations; medians are reported.
+//! (1500 frames) to EOS, interleaved with the other configurations (7 runs each for the
+//! payloaders, 15 for the depayloaders); medians are reported.
 //!
-//! `BENCH_ONLY=pay` or `BENCH_ONLY=depay` runs one half.
+//! `BENCH_ONLY=pay` or `BENCH_ONLY=depay` runs one half; `BENCH_FILTER=TEXT` only the
+//! depayloader configurations whose name holds TEXT.
 
 use std::time::Duration;
 
@@ -28,6 +30,9 @@ const FRAMES: usize = 300;
 /// the time measured.
 const PASSES: usize = 5;
 const RUNS: usize = 7;
+/// The depayloaders' runs are short and vary more from run to run on a shared machine:
+/// more of them.
+const DEPAY_RUNS: usize = 15;
 
 /// The RTP packets rtpjpegpay makes of `clip` played `PASSES` times, one list per frame,
 /// and their caps.
@@ -278,6 +283,9 @@ fn main() {
                 false,
             ),
         ];
+        // BENCH_FILTER=TEXT times only the configurations whose name and shape hold TEXT
+        // (for profiling one of them), and prints their medians.
+        let filter = std::env::var("BENCH_FILTER").ok();
         let mut depayloaders = Vec::new();
         for (shape, lists, fresh) in shapes {
             for (name, element) in [
@@ -286,6 +294,12 @@ fn main() {
                 ("rtpmjpegdepay", "rtpmjpegdepay"),
                 ("the feed alone (no depayloader)", ""),
             ] {
+                if filter
+                    .as_ref()
+                    .is_some_and(|f| !format!("{name}, {shape}").contains(f))
+                {
+                    continue;
+                }
                 let name = format!("{name}, {}", shape.split(',').next().unwrap_or(shape));
                 depayloaders.push(if fresh {
                     fresh_depay_case(&name, element, &caps, lists, FRAMES * PASSES)
@@ -294,13 +308,19 @@ fn main() {
                 });
             }
         }
-        measure(&mut depayloaders, RUNS, |name, n, t| {
+        measure(&mut depayloaders, DEPAY_RUNS, |name, n, t| {
             if name.starts_with("the feed") {
                 return (FRAMES * PASSES) as f64 / t.as_secs_f64();
             }
             assert_eq!(n, FRAMES * PASSES, "{name} output {n} frames");
             n as f64 / t.as_secs_f64()
         });
+        if depayloaders.len() != 4 * shapes.len() {
+            for c in &depayloaders {
+                println!("{}: {:.0} frames/s", c.name, c.median());
+            }
+            return;
+        }
         for (i, (shape, _, _)) in shapes.iter().enumerate() {
             let cases = &depayloaders[i * 4..i * 4 + 4];
             report(
