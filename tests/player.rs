@@ -311,11 +311,11 @@ fn recorded_frame_numbers(recording: &Path, clip: &[Vec<u8>]) -> Vec<usize> {
     numbers
 }
 
-#[test]
-fn pause_and_seek_keys_act_on_the_stream() {
-    // 300 distinct frames at 20 fps: 15 s, so a seek of +5 s lands inside.
-    let clip = encode_jpegs(300, 160, 120, "ball");
-    let served: Served = serve(&clip, &["--fps", "20"]);
+/// Serves `clip` at 20 frames/s and plays it with `--record`, typing each key after a
+/// second of play and waiting the milliseconds given after it, then `q`. Returns the
+/// player's stderr and the clip's frame numbers as recorded.
+fn play_with_keys(clip: &[Vec<u8>], keys: &[(&[u8], u64)]) -> (String, Vec<usize>) {
+    let served: Served = serve(clip, &["--fps", "20"]);
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("rec.Mjpeg");
     let mut child = Command::new(player_binary())
@@ -330,24 +330,35 @@ fn pause_and_seek_keys_act_on_the_stream() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut keys = child.stdin.take().unwrap();
-    let mut key = |k: &[u8], then: Duration| {
-        keys.write_all(k).unwrap();
-        keys.flush().unwrap();
-        std::thread::sleep(then);
-    };
+    let mut stdin = child.stdin.take().unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    key(b" ", Duration::from_millis(1000)); // pause for 1 s
-    key(b" ", Duration::from_millis(500)); // play
-    key(b"\x1b[C", Duration::from_millis(800)); // right: +5 s
-    key(b"q", Duration::ZERO);
+    for (key, then) in keys.iter().copied().chain([(&b"q"[..], 0)]) {
+        stdin.write_all(key).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(then));
+    }
     let out = wait_output(&mut child, Duration::from_secs(20));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
+    let numbers = recorded_frame_numbers(&recording, clip);
+    (stderr, numbers)
+}
+
+#[test]
+fn pause_and_seek_keys_act_on_the_stream() {
+    // 300 distinct frames at 20 fps: 15 s, so a seek of +5 s lands inside.
+    let clip = encode_jpegs(300, 160, 120, "ball");
+    let (stderr, numbers) = play_with_keys(
+        &clip,
+        &[
+            (b" ", 1000),     // pause for 1 s
+            (b" ", 500),      // play
+            (b"\x1b[C", 800), // right: +5 s
+        ],
+    );
     for said in ["paused", "playing", "at "] {
         assert!(stderr.contains(said), "{said:?} not in {stderr}");
     }
-    let numbers = recorded_frame_numbers(&recording, &clip);
     // Before the seek, frames follow each other, across the pause; then one jump forward
     // of about 5 s (100 frames) plus the time since the last PLAY.
     let jumps: Vec<(usize, usize)> = numbers
@@ -600,35 +611,13 @@ fn a_seek_backwards_plays_on_at_once() {
     // The server's RTP time follows the clip position, so a seek back sends timestamps
     // from 5 s earlier: they are the stream going on, not late packets.
     let clip = encode_jpegs(300, 160, 120, "ball");
-    let served: Served = serve(&clip, &["--fps", "20"]);
-    let dir = tempfile::tempdir().unwrap();
-    let recording = dir.path().join("rec.Mjpeg");
-    let mut child = Command::new(player_binary())
-        .args([
-            "--headless",
-            "--record",
-            recording.to_str().unwrap(),
-            &served.url,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut keys = child.stdin.take().unwrap();
-    let mut key = |k: &[u8], then: Duration| {
-        keys.write_all(k).unwrap();
-        keys.flush().unwrap();
-        std::thread::sleep(then);
-    };
-    std::thread::sleep(Duration::from_millis(1000));
-    key(b"\x1b[C", Duration::from_millis(1000)); // right: +5 s
-    key(b"\x1b[D", Duration::from_millis(1000)); // left: -5 s
-    key(b"q", Duration::ZERO);
-    let out = wait_output(&mut child, Duration::from_secs(20));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let numbers = recorded_frame_numbers(&recording, &clip);
+    let (_, numbers) = play_with_keys(
+        &clip,
+        &[
+            (b"\x1b[C", 1000), // right: +5 s
+            (b"\x1b[D", 1000), // left: -5 s
+        ],
+    );
     let jumps: Vec<(usize, usize)> = numbers
         .windows(2)
         .filter(|w| w[1] != w[0] + 1)
