@@ -13,5 +13,5 @@ pub mod bench;
 pub mod log_limit;
 pub mod player;
 pub mod ports;
-pub mod rtsp;
+pub use rtsp_core as rtsp;
 pub mod server;

@@ -4,8 +4,8 @@
 
 #![no_main]
 
-use gstmjpegrtp::jpeg::{self, FrameHeader, JpegError, markers, scan};
-use gstmjpegrtp::mjpeg::FrameFormat;
+use mjpeg_media::jpeg::{self, FrameHeader, JpegError, markers, scan};
+use mjpeg_media::mjpeg::FrameFormat;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 
 #![no_main]
 
-use gstmjpegrtp::jpeg::{self, markers};
-use gstmjpegrtp::mjpeg::{
+use mjpeg_media::jpeg::{self, markers};
+use mjpeg_media::mjpeg::{
     self, CorruptFrame, DetectError, FrameFormat, FrameIndex, Framing, IndexedFrame, lab,
 };
 use libfuzzer_sys::fuzz_target;

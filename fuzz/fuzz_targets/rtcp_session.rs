@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use gstmjpegrtp::rtcp::Session;
+use mjpeg_media::rtcp::Session;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 
 #![no_main]
 
-use gstmjpegrtp::jpeg;
-use gstmjpegrtp::rfc2435::{DepayOptions, Packet, Reassembler};
+use mjpeg_media::jpeg;
+use mjpeg_media::rfc2435::{DepayOptions, Packet, Reassembler};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,8 +4,8 @@
 
 #![no_main]
 
-use gstmjpegrtp::jpeg;
-use gstmjpegrtp::rfc2435::{
+use mjpeg_media::jpeg;
+use mjpeg_media::rfc2435::{
     DepayOptions, Packet, Packetizer, PayloadOptions, Reassembler, ScanData, prepare,
 };
 use libfuzzer_sys::fuzz_target;

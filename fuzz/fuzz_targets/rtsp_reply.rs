@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mjpeg_rtsp::player::describe;
-use mjpeg_rtsp::rtsp::{auth, lab};
+use rtsp_core::describe;
+use rtsp_core::{auth, lab};
 use rtsp_types::Url;
 
 fuzz_target!(|data: &[u8]| {

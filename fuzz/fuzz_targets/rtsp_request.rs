@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mjpeg_rtsp::rtsp::request::{self, Framed};
-use mjpeg_rtsp::rtsp::{lab, path, range};
+use rtsp_core::request::{self, Framed};
+use rtsp_core::{lab, path, range};
 
 fuzz_target!(|data: &[u8]| {
     for quiet in [false, true] {

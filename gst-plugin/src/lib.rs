@@ -1,7 +1,8 @@
 //! GStreamer plugin `mjpegrtp`: Motion-JPEG files and RFC 2435 JPEG over RTP.
 //!
-//! The protocol knowledge lives in pure modules with no GStreamer in them ([`jpeg`],
-//! [`mjpeg`], [`rfc2435`], [`rtcp`]); the elements are thin shells that call into them.
+//! The protocol knowledge lives in the `mjpeg-media` crate (`crates/media`), with no
+//! GStreamer in it ([`jpeg`], [`mjpeg`], [`rfc2435`], [`rtcp`], re-exported here); the
+//! elements are thin shells that call into it.
 //!
 //! Elements:
 //! - `mjpegfilesrc`: reads `.Mjpeg` (networking-lab) and concatenated-JPEG files.
@@ -10,11 +11,9 @@
 
 use gst::glib;
 
-pub mod jpeg;
-pub mod mjpeg;
+pub use mjpeg_media::{jpeg, mjpeg, rfc2435, rtcp};
+
 pub mod mjpegfilesrc;
-pub mod rfc2435;
-pub mod rtcp;
 pub mod rtcplossmonitor;
 pub mod rtpmjpegdepay;
 pub mod rtpmjpegpay;

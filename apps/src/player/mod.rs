@@ -8,7 +8,7 @@
 //! buffer, no clock sync.
 
 pub mod control;
-pub mod describe;
+pub use rtsp_core::describe;
 pub mod lab;
 pub mod pipeline;
 pub mod record;

@@ -11,10 +11,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::packet::{MappedPacket, RateLimit, lab_image, read_rtp};
 use crate::jpeg;
 use crate::lock;
 use crate::rfc2435::{self, DepayOptions, Reassembler};
-use crate::rtcp::RtpHeader;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -27,8 +27,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_SALVAGE: bool = false;
 const DEFAULT_FRAMES_IN_PROGRESS: u32 = rfc2435::depayloader::DEFAULT_FRAMES_IN_PROGRESS as u32;
 const MAX_FRAMES_IN_PROGRESS: u32 = 16;
-/// Warnings about single packets or frames, at most this many a second.
-const WARNINGS_PER_SECOND: u32 = 5;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -105,34 +103,6 @@ impl Default for State {
     }
 }
 
-/// Lets a few warnings a second through, and says how many it held back.
-#[derive(Default)]
-struct RateLimit {
-    second: Option<std::time::Instant>,
-    this_second: u32,
-    held: u64,
-}
-
-impl RateLimit {
-    /// Whether to log now; and how many were held back before this one.
-    fn allow(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self
-            .second
-            .is_none_or(|s| now.duration_since(s).as_secs() >= 1)
-        {
-            self.second = Some(now);
-            self.this_second = 0;
-        }
-        self.this_second += 1;
-        if self.this_second > WARNINGS_PER_SECOND {
-            self.held += 1;
-            return None;
-        }
-        Some(std::mem::take(&mut self.held))
-    }
-}
-
 pub struct RtpMjpegDepay {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
@@ -153,109 +123,6 @@ fn parse_framerate(s: &str) -> Option<gst::Fraction> {
     (fps > 0.0 && fps.is_finite())
         .then(|| gst::Fraction::approximate_f64(fps))
         .flatten()
-}
-
-/// The most bytes of RTP header `RtpHeader::payload_range` reads: the fixed header, 15
-/// CSRCs and the extension header.
-const RTP_HEAD_MAX: usize = 12 + 15 * 4 + 4;
-/// Memories read one by one; a packet with more is read joined.
-const MAX_PARTS: usize = 4;
-
-/// A packet's memories, each mapped once: mapping a packet of several memories
-/// (rtpjpegpay makes a header memory and a data memory) as one would allocate and copy
-/// it. A packet of more memories than this holds is mapped joined.
-struct MappedPacket<'a> {
-    maps: [Option<gst::memory::MemoryMap<'a, gst::memory::Readable>>; MAX_PARTS],
-    joined: Option<gst::BufferMap<'a, gst::buffer::Readable>>,
-}
-
-impl<'a> MappedPacket<'a> {
-    fn of(buffer: &'a gst::BufferRef) -> Option<MappedPacket<'a>> {
-        let mut packet = MappedPacket {
-            maps: [None, None, None, None],
-            joined: None,
-        };
-        if buffer.n_memory() > MAX_PARTS {
-            packet.joined = Some(buffer.map_readable().ok()?);
-            return Some(packet);
-        }
-        for (i, memory) in buffer.iter_memories().enumerate() {
-            packet.maps[i] = Some(memory.map_readable().ok()?);
-        }
-        Some(packet)
-    }
-
-    /// The packet's bytes, as slices in order, and how many there are.
-    fn slices(&self) -> ([&[u8]; MAX_PARTS], usize) {
-        let mut slices: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
-        if let Some(map) = &self.joined {
-            slices[0] = map.as_slice();
-            return (slices, 1);
-        }
-        let mut n = 0;
-        for map in self.maps.iter().flatten() {
-            slices[n] = map.as_slice();
-            n += 1;
-        }
-        (slices, n)
-    }
-}
-
-/// What the depayloader needs of an RTP packet.
-struct RtpPayload<'s> {
-    payload_type: u8,
-    marker: bool,
-    timestamp: u32,
-    /// The payload, as slices of the packet's memories, `parts` of them.
-    slices: [&'s [u8]; MAX_PARTS],
-    parts: usize,
-}
-
-/// The RTP packet in `slices`, without copying anything but, for a header split across
-/// memories, its first bytes.
-fn read_rtp<'s>(slices: &[&'s [u8]]) -> Result<RtpPayload<'s>, crate::rtcp::PacketError> {
-    let len: usize = slices.iter().map(|s| s.len()).sum();
-    let mut copy = [0u8; RTP_HEAD_MAX];
-    let head: &[u8] = match slices {
-        [first, ..] if first.len() >= RTP_HEAD_MAX || slices.len() == 1 => first,
-        _ => {
-            let mut n = 0;
-            for s in slices {
-                let take = s.len().min(RTP_HEAD_MAX - n);
-                copy[n..n + take].copy_from_slice(&s[..take]);
-                n += take;
-            }
-            &copy[..n]
-        }
-    };
-    let last = slices
-        .iter()
-        .rev()
-        .find_map(|s| s.last().copied())
-        .unwrap_or(0);
-    let range = RtpHeader::payload_range(head, len, last)?;
-    let marker = RtpHeader::marker(head[1]);
-    let payload_type = head[1] & 0x7F;
-    let timestamp = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-    let mut payload: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
-    let mut n = 0;
-    let mut at = 0;
-    for s in slices {
-        let (start, end) = (at, at + s.len());
-        at = end;
-        if end <= range.start || start >= range.end {
-            continue;
-        }
-        payload[n] = &s[range.start.max(start) - start..range.end.min(end) - start];
-        n += 1;
-    }
-    Ok(RtpPayload {
-        payload_type,
-        marker,
-        timestamp,
-        slices: payload,
-        parts: n,
-    })
 }
 
 impl RtpMjpegDepay {
@@ -571,21 +438,6 @@ fn frame_output(frame: rfc2435::Frame) -> Output {
         salvaged: frame.salvaged,
         jpeg: gst::Buffer::from_mut_slice(frame.jpeg),
     }
-}
-
-/// A lab-dialect packet's payload, the image itself, without copying it.
-fn lab_image(packet: &gst::BufferRef) -> Option<gst::Buffer> {
-    let size = packet.size();
-    let mut head = [0u8; RTP_HEAD_MAX];
-    let n = size.min(RTP_HEAD_MAX);
-    let mut last = [0u8; 1];
-    packet.copy_to_slice(0, &mut head[..n]).ok()?;
-    packet.copy_to_slice(size.checked_sub(1)?, &mut last).ok()?;
-    // Read again here, only for this rare dialect, to keep the common path lean.
-    let range = RtpHeader::payload_range(&head[..n], size, last[0]).ok()?;
-    packet
-        .copy_region(gst::BufferCopyFlags::MEMORY, range.start..range.end)
-        .ok()
 }
 
 fn output_caps(format: OutputFormat, framerate: Option<gst::Fraction>) -> gst::Caps {

@@ -39,6 +39,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod packet;
 
 glib::wrapper! {
     pub struct RtpMjpegDepay(ObjectSubclass<imp::RtpMjpegDepay>)

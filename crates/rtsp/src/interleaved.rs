@@ -28,7 +28,7 @@ pub fn append<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtsp::request::{Framed, next};
+    use crate::request::{Framed, next};
 
     #[test]
     fn frames_read_back_as_interleaved_data() {

@@ -60,7 +60,7 @@ pub fn read(sdp: &[u8], base: &Url) -> Result<Stream> {
         .or_else(|| session.get_first_attribute_value("range").ok().flatten());
     // `a=range:npt=0-10.000` (RFC 2326 C.1.5), read like a Range header.
     let duration = range
-        .and_then(|r| crate::rtsp::range::parse(r).ok())
+        .and_then(|r| crate::range::parse(r).ok())
         .and_then(|r| r.end)
         .filter(|d| d.is_finite() && *d > 0.0);
     let framerate = media

@@ -11,6 +11,7 @@
 //! - [`payloader`]: from an image to packets.
 //! - [`depayloader`]: from packets back to images.
 
+mod assembly;
 pub mod depayloader;
 pub mod headers;
 pub mod payloader;

@@ -5,7 +5,7 @@ use crate::jpeg;
 
 macro_rules! vector {
     ($name:literal) => {
-        include_bytes!(concat!("../../../tests/vectors/", $name)).as_slice()
+        include_bytes!(concat!("../../../../tests/vectors/", $name)).as_slice()
     };
 }
 

@@ -983,7 +983,7 @@ mod tests {
         ($name:literal) => {
             (
                 $name,
-                include_bytes!(concat!("../../../tests/vectors/", $name)).as_slice(),
+                include_bytes!(concat!("../../../../tests/vectors/", $name)).as_slice(),
             )
         };
     }

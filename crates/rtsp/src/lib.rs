@@ -1,0 +1,17 @@
+//! RTSP 1.0 (RFC 2326) for Motion-JPEG, with no sockets and no GStreamer: reading requests
+//! (through `rtsp-types`) and the lab dialect, transports, ranges, SDP (through
+//! `sdp-types`), the mapping from request URLs to clip names, what a DESCRIBE reply says
+//! (the player's side), `$` interleaved framing, and Basic and Digest authentication.
+
+pub mod auth;
+pub mod describe;
+pub mod interleaved;
+pub mod lab;
+pub mod path;
+pub mod range;
+pub mod request;
+pub mod sdp;
+pub mod transport;
+
+pub use request::{Dialect, Framed, Incoming};
+pub use transport::TransportSpec;
