@@ -1,17 +1,16 @@
-//! The mjpeg-rtsp applications: `mjpeg-rtsp-server` (an RFC 2326 server), `mjpeg-player`
-//! (an RTSP client) and `mjpeg-rtsp-bench` (a load generator for
-//! RTSP servers).
+//! The mjpeg-rtsp applications: `mjpeg-rtsp-server` (an RFC 2326 server) and
+//! `mjpeg-player` (an RTSP client). The load generator, `mjpeg-rtsp-bench`, is a crate of
+//! its own under `tools/`, not shipped with them.
 //!
-//! - [`rtsp`]: the RTSP 1.0 protocol core (no sockets, no GStreamer): requests and replies
-//!   on `rtsp-types`, the lab dialect, transports, ranges, SDP on `sdp-types`.
+//! - [`rtsp`]: the RTSP 1.0 protocol core (the `mjpeg-rtsp-core` crate, no GStreamer):
+//!   requests and replies on `rtsp-types`, the lab dialect, transports, ranges, SDP on
+//!   `sdp-types`, the RTP/RTCP port pair.
 //! - [`server`]: the media catalog, sessions and the RTP/RTCP senders.
 //! - [`player`]: the RTSP client, receive path and pipeline of `mjpeg-player`.
-//! - [`bench`]: the load generator behind `mjpeg-rtsp-bench`.
 //! - [`log_limit`]: the rate limit on log lines a received packet can trigger.
 
-pub mod bench;
 pub mod log_limit;
 pub mod player;
-pub mod ports;
 pub use rtsp_core as rtsp;
+pub use rtsp_core::ports;
 pub mod server;

@@ -3,7 +3,7 @@
 //!
 //! The clip is 10 s of 640x480 4:2:0 JPEG at 25 frames/s (lab `.Mjpeg` format), made at
 //! the start of the run; both servers loop it. Each sweep point starts a fresh server,
-//! then `mjpeg-rtsp-bench` (apps/src/bench) opens the sessions over a 2 s ramp, each on its
+//! then `mjpeg-rtsp-bench` (tools/rtsp-bench) opens the sessions over a 2 s ramp, each on its
 //! own control connection and receiving RTP over UDP, and measures over the window after
 //! the ramp (8 s): frames/s per session, loss, jitter, time from PLAY to the first frame,
 //! and the server's CPU time and memory. The servers:

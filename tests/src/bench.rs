@@ -151,14 +151,22 @@ pub fn clip_720p(frames: usize) -> Vec<Vec<u8>> {
     )
 }
 
-/// Builds the apps and the plugin with the same cargo, profile and target directory as
-/// the running benchmark (the benchmarks run the binaries as processes).
+/// Builds the apps, the load generator and the plugin with the same cargo, profile and
+/// target directory as the running benchmark (the benchmarks run the binaries as
+/// processes).
 pub fn build_apps() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(crate::workspace_root())
-        .args(["build", "--locked", "-p", "mjpeg-rtsp-apps", "-p"])
-        .arg("gst-plugin-mjpegrtp")
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "mjpeg-rtsp-apps",
+            "-p",
+            "mjpeg-rtsp-bench",
+        ])
+        .args(["-p", "gst-plugin-mjpegrtp"])
         .env("CARGO_TARGET_DIR", crate::target_dir());
     if !cfg!(debug_assertions) {
         cmd.arg("--release");

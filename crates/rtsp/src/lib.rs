@@ -2,12 +2,15 @@
 //! (through `rtsp-types`) and the lab dialect, transports, ranges, SDP (through
 //! `sdp-types`), the mapping from request URLs to clip names, what a DESCRIBE reply says
 //! (the player's side), `$` interleaved framing, and Basic and Digest authentication.
+//! One piece touches sockets: [`ports`] binds the even/odd RTP/RTCP port pair (RFC 3550
+//! section 11) that the server, the player and the load generator each need.
 
 pub mod auth;
 pub mod describe;
 pub mod interleaved;
 pub mod lab;
 pub mod path;
+pub mod ports;
 pub mod range;
 pub mod request;
 pub mod sdp;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mjpeg_rtsp::bench::{Config, run};
+use rtsp_bench::{Config, run};
 
 /// Opens many RTSP sessions to one stream and measures what each receives and what the
 /// server spends.

@@ -53,7 +53,7 @@ impl PortPair {
     /// Binds a free even/odd pair on `ip`, the RTP socket with a receive buffer of `rcvbuf`
     /// bytes.
     pub fn bind(ip: IpAddr, rcvbuf: usize) -> io::Result<PortPair> {
-        let (rtp, rtcp) = crate::ports::bind_rtp_pair(ip)?;
+        let (rtp, rtcp) = rtsp_core::ports::bind_rtp_pair(ip)?;
         configure(&rtp, rcvbuf)?;
         configure(&rtcp, RTCP_RCVBUF)?;
         Ok(PortPair { rtp, rtcp })
