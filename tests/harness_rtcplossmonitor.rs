@@ -108,7 +108,7 @@ fn duplicates_and_reordering_are_counted_and_loss_goes_negative() {
 }
 
 #[test]
-fn sequence_numbers_wrap_without_a_loss() {
+fn sequence_numbers_wrap_and_only_the_missing_one_is_lost() {
     let mut h = monitor();
     push_through(&mut h, &[65533, 65534, 65535, 0, 1, 3]);
     let s = source(&h);
@@ -123,8 +123,6 @@ fn sequence_numbers_wrap_without_a_loss() {
 }
 
 #[test]
-#[ignore = "element bug: observe() calls BufferRef::copy_to_slice with 12 bytes, which \
-            panics on a shorter buffer in gstreamer-rs 0.25 (the panic is caught: Error)"]
 fn a_packet_too_short_for_rtp_passes_and_is_counted_as_an_error() {
     let mut h = monitor();
     let short = gst::Buffer::from_slice(vec![0x80, 26, 0, 1]);

@@ -138,10 +138,14 @@ impl RtcpLossMonitor {
     }
 
     fn observe(&self, buffer: &gst::BufferRef) {
+        // A packet shorter than an RTP header is copied as far as it goes, and counted as
+        // an error by the session (copy_to_slice asserts when asked for more than there is).
         let mut header = [0u8; 12];
-        let n = buffer
-            .copy_to_slice(0, &mut header)
-            .map_or_else(|n| n, |()| 12);
+        let n = buffer.size().min(header.len());
+        if buffer.copy_to_slice(0, &mut header[..n]).is_err() {
+            lock(&self.state).rtp_errors += 1;
+            return;
+        }
         let mut state = lock(&self.state);
         let arrival = self.arrival_ns(&state, buffer);
         let clock_rate = state.clock_rate;

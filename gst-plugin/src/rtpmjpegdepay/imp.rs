@@ -538,12 +538,12 @@ impl ObjectImpl for RtpMjpegDepay {
                     .build(),
                 glib::ParamSpecUInt64::builder("packets-duplicated")
                     .nick("Packets duplicated")
-                    .blurb("Packets whose data had all been received already (ignored)")
+                    .blurb("Packets whose data had all been received already, in a frame in progress or the last frame output (ignored)")
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt64::builder("packets-late")
                     .nick("Packets late")
-                    .blurb("Packets of a frame that was already output or dropped (ignored)")
+                    .blurb("Packets of a frame already dropped, or of one older than the last frame output or dropped (ignored)")
                     .read_only()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
