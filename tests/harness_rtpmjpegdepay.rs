@@ -209,3 +209,33 @@ fn packets_without_caps_are_a_negotiation_error() {
         e.error()
     );
 }
+
+#[test]
+fn lab_dialect_names_what_packets_carry() {
+    // A lab server's packet: the RTP header, then the whole JPEG.
+    let image = jpeg();
+    let mut lab_packet = vec![0x80, 0x80 | 26, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7];
+    lab_packet.extend_from_slice(&image);
+    let lab_packet = gst::Buffer::from_slice(lab_packet);
+    for (mode, frames) in [("auto", 1), ("on", 1), ("off", 0)] {
+        let mut h = depayloader();
+        h.element()
+            .unwrap()
+            .set_property_from_str("lab-dialect", mode);
+        push_all(&mut h, std::slice::from_ref(&lab_packet));
+        let out = frames_out(&mut h);
+        assert_eq!(out.len(), frames, "lab-dialect={mode}");
+        if let Some(frame) = out.first() {
+            assert_eq!(bytes(frame), image, "lab-dialect={mode}");
+        }
+    }
+    // RFC 2435 packets under lab-dialect=on are not JPEGs: dropped and counted.
+    let mut h = depayloader();
+    h.element()
+        .unwrap()
+        .set_property_from_str("lab-dialect", "on");
+    let frame = packets(&jpeg(), 1).remove(0);
+    push_all(&mut h, &frame);
+    assert!(frames_out(&mut h).is_empty());
+    assert_eq!(stat(&h, "frames-dropped"), frame.len() as u64);
+}

@@ -330,6 +330,7 @@ fn depayloader_documents_its_counters() {
     for p in [
         "salvage",
         "frames-in-progress",
+        "lab-dialect",
         "frames-out",
         "frames-dropped",
         "frames-salvaged",

@@ -11,6 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::LabDialect;
 use super::packet::{MappedPacket, RateLimit, lab_image, read_rtp};
 use crate::jpeg;
 use crate::lock;
@@ -32,6 +33,7 @@ const MAX_FRAMES_IN_PROGRESS: u32 = 16;
 struct Settings {
     salvage: bool,
     frames_in_progress: u32,
+    lab: LabDialect,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
         Settings {
             salvage: DEFAULT_SALVAGE,
             frames_in_progress: DEFAULT_FRAMES_IN_PROGRESS,
+            lab: LabDialect::Auto,
         }
     }
 }
@@ -158,6 +161,7 @@ impl RtpMjpegDepay {
         state
             .reassembler
             .set_frames_in_progress(settings.frames_in_progress as usize);
+        state.reassembler.set_lab_dialect(settings.lab.into());
         let mut out = Vec::new();
         let mut invalid = 0;
         for buffer in packets {
@@ -338,6 +342,7 @@ impl RtpMjpegDepay {
             salvage: settings.salvage,
             dimensions,
             frames_in_progress: settings.frames_in_progress as usize,
+            lab: settings.lab.into(),
         });
         true
     }
@@ -516,6 +521,11 @@ impl ObjectImpl for RtpMjpegDepay {
                     .default_value(DEFAULT_FRAMES_IN_PROGRESS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("lab-dialect", LabDialect::Auto)
+                    .nick("Lab dialect")
+                    .blurb("Whether packets carry a whole JPEG each (the networking lab's servers) or RFC 2435 fragments: auto tells by each packet's first bytes")
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-out")
                     .nick("Frames out")
                     .blurb("Complete frames output (salvaged ones included)")
@@ -563,6 +573,7 @@ impl ObjectImpl for RtpMjpegDepay {
                 lock(&self.settings).frames_in_progress =
                     value.get().expect("type checked upstream")
             }
+            "lab-dialect" => lock(&self.settings).lab = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -571,6 +582,7 @@ impl ObjectImpl for RtpMjpegDepay {
         match pspec.name() {
             "salvage" => lock(&self.settings).salvage.to_value(),
             "frames-in-progress" => lock(&self.settings).frames_in_progress.to_value(),
+            "lab-dialect" => lock(&self.settings).lab.to_value(),
             "frames-out" => lock(&self.stats).frames.to_value(),
             "frames-dropped" => lock(&self.stats).dropped.to_value(),
             "frames-salvaged" => lock(&self.stats).salvaged.to_value(),

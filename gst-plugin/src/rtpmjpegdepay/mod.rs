@@ -27,7 +27,8 @@
 //! sampling), so `jpegdec` needs no `jpegparse`.
 //!
 //! Packets from networking-lab servers, which carry a whole JPEG and no RFC 2435 header,
-//! are recognised per packet and output as they are.
+//! are recognised per packet and output as they are; `lab-dialect=on` (or `off`) says
+//! which a stream is instead.
 //!
 //! ```text
 //! gst-launch-1.0 udpsrc port=5000 \
@@ -44,6 +45,34 @@ mod packet;
 glib::wrapper! {
     pub struct RtpMjpegDepay(ObjectSubclass<imp::RtpMjpegDepay>)
         @extends gst::Element, gst::Object;
+}
+
+/// The `lab-dialect` property: whether packets carry a whole JPEG each (the networking
+/// lab's dialect) or RFC 2435 fragments.
+#[derive(Debug, Default, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRtpMjpegDepayLabDialect")]
+pub enum LabDialect {
+    #[default]
+    #[enum_value(
+        name = "Told per packet: a payload starting FF D8 FF is a whole JPEG",
+        nick = "auto"
+    )]
+    Auto = 0,
+    #[enum_value(name = "Every packet is RFC 2435", nick = "off")]
+    Off = 1,
+    #[enum_value(name = "Every packet is a whole JPEG (lab servers)", nick = "on")]
+    On = 2,
+}
+
+impl From<LabDialect> for crate::rfc2435::LabDialect {
+    fn from(lab: LabDialect) -> Self {
+        match lab {
+            LabDialect::Auto => crate::rfc2435::LabDialect::Auto,
+            LabDialect::Off => crate::rfc2435::LabDialect::Never,
+            LabDialect::On => crate::rfc2435::LabDialect::Always,
+        }
+    }
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -13,7 +13,7 @@
 //!
 //! Packets of the networking-lab dialect (a whole JPEG per packet, no RFC 2435 header)
 //! are recognised by their first bytes, `FF D8 FF`, which no first fragment can start with
-//! (its fragment offset would be 0xD8FFxx).
+//! (its fragment offset would be 0xD8FFxx), unless [`LabDialect`] says which they are.
 
 use std::collections::VecDeque;
 
@@ -122,6 +122,22 @@ pub struct DepayOptions {
     /// Frames put together at once, so that packets reordered across frame boundaries
     /// still find their frame (at least 1).
     pub frames_in_progress: usize,
+    /// Whether packets are in the networking lab's dialect (a whole JPEG each).
+    pub lab: LabDialect,
+}
+
+/// Whether packets carry a whole JPEG each, in the networking lab's dialect, rather than
+/// RFC 2435 fragments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LabDialect {
+    /// Told per packet by its first bytes, `FF D8 FF`, which no RFC 2435 first fragment
+    /// starts with (its fragment offset would be 0xD8FFxx).
+    #[default]
+    Auto,
+    /// Every packet is RFC 2435.
+    Never,
+    /// Every packet is a whole JPEG.
+    Always,
 }
 
 impl Default for DepayOptions {
@@ -130,6 +146,7 @@ impl Default for DepayOptions {
             salvage: false,
             dimensions: None,
             frames_in_progress: DEFAULT_FRAMES_IN_PROGRESS,
+            lab: LabDialect::Auto,
         }
     }
 }
@@ -176,6 +193,10 @@ impl Reassembler {
         self.options.salvage = salvage;
     }
 
+    pub fn set_lab_dialect(&mut self, lab: LabDialect) {
+        self.options.lab = lab;
+    }
+
     pub fn set_frames_in_progress(&mut self, frames: usize) {
         self.options.frames_in_progress = frames;
     }
@@ -202,7 +223,12 @@ impl Reassembler {
         let mut head_copy = [0u8; HEAD_MAX];
         let head = head_of(parts, &mut head_copy);
 
-        if head.starts_with(&[0xFF, markers::SOI, 0xFF]) {
+        let whole_jpeg = match self.options.lab {
+            LabDialect::Auto => head.starts_with(&[0xFF, markers::SOI, 0xFF]),
+            LabDialect::Never => false,
+            LabDialect::Always => true,
+        };
+        if whole_jpeg {
             self.decide_all(&mut received);
             let joined;
             let whole: &[u8] = if parts.len() == 1 {

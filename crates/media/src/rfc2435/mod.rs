@@ -18,7 +18,8 @@ pub mod payloader;
 pub mod qtables;
 
 pub use depayloader::{
-    DepayOptions, DropReason, Dropped, Frame, Packet, Reassembler, Received, ReorderStats,
+    DepayOptions, DropReason, Dropped, Frame, LabDialect, Packet, Reassembler, Received,
+    ReorderStats,
 };
 pub use payloader::{
     Fragment, HuffmanPolicy, OutgoingFrame, Packetizer, PayloadOptions, ScanData, TableSchedule,

@@ -1074,6 +1074,46 @@ fn lab_packets_are_whole_jpegs() {
 }
 
 #[test]
+fn the_lab_dialect_can_be_named_instead_of_told_per_packet() {
+    let with = |lab| {
+        Reassembler::new(DepayOptions {
+            lab,
+            ..DepayOptions::default()
+        })
+    };
+    let lab_packet = Packet {
+        payload: JPEGENC,
+        marker: true,
+        timestamp: 1,
+    };
+    // Auto and Always: a whole JPEG.
+    for lab in [LabDialect::Auto, LabDialect::Always] {
+        assert!(with(lab).push(&lab_packet).whole_jpeg.is_some(), "{lab:?}");
+    }
+    // Never: read as RFC 2435, whose header (offset 0xD8FFE0, type 0) cannot start a
+    // frame: nothing comes out.
+    let mut r = with(LabDialect::Never);
+    let got = r.push(&lab_packet);
+    assert!(got.whole_jpeg.is_none() && got.frames.is_empty());
+    // Always: an RFC 2435 packet is not a JPEG, and says so.
+    let pk = packets(Q75, &PayloadOptions::default(), 1400);
+    let got = with(LabDialect::Always).push(&Packet {
+        payload: &pk[0].0,
+        marker: true,
+        timestamp: 1,
+    });
+    assert!(matches!(got.dropped[0].reason, DropReason::LabJpeg(_)));
+    // Auto and Never: it is a frame.
+    for lab in [LabDialect::Auto, LabDialect::Never] {
+        assert_eq!(
+            receive_all(&mut with(lab), &pk, 1).frames.len(),
+            1,
+            "{lab:?}"
+        );
+    }
+}
+
+#[test]
 fn garbage_packets_never_panic() {
     // Every prefix and single-byte corruption of real packets.
     let pk = packets(CUSTOM, &PayloadOptions::default(), 300);
