@@ -3,9 +3,9 @@
 
 #![no_main]
 
-use mjpeg_media::jpeg;
-use mjpeg_media::rfc2435::{DepayOptions, Packet, Reassembler};
 use libfuzzer_sys::fuzz_target;
+use mjpeg_media::jpeg;
+use mjpeg_media::rfc2435::{DepayOptions, LabDialect, Packet, Reassembler};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&options, mut rest)) = data.split_first() else {
@@ -15,6 +15,11 @@ fuzz_target!(|data: &[u8]| {
         salvage: options & 1 != 0,
         dimensions: (options & 2 != 0).then_some((4096, 2160)),
         frames_in_progress: usize::from(options >> 2 & 3) + 1,
+        lab: match options >> 4 & 3 {
+            1 => LabDialect::Never,
+            2 => LabDialect::Always,
+            _ => LabDialect::Auto,
+        },
     });
     let mut timestamp = 0u32;
     let mut received_bytes = 0usize;
