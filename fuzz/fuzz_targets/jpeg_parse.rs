@@ -4,9 +4,9 @@
 
 #![no_main]
 
+use libfuzzer_sys::fuzz_target;
 use mjpeg_media::jpeg::{self, FrameHeader, JpegError, markers, scan};
 use mjpeg_media::mjpeg::FrameFormat;
-use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let length = check_frame_length(data);

@@ -3,11 +3,11 @@
 
 #![no_main]
 
+use libfuzzer_sys::fuzz_target;
 use mjpeg_media::jpeg::{self, markers};
 use mjpeg_media::mjpeg::{
     self, CorruptFrame, DetectError, FrameFormat, FrameIndex, Framing, IndexedFrame, lab,
 };
-use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     check_detect(data);

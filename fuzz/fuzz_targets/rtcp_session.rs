@@ -4,8 +4,8 @@
 
 #![no_main]
 
-use mjpeg_media::rtcp::Session;
 use libfuzzer_sys::fuzz_target;
+use mjpeg_media::rtcp::Session;
 
 fuzz_target!(|data: &[u8]| {
     let mut session = Session::new(0x1234_5678, "fuzz@host");

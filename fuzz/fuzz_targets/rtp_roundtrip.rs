@@ -4,11 +4,11 @@
 
 #![no_main]
 
+use libfuzzer_sys::fuzz_target;
 use mjpeg_media::jpeg;
 use mjpeg_media::rfc2435::{
     DepayOptions, Packet, Packetizer, PayloadOptions, Reassembler, ScanData, prepare,
 };
-use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&knob, image)) = data.split_first() else {

@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     for quiet in [false, true] {
         let mut rest = data;
         while let Some((framed, used)) = request::next(rest, quiet) {
-            assert!(used > 0 && used <= rest.len(), "used {used} of {}", rest.len());
+            assert!(
+                used > 0 && used <= rest.len(),
+                "used {used} of {}",
+                rest.len()
+            );
             rest = &rest[used..];
             if let Framed::Request(r) = framed {
                 if let Some(p) = &r.path {
