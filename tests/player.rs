@@ -14,7 +14,7 @@ use mjpeg_rtsp_tests::rtsp::{Served, serve};
 use mjpeg_rtsp_tests::*;
 
 fn player_binary() -> PathBuf {
-    target_dir().join("debug/mjpeg-player")
+    plugin_dir().join("mjpeg-player")
 }
 
 /// Runs the player to its end (at most `timeout`), stdin closed, no display.

@@ -155,24 +155,7 @@ pub fn clip_720p(frames: usize) -> Vec<Vec<u8>> {
 /// target directory as the running benchmark (the benchmarks run the binaries as
 /// processes).
 pub fn build_apps() {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(crate::workspace_root())
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "mjpeg-rtsp-apps",
-            "-p",
-            "mjpeg-rtsp-bench",
-        ])
-        .args(["-p", "gst-plugin-mjpegrtp"])
-        .env("CARGO_TARGET_DIR", crate::target_dir());
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "building the apps and the plugin failed");
+    crate::build_binaries();
 }
 
 /// A binary of this build (the apps, next to the plugin).

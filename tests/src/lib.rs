@@ -206,8 +206,31 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// The directory holding the `libgstmjpegrtp.so` built for this test run's profile.
+/// Builds the plugin, the apps and the load generator with the cargo, profile and target
+/// directory of this test or benchmark run, once per process: end-to-end tests run the
+/// binaries and load the plugin from there, and need no build beforehand.
+pub fn build_binaries() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--locked", "--quiet"])
+            .args(["-p", "gst-plugin-mjpegrtp", "-p", "mjpeg-rtsp-apps"])
+            .args(["-p", "mjpeg-rtsp-bench"])
+            .env("CARGO_TARGET_DIR", target_dir());
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building the plugin and the apps failed");
+    });
+}
+
+/// The directory holding the `libgstmjpegrtp.so` (and the apps) built for this test run's
+/// profile, built first if need be.
 pub fn plugin_dir() -> PathBuf {
+    build_binaries();
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {

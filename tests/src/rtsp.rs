@@ -18,15 +18,9 @@ use gstmjpegrtp::rfc2435::depayloader::{DepayOptions, Packet, Reassembler};
 /// small machine; only a failing test waits this long).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server binary `cargo build -p mjpeg-rtsp-apps` made.
+/// The server binary of this build (built first if need be).
 pub fn server_binary() -> PathBuf {
-    let path = crate::target_dir().join("debug").join("mjpeg-rtsp-server");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (`cargo build -p mjpeg-rtsp-apps`)",
-        path.display()
-    );
-    path
+    crate::plugin_dir().join("mjpeg-rtsp-server")
 }
 
 /// A running `mjpeg-rtsp-server`, killed on drop.
