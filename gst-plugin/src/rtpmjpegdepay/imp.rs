@@ -169,7 +169,7 @@ impl RtpMjpegDepay {
             if pts.is_some() {
                 state.last_pts = pts;
             }
-            let Some(received) = self.packet(&mut state, buffer) else {
+            let Some((received, payload)) = self.packet(&mut state, buffer) else {
                 invalid += 1;
                 continue;
             };
@@ -184,7 +184,7 @@ impl RtpMjpegDepay {
                     sampling: header.sampling().map_or("YCbCr-4:2:0", |s| s.caps_name()),
                     sof_marker: i32::from(header.sof_type),
                 };
-                if let Some(jpeg) = lab_image(buffer) {
+                if let Some(jpeg) = lab_image(buffer, payload) {
                     out.push((
                         Output::Frame {
                             jpeg,
@@ -207,24 +207,21 @@ impl RtpMjpegDepay {
         Ok(out)
     }
 
-    /// One packet into the reassembler; `None` when it is not a valid RTP packet.
-    fn packet(&self, state: &mut State, buffer: &gst::BufferRef) -> Option<rfc2435::Received> {
+    /// One packet into the reassembler, with where its payload lies; `None` when it is
+    /// not a valid RTP packet.
+    fn packet(
+        &self,
+        state: &mut State,
+        buffer: &gst::BufferRef,
+    ) -> Option<(rfc2435::Received, std::ops::Range<usize>)> {
         let mapped = MappedPacket::of(buffer)?;
         let (slices, n) = mapped.slices();
-        let rtp = read_rtp(&slices[..n]).and_then(|rtp| {
-            // RTCP sent to the RTP port (RFC 5761: types 200-204 read as the marker bit and
-            // payload types 72-76). Other types pass: senders label JPEG with dynamic ones.
-            if (72..=76).contains(&rtp.payload_type) {
-                Err(crate::rtcp::PacketError::PayloadType(rtp.payload_type))
-            } else {
-                Ok(rtp)
-            }
-        });
-        match rtp {
-            Ok(rtp) => Some(state.reassembler.push_parts(
-                &rtp.slices[..rtp.parts],
-                rtp.marker,
-                rtp.timestamp,
+        match read_rtp(&slices[..n]) {
+            Ok(rtp) => Some((
+                state
+                    .reassembler
+                    .push_parts(&rtp.slices[..rtp.parts], rtp.marker, rtp.timestamp),
+                rtp.range,
             )),
             Err(e) => {
                 if let Some(held) = state.warnings.allow() {

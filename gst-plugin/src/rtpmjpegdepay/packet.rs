@@ -1,6 +1,8 @@
 //! Reading RTP packets as the depayloader gets them, without copying: each memory mapped
 //! once, the RTP header read in place; and a limit on per-packet warnings.
 
+use std::ops::Range;
+
 use crate::rtcp::{PacketError, RtpHeader};
 
 /// Warnings about single packets or frames, at most this many a second.
@@ -82,16 +84,17 @@ impl<'a> MappedPacket<'a> {
 
 /// What the depayloader needs of an RTP packet.
 pub(super) struct RtpPayload<'s> {
-    pub(super) payload_type: u8,
     pub(super) marker: bool,
     pub(super) timestamp: u32,
     /// The payload, as slices of the packet's memories, `parts` of them.
     pub(super) slices: [&'s [u8]; MAX_PARTS],
     pub(super) parts: usize,
+    /// Where the payload lies in the packet.
+    pub(super) range: Range<usize>,
 }
 
 /// The RTP packet in `slices`, without copying anything but, for a header split across
-/// memories, its first bytes.
+/// memories, its first bytes. RTCP sent to the RTP port is refused.
 pub(super) fn read_rtp<'s>(slices: &[&'s [u8]]) -> Result<RtpPayload<'s>, PacketError> {
     let len: usize = slices.iter().map(|s| s.len()).sum();
     let mut copy = [0u8; RTP_HEAD_MAX];
@@ -113,8 +116,8 @@ pub(super) fn read_rtp<'s>(slices: &[&'s [u8]]) -> Result<RtpPayload<'s>, Packet
         .find_map(|s| s.last().copied())
         .unwrap_or(0);
     let range = RtpHeader::payload_range(head, len, last)?;
+    RtpHeader::check_not_rtcp(head[1])?;
     let marker = RtpHeader::marker(head[1]);
-    let payload_type = head[1] & 0x7F;
     let timestamp = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
     let mut payload: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
     let mut n = 0;
@@ -129,25 +132,16 @@ pub(super) fn read_rtp<'s>(slices: &[&'s [u8]]) -> Result<RtpPayload<'s>, Packet
         n += 1;
     }
     Ok(RtpPayload {
-        payload_type,
         marker,
         timestamp,
         slices: payload,
         parts: n,
+        range,
     })
 }
 
-/// A lab-dialect packet's payload, the image itself, without copying it.
-pub(super) fn lab_image(packet: &gst::BufferRef) -> Option<gst::Buffer> {
-    let size = packet.size();
-    let mut head = [0u8; RTP_HEAD_MAX];
-    let n = size.min(RTP_HEAD_MAX);
-    let mut last = [0u8; 1];
-    packet.copy_to_slice(0, &mut head[..n]).ok()?;
-    packet.copy_to_slice(size.checked_sub(1)?, &mut last).ok()?;
-    // Read again here, only for this rare dialect, to keep the common path lean.
-    let range = RtpHeader::payload_range(&head[..n], size, last[0]).ok()?;
-    packet
-        .copy_region(gst::BufferCopyFlags::MEMORY, range.start..range.end)
-        .ok()
+/// A lab-dialect packet's payload (at `range`, as [`read_rtp`] found it), the image
+/// itself, without copying it.
+pub(super) fn lab_image(packet: &gst::BufferRef, range: Range<usize>) -> Option<gst::Buffer> {
+    packet.copy_region(gst::BufferCopyFlags::MEMORY, range).ok()
 }

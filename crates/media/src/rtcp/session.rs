@@ -91,6 +91,17 @@ impl RtpHeader {
         b1 & 0x80 != 0
     }
 
+    /// Refuses an RTCP packet met where RTP was expected (RFC 5761 4: packet types
+    /// 200-204 read as the marker bit and payload types 72-76). Other payload types pass:
+    /// senders label RTP/JPEG with dynamic ones too.
+    pub fn check_not_rtcp(b1: u8) -> Result<(), PacketError> {
+        let payload_type = b1 & 0x7F;
+        if (72..=76).contains(&payload_type) {
+            return Err(PacketError::PayloadType(payload_type));
+        }
+        Ok(())
+    }
+
     /// The 12-byte fixed header: version 2, no padding, extension or CSRC.
     pub fn to_bytes(&self, marker: bool) -> [u8; 12] {
         let mut h = [0u8; 12];

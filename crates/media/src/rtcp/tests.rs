@@ -579,6 +579,11 @@ fn rtp_payload_ranges() {
     p.extend_from_slice(&[9; 20]);
     assert_eq!(RtpHeader::payload_range(&p, p.len(), 9), Ok(12..32));
     assert!(RtpHeader::marker(p[1]));
+    assert_eq!(RtpHeader::check_not_rtcp(p[1]), Ok(()));
+    assert_eq!(
+        RtpHeader::check_not_rtcp(201),
+        Err(PacketError::PayloadType(73))
+    );
     // Two CSRCs, an extension of one word, 4 bytes of padding.
     let mut q = p.clone();
     q[0] = 0x80 | 0x20 | 0x10 | 2;
