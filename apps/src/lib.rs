@@ -7,9 +7,11 @@
 //!   `sdp-types`, the RTP/RTCP port pair.
 //! - [`server`]: the media catalog, sessions and the RTP/RTCP senders.
 //! - [`player`]: the RTSP client, receive path and pipeline of `mjpeg-player`.
+//! - [`logging`]: the `tracing` subscriber both programs log through (`-v`, `RUST_LOG`).
 //! - [`log_limit`]: the rate limit on log lines a received packet can trigger.
 
 pub mod log_limit;
+pub mod logging;
 pub mod player;
 pub use rtsp_core as rtsp;
 pub use rtsp_core::ports;

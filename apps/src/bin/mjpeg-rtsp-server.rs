@@ -47,12 +47,16 @@ struct Args {
     /// Most sessions at once
     #[arg(long, default_value_t = 4096)]
     max_sessions: usize,
+    /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Clips (.Mjpeg, .mjpeg, .mjpg) or folders of clips
     paths: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    mjpeg_rtsp::logging::init("mjpeg-rtsp-server", args.verbose);
     let config = mjpeg_rtsp::server::Config {
         bind: args.bind,
         port: args.port,
@@ -70,7 +74,7 @@ fn main() -> ExitCode {
     match mjpeg_rtsp::server::run(config, sample) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mjpeg-rtsp-server: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }

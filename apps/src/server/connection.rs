@@ -55,7 +55,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
                 }
                 Err(e) => {
                     // Out of file descriptors, typically: let connections finish first.
-                    server.log(&format!("accept failed: {e}"));
+                    tracing::info!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -63,7 +63,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
     };
     tokio::select! {
         _ = accept => {}
-        _ = shutdown_signal() => server.log("shutting down"),
+        _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     housekeeping.abort();
 }
@@ -134,7 +134,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                     interleaved_rtcp(&server, &conn, channel, &data);
                 }
                 Framed::Invalid { reason, cseq } => {
-                    server.log(&format!("{peer}: bad request ({reason}), closing"));
+                    tracing::info!("{peer}: bad request ({reason}), closing");
                     let mut reply = Reply::new(StatusCode::BadRequest);
                     reply.close = true;
                     let _ = tx.send(render(&reply, cseq, dialect)).await;
@@ -174,9 +174,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
             }
             Err(_) if pending && since.elapsed() < REQUEST_DEADLINE => quiet = true,
             Err(_) if pending => {
-                server.log(&format!(
-                    "{peer}: request not completed in {REQUEST_DEADLINE:?}, closing"
-                ));
+                tracing::info!("{peer}: request not completed in {REQUEST_DEADLINE:?}, closing");
                 let _ = tx
                     .send(render(
                         &Reply::new(StatusCode::RequestTimeout),

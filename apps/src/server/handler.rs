@@ -244,11 +244,11 @@ impl Server {
         let ssrc = session.ssrc;
         self.add_session(session, &dest);
         conn.sessions.push(id.clone());
-        self.log(&format!(
+        tracing::info!(
             "session {id}: SETUP from {} ({})",
             conn.peer,
             describe_dest(&dest)
-        ));
+        );
         let mut reply = Reply::new(StatusCode::Ok);
         match (&dest, transport_header) {
             (Dest::Udp { .. }, Some((rtp, rtcp))) => {

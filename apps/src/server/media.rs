@@ -125,8 +125,8 @@ pub fn find_clips(paths: &[PathBuf]) -> Result<BTreeMap<String, PathBuf>> {
                 if is_clip && inside {
                     add(&mut clips, &file)?;
                 } else if is_clip {
-                    eprintln!(
-                        "mjpeg-rtsp-server: not serving {}: it leads out of {}",
+                    tracing::warn!(
+                        "not serving {}: it leads out of {}",
                         file.display(),
                         folder.display()
                     );

@@ -72,15 +72,7 @@ pub struct Server {
     sockets_ports: (u16, u16),
 }
 
-fn log_line(line: &str) {
-    eprintln!("mjpeg-rtsp-server: {line}");
-}
-
 impl Server {
-    pub fn log(&self, line: &str) {
-        log_line(line);
-    }
-
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
         lock(&self.sessions).get(id).cloned()
     }
@@ -110,7 +102,7 @@ impl Server {
         lock(&self.by_ssrc).retain(|_, s| !Arc::ptr_eq(s, &session));
         lock(&self.by_rtcp_address).retain(|_, s| !Arc::ptr_eq(s, &session));
         if let Some(line) = session.suppressed_at_end() {
-            self.log(&line);
+            tracing::info!("{line}");
         }
         let mut state = session.lock();
         let was_sending = state.frames_sent > 0 && !state.ended;
@@ -126,7 +118,7 @@ impl Server {
                     Some(why),
                 );
             }
-            self.log(&format!("session {id}: closed ({why})"));
+            tracing::info!("session {id}: closed ({why})");
         }
     }
 
@@ -146,7 +138,7 @@ impl Server {
 
     fn rtcp_for(&self, session: &Session, data: &[u8]) {
         for line in session.on_rtcp(data, self.config.adapt) {
-            self.log(&line);
+            tracing::info!("{line}");
         }
     }
 
@@ -173,7 +165,7 @@ impl Server {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
         for session in sessions {
             if let Some(line) = session.suppressed_by(now) {
-                self.log(&line);
+                tracing::info!("{line}");
             }
         }
     }
@@ -181,7 +173,7 @@ impl Server {
     fn print_stats(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
         for session in sessions {
-            self.log(&session.stats_line());
+            tracing::info!("{}", session.stats_line());
         }
     }
 
@@ -268,7 +260,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
                 clips.insert(name, clip);
             }
             Err(e) if paths.contains(&path) => return Err(e),
-            Err(e) => log_line(&format!("not serving {}: {e:#}", path.display())),
+            Err(e) => tracing::warn!("not serving {}: {e:#}", path.display()),
         }
     }
     if clips.is_empty() {
@@ -288,7 +280,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     let sockets_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
     let rtcp_reader = rtcp.try_clone()?;
     let sockets = Arc::new(Sockets { rtp, rtcp });
-    let pacer = Pacer::start(sockets.clone(), log_line)?;
+    let pacer = Pacer::start(sockets.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -57,11 +57,11 @@ pub struct Sockets {
 }
 
 impl Pacer {
-    pub fn start(sockets: Arc<Sockets>, log: fn(&str)) -> std::io::Result<Pacer> {
+    pub fn start(sockets: Arc<Sockets>) -> std::io::Result<Pacer> {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("pacer".into())
-            .spawn(move || run(&rx, &sockets, log))?;
+            .spawn(move || run(&rx, &sockets))?;
         Ok(Pacer { tx })
     }
 
@@ -72,7 +72,7 @@ impl Pacer {
     }
 }
 
-fn run(rx: &Receiver<(Arc<Session>, u64)>, sockets: &Sockets, log: fn(&str)) {
+fn run(rx: &Receiver<(Arc<Session>, u64)>, sockets: &Sockets) {
     let mut timetable: BinaryHeap<Reverse<Booking>> = BinaryHeap::new();
     let mut order = 0u64;
     let mut book = |timetable: &mut BinaryHeap<Reverse<Booking>>, session, generation, due| {
@@ -116,14 +116,7 @@ fn run(rx: &Receiver<(Arc<Session>, u64)>, sockets: &Sockets, log: fn(&str)) {
             if state.generation != booking.generation || state.phase != Phase::Playing {
                 continue;
             }
-            if let Some(next) = step(
-                &booking.session,
-                &mut state,
-                now,
-                &mut datagrams,
-                sockets,
-                log,
-            ) {
+            if let Some(next) = step(&booking.session, &mut state, now, &mut datagrams, sockets) {
                 drop(state);
                 book(
                     &mut timetable,
@@ -145,7 +138,6 @@ fn step<'a>(
     now: Instant,
     datagrams: &mut Vec<Datagram<'a>>,
     sockets: &Sockets,
-    log: fn(&str),
 ) -> Option<Instant> {
     let clip = &session.clip;
     if state.next_frame >= state.end_frame {
@@ -158,7 +150,7 @@ fn step<'a>(
             if session.dialect != Dialect::Lab {
                 send_rtcp(session, state, now, sockets, Some("end of clip"));
             }
-            log(&format!(
+            tracing::info!(
                 "session {}: end of {}{}",
                 session.id,
                 clip.name,
@@ -167,7 +159,7 @@ fn step<'a>(
                 } else {
                     ", sent RTCP BYE"
                 }
-            ));
+            );
             return None;
         }
     }
