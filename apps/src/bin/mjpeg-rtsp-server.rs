@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use mjpeg_rtsp::server::stats::StatsFormat;
 
 /// Serves Motion-JPEG clips (.Mjpeg lab files or concatenated JPEG) over RTSP 1.0 with
 /// RTP/JPEG (RFC 2435) and RTCP, to standard clients (ffplay, VLC, GStreamer's rtspsrc,
@@ -41,9 +42,16 @@ struct Args {
     /// Seconds without a request or RTCP after which a session ends
     #[arg(long, default_value_t = 60)]
     session_timeout: u64,
-    /// Print a statistics line per session every 5 seconds
+    /// Report on every session periodically (see --stats-format, --stats-interval)
     #[arg(long)]
     stats: bool,
+    /// How --stats reports: a log line per session, or one JSON object per report on
+    /// stdout (schema in the README)
+    #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+    stats_format: StatsFormat,
+    /// Seconds between --stats reports
+    #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
+    stats_interval: f64,
     /// Most sessions at once
     #[arg(long, default_value_t = 4096)]
     max_sessions: usize,
@@ -66,7 +74,10 @@ fn main() -> ExitCode {
         adapt: !args.no_adapt,
         adapt_threshold: args.adapt_threshold / 100.0,
         session_timeout: Duration::from_secs(args.session_timeout.max(1)),
-        stats_interval: args.stats.then_some(Duration::from_secs(5)),
+        stats_interval: args
+            .stats
+            .then(|| Duration::from_secs_f64(args.stats_interval)),
+        stats_format: args.stats_format,
         max_sessions: args.max_sessions,
         paths: args.paths,
     };
@@ -77,5 +88,14 @@ fn main() -> ExitCode {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.05..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds from 0.05 to 86400"
+        )),
     }
 }

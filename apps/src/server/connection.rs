@@ -32,20 +32,23 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
         let server = server.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut last_stats = Instant::now();
             loop {
                 tick.tick().await;
                 server.expire_sessions();
                 server.log_suppressed();
-                if let Some(every) = server.config.stats_interval
-                    && last_stats.elapsed() >= every
-                {
-                    last_stats = Instant::now();
-                    server.print_stats();
-                }
             }
         })
     };
+    let stats = server.config.stats_interval.map(|every| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                server.print_stats();
+            }
+        })
+    });
     let accept = async {
         loop {
             match listener.accept().await {
@@ -66,6 +69,9 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     housekeeping.abort();
+    if let Some(stats) = stats {
+        stats.abort();
+    }
 }
 
 async fn shutdown_signal() {

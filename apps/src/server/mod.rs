@@ -23,6 +23,7 @@ pub mod handler;
 pub mod media;
 pub mod pacer;
 pub mod session;
+pub mod stats;
 mod udp;
 
 use std::collections::HashMap;
@@ -56,6 +57,7 @@ pub struct Config {
     pub adapt_threshold: f64,
     pub session_timeout: Duration,
     pub stats_interval: Option<Duration>,
+    pub stats_format: stats::StatsFormat,
     pub max_sessions: usize,
     pub paths: Vec<PathBuf>,
 }
@@ -70,6 +72,9 @@ pub struct Server {
     sockets: Arc<Sockets>,
     /// The shared RTP and RTCP ports (`server_port`).
     sockets_ports: (u16, u16),
+    started: Instant,
+    /// Sessions ended since the last `--stats` report.
+    closed: Mutex<Vec<stats::Closed>>,
 }
 
 impl Server {
@@ -119,6 +124,14 @@ impl Server {
                 );
             }
             tracing::info!("session {id}: closed ({why})");
+            if self.config.stats_interval.is_some() {
+                lock(&self.closed).push(stats::Closed {
+                    id: id.to_string(),
+                    path: session.clip.name.clone(),
+                    reason: why.to_string(),
+                    frames_sent: state.frames_sent,
+                });
+            }
         }
     }
 
@@ -170,10 +183,35 @@ impl Server {
         }
     }
 
-    fn print_stats(&self) {
+    /// The `--stats` report of now.
+    pub fn stats(&self) -> stats::Report {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
-        for session in sessions {
-            tracing::info!("{}", session.stats_line());
+        let mut sessions: Vec<stats::SessionStats> =
+            sessions.iter().map(|s| s.snapshot()).collect();
+        sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        stats::Report {
+            uptime_s: stats::uptime(self.started),
+            sessions,
+            closed: std::mem::take(&mut *lock(&self.closed)),
+        }
+    }
+
+    fn print_stats(&self) {
+        let report = self.stats();
+        match self.config.stats_format {
+            stats::StatsFormat::Text => {
+                for session in &report.sessions {
+                    tracing::info!("{}", session.line());
+                }
+            }
+            stats::StatsFormat::Json => {
+                let mut out = std::io::stdout().lock();
+                // A closed stdout only loses the statistics.
+                if let Ok(json) = serde_json::to_string(&report) {
+                    let _ = writeln!(out, "{json}");
+                    let _ = out.flush();
+                }
+            }
         }
     }
 
@@ -182,6 +220,10 @@ impl Server {
         let ids: Vec<String> = lock(&self.sessions).keys().cloned().collect();
         for id in ids {
             self.remove_session(&id, Some("server shutting down"));
+        }
+        // The last report says how every session ended.
+        if self.config.stats_interval.is_some() {
+            self.print_stats();
         }
     }
 }
@@ -303,6 +345,8 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         pacer,
         sockets,
         sockets_ports,
+        started: Instant::now(),
+        closed: Mutex::default(),
     });
     {
         let mut out = std::io::stdout().lock();

@@ -10,6 +10,7 @@ use gstmjpegrtp::rtcp::{self, sender::SenderCounts};
 
 use super::adapt::Adapt;
 use super::media::Clip;
+use super::stats::{ReceiverReport, SessionStats};
 use crate::log_limit::{self, LogLimit};
 use crate::rtsp::Dialect;
 
@@ -38,16 +39,6 @@ pub enum Phase {
     Playing,
 }
 
-/// What a client's receiver reports said last.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ClientReport {
-    pub fraction_lost: f64,
-    pub cumulative_lost: i32,
-    pub jitter_ms: f64,
-    pub rtt_ms: Option<f64>,
-    pub reports: u64,
-}
-
 pub struct State {
     pub phase: Phase,
     pub dest: Dest,
@@ -70,11 +61,13 @@ pub struct State {
     pub adapt: Adapt,
     pub last_activity: Instant,
     pub rtcp: rtcp::Session,
-    pub report: Option<ClientReport>,
+    pub report: Option<ReceiverReport>,
     pub frames_sent: u64,
     pub frames_dropped: u64,
     /// The lines the client's packets make, limited per second.
     pub log_limit: LogLimit,
+    pub rtcp_byes: u64,
+    pub rtcp_malformed: u64,
 }
 
 impl State {
@@ -152,6 +145,8 @@ impl Session {
             frames_sent: 0,
             frames_dropped: 0,
             log_limit: LogLimit::default(),
+            rtcp_byes: 0,
+            rtcp_malformed: 0,
         };
         Session {
             id,
@@ -210,6 +205,7 @@ impl Session {
         let events = match state.rtcp.on_rtcp(data, mono, rtcp::ntp::now()) {
             Ok(events) => events,
             Err(e) => {
+                state.rtcp_malformed += 1;
                 lines.push(format!(
                     "session {}: dropped malformed RTCP from the client: {e}",
                     self.id
@@ -218,6 +214,7 @@ impl Session {
             }
         };
         for (ssrc, reason) in events.byes {
+            state.rtcp_byes += 1;
             lines.push(format!(
                 "session {}: the client (SSRC {ssrc:08x}) said BYE{}",
                 self.id,
@@ -234,7 +231,7 @@ impl Session {
             return lines;
         };
         let previous = state.report.unwrap_or_default();
-        let report = ClientReport {
+        let report = ReceiverReport {
             fraction_lost: f64::from(peer.fraction_lost) / 256.0,
             cumulative_lost: peer.cumulative_lost,
             jitter_ms: f64::from(peer.jitter) * 1000.0 / CLOCK_RATE as f64,
@@ -263,34 +260,37 @@ impl Session {
         lines
     }
 
-    /// A `--stats` line.
-    pub fn stats_line(&self) -> String {
+    /// What `--stats` reports about the session.
+    pub fn snapshot(&self) -> SessionStats {
         let state = self.lock();
-        let report = match state.report {
-            Some(r) => format!(
-                "fraction-lost={:.1}% lost={} jitter={:.2}ms rtt={} reports={}",
-                r.fraction_lost * 100.0,
-                r.cumulative_lost,
-                r.jitter_ms,
-                r.rtt_ms
-                    .map(|r| format!("{r:.2}ms"))
-                    .unwrap_or_else(|| "-".into()),
-                r.reports
-            ),
-            None => "no receiver report yet".to_string(),
-        };
-        format!(
-            "stats session={} client={} clip={} state={:?} frame={} sent-frames={} sent-packets={} dropped-frames={} decimation={} {report}",
-            self.id,
-            self.peer,
-            self.clip.name,
-            state.phase,
-            state.next_frame,
-            state.frames_sent,
-            state.counts.packets,
-            state.frames_dropped,
-            state.adapt.decimation,
-        )
+        SessionStats {
+            id: self.id.clone(),
+            client: self.peer.to_string(),
+            path: self.clip.name.clone(),
+            dialect: match self.dialect {
+                Dialect::Standard => "rtsp",
+                Dialect::Lab => "lab",
+            },
+            transport: match state.dest {
+                Dest::Udp { .. } => "udp",
+                Dest::Tcp { .. } => "tcp",
+                Dest::Lab { .. } => "lab-udp",
+            },
+            state: match state.phase {
+                Phase::Playing => "playing",
+                Phase::Ready => "ready",
+            },
+            ended: state.ended,
+            frame: state.next_frame,
+            frames_sent: state.frames_sent,
+            frames_dropped: state.frames_dropped,
+            packets_sent: u64::from(state.counts.packets),
+            octets_sent: u64::from(state.counts.octets),
+            decimation: state.adapt.decimation,
+            receiver_report: state.report,
+            rtcp_byes: state.rtcp_byes,
+            rtcp_malformed: state.rtcp_malformed,
+        }
     }
 }
 

@@ -1,0 +1,189 @@
+//! `--stats`: what the server reports about its sessions every interval, as text lines on
+//! stderr (the log) or as one JSON object per line on stdout (`--stats-format json`, for
+//! scripts and tests). The JSON schema is in the README ("Statistics").
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// How `--stats` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StatsFormat {
+    /// A line per session in the log.
+    #[default]
+    Text,
+    /// One JSON object per interval on stdout.
+    Json,
+}
+
+/// One interval's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Seconds since the server started.
+    pub uptime_s: f64,
+    /// The open sessions, ordered by id.
+    pub sessions: Vec<SessionStats>,
+    /// Sessions that ended since the previous report, in the order they ended.
+    pub closed: Vec<Closed>,
+}
+
+/// A session as the server sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionStats {
+    pub id: String,
+    /// The client's control connection address.
+    pub client: String,
+    /// The clip's name.
+    pub path: String,
+    /// `rtsp` or `lab`.
+    pub dialect: &'static str,
+    /// `udp`, `tcp` (interleaved) or `lab-udp` (whole JPEGs to one port).
+    pub transport: &'static str,
+    /// `ready` or `playing`.
+    pub state: &'static str,
+    /// Whether the play reached its end (of the clip or of the requested range).
+    pub ended: bool,
+    /// The next clip frame to send.
+    pub frame: usize,
+    pub frames_sent: u64,
+    /// Frames not sent: a TCP client reading too slowly, or a lab frame over 64 KiB.
+    pub frames_dropped: u64,
+    pub packets_sent: u64,
+    /// RTP payload bytes sent.
+    pub octets_sent: u64,
+    /// Sending one frame in this many (congestion response).
+    pub decimation: u32,
+    /// The client's latest RTCP receiver report about our stream.
+    pub receiver_report: Option<ReceiverReport>,
+    /// BYE packets the client sent.
+    pub rtcp_byes: u64,
+    /// RTCP packets from the client that could not be read.
+    pub rtcp_malformed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ReceiverReport {
+    /// 0..1, of the packets expected since the previous report.
+    pub fraction_lost: f64,
+    pub cumulative_lost: i32,
+    pub jitter_ms: f64,
+    /// From the report's LSR/DLSR, when the client echoed one of our sender reports.
+    pub rtt_ms: Option<f64>,
+    /// Reports received so far.
+    pub reports: u64,
+}
+
+/// A session that ended, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Closed {
+    pub id: String,
+    pub path: String,
+    /// `teardown`, `timed out`, `control connection closed`, `server shutting down`.
+    pub reason: String,
+    pub frames_sent: u64,
+}
+
+/// When the server started, for `uptime_s`.
+pub fn uptime(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+impl SessionStats {
+    /// The text form of `--stats`.
+    pub fn line(&self) -> String {
+        let report = match &self.receiver_report {
+            Some(r) => format!(
+                "fraction-lost={:.1}% lost={} jitter={:.2}ms rtt={} reports={}",
+                r.fraction_lost * 100.0,
+                r.cumulative_lost,
+                r.jitter_ms,
+                r.rtt_ms
+                    .map(|r| format!("{r:.2}ms"))
+                    .unwrap_or_else(|| "-".into()),
+                r.reports
+            ),
+            None => "no receiver report yet".to_string(),
+        };
+        // The text form predates the JSON one and names states as it always did.
+        let state = if self.state == "playing" {
+            "Playing"
+        } else {
+            "Ready"
+        };
+        format!(
+            "stats session={} client={} clip={} state={state} frame={} sent-frames={} sent-packets={} dropped-frames={} decimation={} {report}",
+            self.id,
+            self.client,
+            self.path,
+            self.frame,
+            self.frames_sent,
+            self.packets_sent,
+            self.frames_dropped,
+            self.decimation,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> SessionStats {
+        SessionStats {
+            id: "A1".into(),
+            client: "127.0.0.1:4000".into(),
+            path: "clip.Mjpeg".into(),
+            dialect: "rtsp",
+            transport: "udp",
+            state: "playing",
+            ended: false,
+            frame: 7,
+            frames_sent: 7,
+            frames_dropped: 0,
+            packets_sent: 21,
+            octets_sent: 20000,
+            decimation: 2,
+            receiver_report: Some(ReceiverReport {
+                fraction_lost: 0.5,
+                cumulative_lost: 3,
+                jitter_ms: 1.25,
+                rtt_ms: None,
+                reports: 2,
+            }),
+            rtcp_byes: 0,
+            rtcp_malformed: 1,
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let report = Report {
+            uptime_s: 1.5,
+            sessions: vec![session()],
+            closed: vec![Closed {
+                id: "B2".into(),
+                path: "clip.Mjpeg".into(),
+                reason: "teardown".into(),
+                frames_sent: 3,
+            }],
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+        let s = &value["sessions"][0];
+        assert_eq!(s["transport"], "udp");
+        assert_eq!(s["receiver_report"]["fraction_lost"], 0.5);
+        assert_eq!(s["receiver_report"]["rtt_ms"], serde_json::Value::Null);
+        assert_eq!(s["rtcp_malformed"], 1);
+        assert_eq!(value["closed"][0]["reason"], "teardown");
+    }
+
+    #[test]
+    fn text_line_keeps_its_fields() {
+        let line = session().line();
+        assert!(
+            line.contains("state=Playing frame=7 sent-frames=7"),
+            "{line}"
+        );
+        assert!(line.contains("fraction-lost=50.0% lost=3 jitter=1.25ms rtt=- reports=2"));
+    }
+}
