@@ -6,16 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtsp_types::headers::{CSEQ, SESSION};
-use rtsp_types::{StatusCode, Version};
+use rtsp_types::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::Server;
-use super::handler::{Connection, Reply};
+use super::handler::Connection;
 use crate::rtsp::request::{self, Framed, MAX_REQUEST};
-use crate::rtsp::{Dialect, lab};
+use crate::rtsp::{Dialect, Reply, lab};
 
 /// A request must arrive whole within this time once it has started.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -127,7 +126,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                     let reply = server.handle(&mut conn, &request);
                     let close = reply.close;
                     if tx
-                        .send(render(&reply, request.cseq, dialect))
+                        .send(reply.into_bytes(dialect, request.cseq))
                         .await
                         .is_err()
                         || close
@@ -143,7 +142,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                     tracing::info!("{peer}: bad request ({reason}), closing");
                     let mut reply = Reply::new(StatusCode::BadRequest);
                     reply.close = true;
-                    let _ = tx.send(render(&reply, cseq, dialect)).await;
+                    let _ = tx.send(reply.into_bytes(dialect, cseq)).await;
                     break 'reading;
                 }
             }
@@ -173,7 +172,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
             Ok(Ok(n)) => {
                 if buf.len() + n > MAX_REQUEST + 4 + 65535 {
                     let reply = Reply::new(StatusCode::RequestMessageBodyTooLarge);
-                    let _ = tx.send(render(&reply, None, dialect)).await;
+                    let _ = tx.send(reply.into_bytes(dialect, None)).await;
                     break;
                 }
                 buf.extend_from_slice(&chunk[..n]);
@@ -182,11 +181,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
             Err(_) if pending => {
                 tracing::info!("{peer}: request not completed in {REQUEST_DEADLINE:?}, closing");
                 let _ = tx
-                    .send(render(
-                        &Reply::new(StatusCode::RequestTimeout),
-                        None,
-                        dialect,
-                    ))
+                    .send(Reply::new(StatusCode::RequestTimeout).into_bytes(dialect, None))
                     .await;
                 break;
             }
@@ -196,11 +191,10 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     // Sessions that live in this connection (interleaved, lab) end with it; UDP sessions
     // stay until TEARDOWN or their timeout, as RFC 2326 allows clients to reconnect.
     for id in &conn.sessions {
-        if let Some(session) = server.session(id) {
-            let bound = !matches!(session.lock().dest, super::session::Dest::Udp { .. });
-            if bound {
-                server.remove_session(id, Some("control connection closed"));
-            }
+        if let Some(session) = server.session(id)
+            && session.ends_with_connection()
+        {
+            server.remove_session(id, Some("control connection closed"));
         }
     }
     drop(conn);
@@ -210,66 +204,10 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
 
 fn interleaved_rtcp(server: &Server, conn: &Connection, channel: u8, data: &[u8]) {
     for id in &conn.sessions {
-        if let Some(session) = server.session(id) {
-            let rtcp_channel = match &session.lock().dest {
-                super::session::Dest::Tcp { channels, .. } => Some(channels.1),
-                _ => None,
-            };
-            if rtcp_channel == Some(channel) {
-                server.rtcp_for(&session, data);
-            }
-        }
-    }
-}
-
-/// Writes a reply in the connection's dialect, echoing the request's CSeq.
-fn render(reply: &Reply, cseq: Option<u32>, dialect: Dialect) -> Vec<u8> {
-    let code = u16::from(reply.status);
-    let reason = if reply.status == StatusCode::Ok {
-        "OK".to_string()
-    } else {
-        reply.status.to_string()
-    };
-    match dialect {
-        Dialect::Lab => {
-            // Lab clients read fixed line positions: only a reply with a body (DESCRIBE)
-            // carries more than status, CSeq and Session.
-            let extra: Vec<(&str, String)> = if reply.body.is_empty() {
-                Vec::new()
-            } else {
-                reply
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.clone()))
-                    .collect()
-            };
-            lab::reply(
-                code,
-                &reason,
-                cseq,
-                reply.session.as_deref(),
-                &extra,
-                &reply.body,
-            )
-        }
-        Dialect::Standard => {
-            let mut builder =
-                rtsp_types::Response::builder(Version::V1_0, reply.status).reason_phrase(reason);
-            if let Some(cseq) = cseq {
-                builder = builder.header(CSEQ, cseq.to_string());
-            }
-            builder = builder.header(rtsp_types::headers::SERVER, "mjpeg-rtsp-server");
-            for (name, value) in &reply.headers {
-                builder = builder.header(name.clone(), value.clone());
-            }
-            if let Some(session) = &reply.session {
-                builder = builder.header(SESSION, session.clone());
-            }
-            let response = builder.build(reply.body.clone());
-            let mut out = Vec::new();
-            // Writing into a Vec cannot fail.
-            let _ = response.write(&mut out);
-            out
+        if let Some(session) = server.session(id)
+            && session.rtcp_channel() == Some(channel)
+        {
+            server.rtcp_for(&session, data);
         }
     }
 }

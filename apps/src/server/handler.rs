@@ -1,56 +1,123 @@
-//! What the server answers to each request: the RFC 2326 state machine (Init -> Ready ->
-//! Playing) over the session table, independent of sockets.
+//! What the server answers to each request: the RFC 2326 method table over the session
+//! table, independent of sockets. Replies are `rtsp_core::Reply` values with typed
+//! headers; a refused request is a [`Refusal`] that names what was wrong and maps to its
+//! status code.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use rtsp_types::headers::{self, HeaderName};
+use rtsp_types::headers::{self, Allow, Public, RtpInfos, Session as SessionHeader, rtp_info};
 use rtsp_types::{Method, StatusCode, Version};
 
 use super::Server;
-use super::session::{Dest, Phase, Session, random_u32};
-use crate::rtsp::path::{self, CONTROL};
-use crate::rtsp::{Dialect, Incoming, TransportSpec, range, sdp, transport};
+use super::media::Clip;
+use super::policy::{self, Policy};
+use super::session::{Dest, PlayError, Session};
+use crate::rtsp::path::{self, CONTROL, PathError};
+use crate::rtsp::range::RangeError;
+use crate::rtsp::transport::{self, TransportError};
+use crate::rtsp::{Dialect, Incoming, Reply, TransportSpec, sdp};
 
 /// Methods the server implements (the `Public` header).
-pub const PUBLIC: &str =
-    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+const METHODS: [Method; 8] = [
+    Method::Options,
+    Method::Describe,
+    Method::Setup,
+    Method::Play,
+    Method::Pause,
+    Method::Teardown,
+    Method::GetParameter,
+    Method::SetParameter,
+];
 
-/// A reply before it is written in the connection's dialect.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: Vec<(HeaderName, String)>,
-    pub body: Vec<u8>,
-    /// The session the reply is about (the `Session` header).
-    pub session: Option<String>,
-    /// Close the connection after this reply.
-    pub close: bool,
+/// Why a request is refused; the status code follows from it and the text goes in the
+/// reply's `X-Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("only RTSP/1.0 is supported")]
+    Version,
+    #[error("missing or malformed CSeq")]
+    CSeq,
+    #[error("required features are not supported")]
+    Require(Vec<String>),
+    #[error("this server only plays clips")]
+    NotAllowed,
+    #[error("unknown method")]
+    UnknownMethod,
+    #[error("this method needs a URL, not *")]
+    NoUrl,
+    #[error("{0}")]
+    Path(#[from] PathError),
+    #[error("no such clip")]
+    NoSuchClip,
+    #[error("no Transport header")]
+    NoTransport,
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    #[error("no Session header")]
+    NoSessionHeader,
+    #[error("no such session")]
+    NoSuchSession,
+    #[error("one clip per session")]
+    OneClipPerSession,
+    #[error("SETUP while playing")]
+    SetupWhilePlaying,
+    #[error("the server is at its session limit")]
+    SessionLimit,
+    #[error("the URL is not this session's clip")]
+    NotThisSessionsClip,
+    #[error("{0}")]
+    Range(#[from] RangeError),
+    #[error("{0}")]
+    Play(#[from] PlayError),
+    #[error("the server has no settable parameters")]
+    NoParameters,
 }
 
-impl Reply {
-    pub fn new(status: StatusCode) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-            session: None,
-            close: false,
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Version => StatusCode::RTSPVersionNotSupported,
+            Refusal::CSeq | Refusal::NoUrl => StatusCode::BadRequest,
+            Refusal::Require(_) => StatusCode::OptionNotSupported,
+            Refusal::NotAllowed => StatusCode::MethodNotAllowed,
+            Refusal::UnknownMethod => StatusCode::NotImplemented,
+            Refusal::Path(_) | Refusal::NoSuchClip | Refusal::NotThisSessionsClip => {
+                StatusCode::NotFound
+            }
+            Refusal::NoTransport | Refusal::Transport(_) => StatusCode::UnsupportedTransport,
+            Refusal::NoSessionHeader | Refusal::NoSuchSession => StatusCode::SessionNotFound,
+            Refusal::OneClipPerSession => StatusCode::AggregateOperationNotAllowed,
+            Refusal::SetupWhilePlaying => StatusCode::MethodNotValidInThisState,
+            Refusal::SessionLimit => StatusCode::NotEnoughBandwidth,
+            Refusal::Range(_) => StatusCode::HeaderFieldNotValidForResource,
+            Refusal::Play(_) => StatusCode::InvalidRange,
+            Refusal::NoParameters => StatusCode::ParameterNotUnderstood,
         }
     }
 
-    fn header(mut self, name: HeaderName, value: impl Into<String>) -> Reply {
-        self.headers.push((name, value.into()));
-        self
+    fn reply(&self) -> Reply {
+        let reply = Reply::error(self.status(), self);
+        match self {
+            Refusal::Require(features) => reply.with(&headers::Unsupported::from(features.clone())),
+            Refusal::NotAllowed => reply.with(&allow()),
+            _ => reply,
+        }
     }
+}
 
-    fn error(status: StatusCode, why: &str) -> Reply {
-        Reply::new(status).header(
-            HeaderName::from_static_str("X-Error").unwrap_or(headers::SERVER),
-            why,
-        )
-    }
+fn public() -> Public {
+    METHODS
+        .iter()
+        .fold(Public::builder(), |b, m| b.method(m.clone()))
+        .build()
+}
+
+fn allow() -> Allow {
+    METHODS
+        .iter()
+        .fold(Allow::builder(), |b, m| b.method(m.clone()))
+        .build()
 }
 
 /// The connection a request came on.
@@ -67,21 +134,33 @@ pub struct Connection {
 
 impl Server {
     pub fn handle(&self, conn: &mut Connection, request: &Incoming) -> Reply {
+        let mut reply = match self.answer(conn, request) {
+            Ok(reply) => reply,
+            Err(refusal) => refusal.reply(),
+        };
+        // Replies about a session carry it.
+        if reply.session().is_none()
+            && reply.status() == StatusCode::Ok
+            && let Some(id) = &request.session
+            && self.session(id).is_some()
+        {
+            reply.set_session(&self.session_header(id));
+        }
+        reply
+    }
+
+    fn answer(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
         if request.version != Version::V1_0 {
-            return Reply::error(
-                StatusCode::RTSPVersionNotSupported,
-                "only RTSP/1.0 is supported",
-            );
+            return Err(Refusal::Version);
         }
         if request.cseq.is_none() {
-            return Reply::error(StatusCode::BadRequest, "missing or malformed CSeq");
+            return Err(Refusal::CSeq);
         }
         if let Some(required) = &request.require {
-            return Reply::new(StatusCode::OptionNotSupported)
-                .header(headers::UNSUPPORTED, required.clone());
+            return Err(Refusal::Require(required.clone()));
         }
-        let mut reply = match &request.method {
-            Method::Options => Reply::new(StatusCode::Ok).header(headers::PUBLIC, PUBLIC),
+        match &request.method {
+            Method::Options => Ok(Reply::new(StatusCode::Ok).with(&public())),
             Method::Describe => self.describe(conn, request),
             Method::Setup => self.setup(conn, request),
             Method::Play => self.play(request),
@@ -89,42 +168,26 @@ impl Server {
             Method::Teardown => self.teardown(conn, request),
             Method::GetParameter | Method::SetParameter => self.parameter(request),
             Method::Announce | Method::Record | Method::Redirect | Method::PlayNotify => {
-                Reply::error(StatusCode::MethodNotAllowed, "this server only plays clips")
-                    .header(headers::ALLOW, PUBLIC)
+                Err(Refusal::NotAllowed)
             }
-            Method::Extension(_) => Reply::error(StatusCode::NotImplemented, "unknown method"),
-        };
-        // Replies about a session carry it, with its timeout (not to lab clients, which
-        // read a plain integer).
-        if reply.session.is_none() && reply.status == StatusCode::Ok {
-            reply.session = request
-                .session
-                .clone()
-                .filter(|id| self.session(id).is_some());
+            Method::Extension(_) => Err(Refusal::UnknownMethod),
         }
-        reply
     }
 
-    fn session_header(&self, id: &str, dialect: Dialect) -> String {
-        match dialect {
-            Dialect::Lab => id.to_string(),
-            Dialect::Standard => format!("{id};timeout={}", self.config.session_timeout.as_secs()),
-        }
+    /// The `Session` header for session `id`, with its timeout (which the lab writer
+    /// leaves out: lab clients read a plain integer).
+    fn session_header(&self, id: &str) -> SessionHeader {
+        SessionHeader::with_timeout(id.to_string(), self.config.session_timeout.as_secs())
     }
 
     /// The clip a request names.
-    fn target(&self, request: &Incoming) -> Result<(Arc<super::media::Clip>, bool), Reply> {
-        let path = request.path.as_deref().ok_or_else(|| {
-            Reply::error(StatusCode::BadRequest, "this method needs a URL, not *")
-        })?;
-        let target =
-            path::target(path).map_err(|e| Reply::error(StatusCode::NotFound, &e.to_string()))?;
-        let clip = self
-            .clips
+    fn target(&self, request: &Incoming) -> Result<Arc<Clip>, Refusal> {
+        let path = request.path.as_deref().ok_or(Refusal::NoUrl)?;
+        let target = path::target(path)?;
+        self.clips
             .get(&target.clip)
             .cloned()
-            .ok_or_else(|| Reply::error(StatusCode::NotFound, "no such clip"))?;
-        Ok((clip, target.media))
+            .ok_or(Refusal::NoSuchClip)
     }
 
     fn content_base(&self, request: &Incoming, clip: &str) -> String {
@@ -134,11 +197,8 @@ impl Server {
         }
     }
 
-    fn describe(&self, conn: &Connection, request: &Incoming) -> Reply {
-        let (clip, _) = match self.target(request) {
-            Ok(found) => found,
-            Err(reply) => return reply,
-        };
+    fn describe(&self, conn: &Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        let clip = self.target(request)?;
         let address = conn.local.ip().to_string();
         let body = sdp::describe(&sdp::ClipDescription {
             name: &clip.name,
@@ -148,85 +208,60 @@ impl Server {
             duration: (!self.config.looping).then(|| clip.duration()),
             server_address: &address,
             control: CONTROL,
-            session_id: u64::from(random_u32()),
+            session_id: u64::from(super::session::random_u32()),
         });
-        let mut reply = Reply::new(StatusCode::Ok)
-            .header(
+        Ok(Reply::new(StatusCode::Ok)
+            .with_header(
                 headers::CONTENT_BASE,
                 self.content_base(request, &clip.name),
             )
-            .header(headers::CONTENT_TYPE, "application/sdp");
-        reply.body = body;
-        reply
+            .with_body("application/sdp", body))
     }
 
-    fn setup(&self, conn: &mut Connection, request: &Incoming) -> Reply {
-        let (clip, _) = match self.target(request) {
-            Ok(found) => found,
-            Err(reply) => return reply,
-        };
-        let spec = match &request.transport {
-            None => return Reply::error(StatusCode::UnsupportedTransport, "no Transport header"),
-            Some(Err(why)) => return Reply::error(StatusCode::UnsupportedTransport, why),
-            Some(Ok(spec)) => *spec,
-        };
+    fn setup(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        let clip = self.target(request)?;
+        let spec = request.transport.clone().ok_or(Refusal::NoTransport)??;
         if let Some(id) = &request.session {
             // One stream per session: a second SETUP may only change the transport.
-            let Some(existing) = self.session(id) else {
-                return Reply::error(StatusCode::SessionNotFound, "no such session");
-            };
+            let existing = self.session(id).ok_or(Refusal::NoSuchSession)?;
             if existing.clip.name != clip.name {
-                return Reply::error(
-                    StatusCode::AggregateOperationNotAllowed,
-                    "one clip per session",
-                );
+                return Err(Refusal::OneClipPerSession);
             }
-            if existing.lock().phase == Phase::Playing {
-                return Reply::error(StatusCode::MethodNotValidInThisState, "SETUP while playing");
+            if existing.is_playing() {
+                return Err(Refusal::SetupWhilePlaying);
             }
             self.remove_session(id, None);
         }
         if self.session_count() >= self.config.max_sessions {
-            return Reply::error(
-                StatusCode::NotEnoughBandwidth,
-                "the server is at its session limit",
-            );
+            return Err(Refusal::SessionLimit);
         }
         let ip = conn.peer.ip();
-        let (dest, transport_header) = match spec {
+        let dest = match spec {
             TransportSpec::Udp {
                 rtp_port,
                 rtcp_port,
-            } => {
-                let rtcp_port = rtcp_port.or(rtp_port.checked_add(1));
-                let dest = Dest::Udp {
-                    rtp: SocketAddr::new(ip, rtp_port),
-                    rtcp: rtcp_port.map(|p| SocketAddr::new(ip, p)),
-                };
-                (dest, Some((rtp_port, rtcp_port)))
-            }
+            } => Dest::Udp {
+                rtp: SocketAddr::new(ip, rtp_port),
+                rtcp: rtcp_port
+                    .or(rtp_port.checked_add(1))
+                    .map(|p| SocketAddr::new(ip, p)),
+            },
             TransportSpec::Tcp { channels } => {
                 let channels =
                     channels.unwrap_or((conn.next_channel, conn.next_channel.wrapping_add(1)));
                 conn.next_channel = channels.1.wrapping_add(1);
-                (
-                    Dest::Tcp {
-                        writer: conn.writer.clone(),
-                        channels,
-                    },
-                    None,
-                )
+                Dest::Tcp {
+                    writer: conn.writer.clone(),
+                    channels,
+                }
             }
-            TransportSpec::Lab { port } => (
-                Dest::Lab {
-                    rtp: SocketAddr::new(ip, port),
-                },
-                None,
-            ),
+            TransportSpec::Lab { port } => Dest::Lab {
+                rtp: SocketAddr::new(ip, port),
+            },
         };
-        let dialect = match spec {
-            TransportSpec::Lab { .. } => Dialect::Lab,
-            _ => Dialect::Standard,
+        let session_policy = match spec {
+            TransportSpec::Lab { .. } => Policy::of(Dialect::Lab),
+            _ => Policy::of(Dialect::Standard),
         };
         let id = request
             .session
@@ -234,7 +269,7 @@ impl Server {
             .unwrap_or_else(|| self.new_session_id(request.dialect));
         let session = Arc::new(Session::new(
             id.clone(),
-            dialect,
+            session_policy,
             clip,
             conn.peer,
             dest.clone(),
@@ -242,199 +277,100 @@ impl Server {
             self.config.adapt_threshold,
         ));
         let ssrc = session.ssrc;
-        self.add_session(session, &dest);
+        self.add_session(session);
         conn.sessions.push(id.clone());
-        tracing::info!(
-            "session {id}: SETUP from {} ({})",
-            conn.peer,
-            describe_dest(&dest)
-        );
+        tracing::info!("session {id}: SETUP from {} ({dest})", conn.peer);
         let mut reply = Reply::new(StatusCode::Ok);
-        match (&dest, transport_header) {
-            (Dest::Udp { .. }, Some((rtp, rtcp))) => {
-                let local = self.sockets_ports;
-                reply = reply.header(
-                    headers::TRANSPORT,
-                    transport_value(&transport::udp_reply((rtp, rtcp), local, ssrc)),
-                );
+        match &dest {
+            Dest::Udp { rtp, rtcp } => {
+                let client = (rtp.port(), rtcp.map(|r| r.port()));
+                reply = reply.with(&transport::udp_reply(client, self.sockets_ports, ssrc));
             }
-            (Dest::Tcp { channels, .. }, _) => {
-                reply = reply.header(
-                    headers::TRANSPORT,
-                    transport_value(&transport::tcp_reply(*channels, ssrc)),
-                );
+            Dest::Tcp { channels, .. } => {
+                reply = reply.with(&transport::tcp_reply(*channels, ssrc));
             }
-            _ => {}
+            Dest::Lab { .. } => {}
         }
-        reply.session = Some(self.session_header(&id, request.dialect));
-        reply
+        reply.set_session(&self.session_header(&id));
+        Ok(reply)
     }
 
-    fn find(&self, request: &Incoming) -> Result<Arc<Session>, Reply> {
-        let id = request
-            .session
-            .as_deref()
-            .ok_or_else(|| Reply::error(StatusCode::SessionNotFound, "no Session header"))?;
-        let session = self
-            .session(id)
-            .ok_or_else(|| Reply::error(StatusCode::SessionNotFound, "no such session"))?;
+    fn find(&self, request: &Incoming) -> Result<Arc<Session>, Refusal> {
+        let id = request.session.as_deref().ok_or(Refusal::NoSessionHeader)?;
+        let session = self.session(id).ok_or(Refusal::NoSuchSession)?;
         if let Some(path) = &request.path
-            && request.dialect == Dialect::Standard
+            && policy::checks_request_url(request.dialect)
             && path != "*"
             && path::target(path).map(|t| t.clip) != Ok(session.clip.name.clone())
         {
-            return Err(Reply::error(
-                StatusCode::NotFound,
-                "the URL is not this session's clip",
-            ));
+            return Err(Refusal::NotThisSessionsClip);
         }
         session.touch();
         Ok(session)
     }
 
-    fn play(&self, request: &Incoming) -> Reply {
-        let session = match self.find(request) {
-            Ok(s) => s,
-            Err(reply) => return reply,
-        };
-        let requested = match request.range.as_deref().map(range::parse).transpose() {
-            Ok(r) => r,
-            Err(why) => return Reply::error(StatusCode::HeaderFieldNotValidForResource, &why),
-        };
-        let clip = &session.clip;
-        let mut state = session.lock();
-        let start = match requested.and_then(|r| r.start) {
-            Some(seconds) => match clip.frame_at(seconds) {
-                Some(frame) => Some(frame),
-                None => {
-                    return Reply::error(StatusCode::InvalidRange, "the range starts past the end");
-                }
-            },
-            None if state.ended || state.next_frame >= clip.frames.len() => Some(0),
-            None => None,
-        };
-        let end = match requested.and_then(|r| r.end) {
-            Some(seconds) => ((seconds * f64::from(clip.fps) - 1e-6).ceil().max(0.0) as usize)
-                .min(clip.frames.len()),
-            None => clip.frames.len(),
-        };
-        if let Some(frame) = start {
-            state.next_frame = frame;
-        }
-        if end <= state.next_frame {
-            return Reply::error(StatusCode::InvalidRange, "nothing to play in that range");
-        }
-        state.end_frame = end;
-        state.ended = false;
-        state.phase = Phase::Playing;
-        state.generation += 1;
-        state.origin = Instant::now();
-        state.origin_timeline = state.timeline();
-        let generation = state.generation;
-        let timeline = state.timeline();
-        let rtptime = state.rtp_time(timeline, clip.fps);
-        let seq = if session.dialect == Dialect::Lab {
-            (timeline + 1) as u16
-        } else {
-            state.seq
-        };
-        let from = clip.time_of(state.next_frame as u64);
-        let to = (end < clip.frames.len() || !session.looping).then(|| clip.time_of(end as u64));
-        drop(state);
-        self.pacer.play(session.clone(), generation);
-        let mut reply = Reply::new(StatusCode::Ok).header(headers::RANGE, range::format(from, to));
+    fn play(&self, request: &Incoming) -> Result<Reply, Refusal> {
+        let session = self.find(request)?;
+        let range = request.range.clone().transpose()?;
+        let play = session.play(range)?;
+        self.pacer.play(session.clone(), play.generation);
+        let mut reply = Reply::new(StatusCode::Ok).with(&play.range);
         if request.dialect == Dialect::Standard {
-            let url = format!("{}{CONTROL}", self.content_base(request, &clip.name));
-            reply = reply.header(
-                headers::RTP_INFO,
-                format!("url={url};seq={seq};rtptime={rtptime}"),
+            let url = format!(
+                "{}{CONTROL}",
+                self.content_base(request, &session.clip.name)
             );
+            // A URL that does not parse (a request to `*`) gets no RTP-Info.
+            if let Ok(uri) = rtsp_types::Url::parse(&url) {
+                reply = reply.with(&RtpInfos::V1(vec![rtp_info::v1::RtpInfo {
+                    uri,
+                    seq: Some(play.seq),
+                    rtptime: Some(play.rtptime),
+                }]));
+            }
         }
-        reply.session = Some(self.session_header(&session.id, request.dialect));
-        reply
+        reply.set_session(&self.session_header(&session.id));
+        Ok(reply)
     }
 
-    fn pause(&self, request: &Incoming) -> Reply {
-        let session = match self.find(request) {
-            Ok(s) => s,
-            Err(reply) => return reply,
-        };
-        let mut state = session.lock();
-        if state.phase == Phase::Playing {
-            state.phase = Phase::Ready;
-            state.generation += 1;
-        }
-        let at = session.clip.time_of(state.next_frame as u64);
-        drop(state);
-        let mut reply = Reply::new(StatusCode::Ok).header(headers::RANGE, range::format(at, None));
-        reply.session = Some(self.session_header(&session.id, request.dialect));
-        reply
+    fn pause(&self, request: &Incoming) -> Result<Reply, Refusal> {
+        let session = self.find(request)?;
+        let at = session.pause();
+        let mut reply = Reply::new(StatusCode::Ok).with(&crate::rtsp::range::ServedRange {
+            start: at,
+            end: None,
+        });
+        reply.set_session(&self.session_header(&session.id));
+        Ok(reply)
     }
 
-    fn teardown(&self, conn: &mut Connection, request: &Incoming) -> Reply {
-        let session = match self.find(request) {
-            Ok(s) => s,
-            Err(reply) => return reply,
-        };
+    fn teardown(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        let session = self.find(request)?;
         self.remove_session(&session.id, Some("teardown"));
         conn.sessions.retain(|id| *id != session.id);
         let mut reply = Reply::new(StatusCode::Ok);
         if request.dialect == Dialect::Lab {
-            reply.session = Some(session.id.clone());
+            reply.set_session(&SessionHeader::from(session.id.as_str()));
         }
-        reply
+        Ok(reply)
     }
 
-    fn parameter(&self, request: &Incoming) -> Reply {
+    fn parameter(&self, request: &Incoming) -> Result<Reply, Refusal> {
         if let Some(id) = &request.session {
-            match self.session(id) {
-                Some(session) => session.touch(),
-                None => return Reply::error(StatusCode::SessionNotFound, "no such session"),
-            }
+            self.session(id).ok_or(Refusal::NoSuchSession)?.touch();
         }
         if request.method == Method::SetParameter && request.body_len > 0 {
-            return Reply::error(
-                StatusCode::ParameterNotUnderstood,
-                "the server has no settable parameters",
-            );
+            return Err(Refusal::NoParameters);
         }
-        Reply::new(StatusCode::Ok)
+        Ok(Reply::new(StatusCode::Ok))
     }
 
     fn new_session_id(&self, dialect: Dialect) -> String {
         loop {
-            // Lab clients read the id with int(): 6 digits as lab servers give. Standard
-            // clients get 16 hex digits, not guessable.
-            let id = match dialect {
-                Dialect::Lab => (100_000 + random_u32() % 900_000).to_string(),
-                Dialect::Standard => format!("{:08X}{:08X}", random_u32(), random_u32()),
-            };
+            let id = policy::session_id(dialect);
             if self.session(&id).is_none() {
                 return id;
             }
         }
-    }
-}
-
-fn transport_value(transports: &headers::Transports) -> String {
-    let response = rtsp_types::Response::builder(Version::V1_0, StatusCode::Ok)
-        .typed_header(transports)
-        .empty();
-    response
-        .header(&headers::TRANSPORT)
-        .map(|v| v.as_str().to_string())
-        .unwrap_or_default()
-}
-
-fn describe_dest(dest: &Dest) -> String {
-    match dest {
-        Dest::Udp { rtp, rtcp } => format!(
-            "RTP/AVP UDP to {rtp}{}",
-            rtcp.map(|r| format!(", RTCP {r}")).unwrap_or_default()
-        ),
-        Dest::Tcp { channels, .. } => {
-            format!("RTP/AVP/TCP interleaved {}-{}", channels.0, channels.1)
-        }
-        Dest::Lab { rtp } => format!("lab RTP/UDP to {rtp}"),
     }
 }

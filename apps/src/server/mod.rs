@@ -22,6 +22,7 @@ mod connection;
 pub mod handler;
 pub mod media;
 pub mod pacer;
+pub mod policy;
 pub mod session;
 pub mod stats;
 mod udp;
@@ -38,9 +39,7 @@ use gstmjpegrtp::rtcp;
 
 use media::Clip;
 use pacer::{Pacer, Sockets};
-use session::{Dest, Phase, Session};
-
-use crate::rtsp::Dialect;
+use session::Session;
 
 /// What the command line sets.
 #[derive(Debug, Clone)]
@@ -86,20 +85,18 @@ impl Server {
         lock(&self.sessions).len()
     }
 
-    fn add_session(&self, session: Arc<Session>, dest: &Dest) {
-        if let Dest::Udp {
-            rtcp: Some(addr), ..
-        } = dest
-        {
-            lock(&self.by_rtcp_address).insert(*addr, session.clone());
+    fn add_session(&self, session: Arc<Session>) {
+        if let Some(addr) = session.rtcp_address() {
+            lock(&self.by_rtcp_address).insert(addr, session.clone());
         }
-        if session.dialect == Dialect::Standard {
+        if session.policy.rtcp {
             lock(&self.by_ssrc).insert(session.ssrc, session.clone());
         }
         lock(&self.sessions).insert(session.id.clone(), session);
     }
 
-    /// Ends a session: stops its packets and, if it was sending, says BYE.
+    /// Ends a session: stops its packets and, with a reason, if it was sending, says BYE
+    /// (after its lock is released: the control side never sends under it).
     pub fn remove_session(&self, id: &str, why: Option<&str>) {
         let Some(session) = lock(&self.sessions).remove(id) else {
             return;
@@ -109,27 +106,18 @@ impl Server {
         if let Some(line) = session.suppressed_at_end() {
             tracing::info!("{line}");
         }
-        let mut state = session.lock();
-        let was_sending = state.frames_sent > 0 && !state.ended;
-        state.phase = Phase::Ready;
-        state.generation += 1;
+        let ending = session.end(why);
+        if let Some(bye) = ending.bye {
+            bye.send(&self.sockets.rtcp);
+        }
         if let Some(why) = why {
-            if was_sending && session.dialect == Dialect::Standard {
-                pacer::send_rtcp(
-                    &session,
-                    &mut state,
-                    Instant::now(),
-                    &self.sockets,
-                    Some(why),
-                );
-            }
             tracing::info!("session {id}: closed ({why})");
             if self.config.stats_interval.is_some() {
                 lock(&self.closed).push(stats::Closed {
                     id: id.to_string(),
                     path: session.clip.name.clone(),
                     reason: why.to_string(),
-                    frames_sent: state.frames_sent,
+                    frames_sent: ending.frames_sent,
                 });
             }
         }
@@ -159,16 +147,13 @@ impl Server {
     fn expire_sessions(&self) {
         let timeout = self.config.session_timeout;
         let now = Instant::now();
-        let expired: Vec<String> = lock(&self.sessions)
-            .values()
-            // Lab clients send neither RTCP nor keep-alives: their sessions
-            // live as long as their control connection.
-            .filter(|s| s.dialect == Dialect::Standard)
-            .filter(|s| now.duration_since(s.lock().last_activity) > timeout)
-            .map(|s| s.id.clone())
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        let expired: Vec<&Arc<Session>> = sessions
+            .iter()
+            .filter(|s| s.timed_out(timeout, now))
             .collect();
-        for id in expired {
-            self.remove_session(&id, Some("timed out"));
+        for session in expired {
+            self.remove_session(&session.id, Some("timed out"));
         }
     }
 

@@ -12,9 +12,11 @@ pub mod lab;
 pub mod path;
 pub mod ports;
 pub mod range;
+pub mod reply;
 pub mod request;
 pub mod sdp;
 pub mod transport;
 
-pub use request::{Dialect, Framed, Incoming};
+pub use reply::Reply;
+pub use request::{Dialect, Framed, Incoming, InvalidRequest};
 pub use transport::TransportSpec;

@@ -1,6 +1,17 @@
-//! `Range: npt=...` (RFC 2326 3.6), read and written with `rtsp-types`.
+//! `Range: npt=...` (RFC 2326 3.6): what a client asks for in PLAY, read with `rtsp-types`,
+//! and what the server answers, as a typed header of its own ([`ServedRange`]) that writes
+//! milliseconds as servers usually do.
 
-use rtsp_types::headers::{NptRange, NptTime};
+use rtsp_types::headers::{self, HeaderParseError, Headers, NptRange, NptTime, RANGE, TypedHeader};
+
+/// What was wrong with a `Range` header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("unsupported Range {0:?} (only npt is supported)")]
+    Unsupported(String),
+    #[error("Range {0:?} ends before it starts")]
+    EndsBeforeStart(String),
+}
 
 /// A requested play range in seconds; `None` ends mean "from the current position" and
 /// "to the end".
@@ -10,25 +21,42 @@ pub struct PlayRange {
     pub end: Option<f64>,
 }
 
-/// Reads a `Range` header value. Only `npt` is supported (the server has no wall clock or
-/// SMPTE mapping for its clips).
-pub fn parse(value: &str) -> Result<PlayRange, String> {
+impl PlayRange {
+    /// The `Range` of a request; `None` when it has none. Only `npt` is supported (the
+    /// server has no wall clock or SMPTE mapping for its clips).
+    pub fn from_request(headers: impl AsRef<Headers>) -> Option<Result<PlayRange, RangeError>> {
+        let headers = headers.as_ref();
+        let raw = headers.get(&RANGE)?.as_str();
+        let unsupported = || RangeError::Unsupported(raw.to_string());
+        Some(match headers::Range::from_headers(headers) {
+            Ok(Some(headers::Range::Npt(npt))) => Self::from_npt(npt, raw),
+            _ => Err(unsupported()),
+        })
+    }
+
+    fn from_npt(range: NptRange, raw: &str) -> Result<PlayRange, RangeError> {
+        let (start, end) = match range {
+            NptRange::Empty => (None, None),
+            NptRange::From(start) => (seconds(start), None),
+            NptRange::FromTo(start, end) => (seconds(start), seconds(end)),
+            NptRange::To(end) => (None, seconds(end)),
+        };
+        if let (Some(s), Some(e)) = (start, end)
+            && e < s
+        {
+            return Err(RangeError::EndsBeforeStart(raw.to_string()));
+        }
+        Ok(PlayRange { start, end })
+    }
+}
+
+/// Reads a `Range` header value alone.
+pub fn parse(value: &str) -> Result<PlayRange, RangeError> {
     let range: NptRange = value
         .trim()
         .parse()
-        .map_err(|_| format!("unsupported Range {value:?} (only npt is supported)"))?;
-    let (start, end) = match range {
-        NptRange::Empty => (None, None),
-        NptRange::From(start) => (seconds(start), None),
-        NptRange::FromTo(start, end) => (seconds(start), seconds(end)),
-        NptRange::To(end) => (None, seconds(end)),
-    };
-    if let (Some(s), Some(e)) = (start, end)
-        && e < s
-    {
-        return Err(format!("Range {value:?} ends before it starts"));
-    }
-    Ok(PlayRange { start, end })
+        .map_err(|_| RangeError::Unsupported(value.to_string()))?;
+    PlayRange::from_npt(range, value)
 }
 
 fn seconds(t: NptTime) -> Option<f64> {
@@ -40,12 +68,44 @@ fn seconds(t: NptTime) -> Option<f64> {
     Some(whole + f64::from(ns.unwrap_or(0)) / 1e9)
 }
 
-/// `npt=start-end` with millisecond precision, as servers usually write it.
-pub fn format(start: f64, end: Option<f64>) -> String {
-    match end {
-        Some(end) => format!("npt={start:.3}-{end:.3}"),
-        None => format!("npt={start:.3}-"),
+/// The `Range` of a PLAY or PAUSE reply: from `start` seconds to `end` (`None`: open, a
+/// looping clip or a live stream). Written `npt=start-end` with millisecond precision, as
+/// servers usually write it (`rtsp-types`' own `Range` writes nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServedRange {
+    pub start: f64,
+    pub end: Option<f64>,
+}
+
+impl std::fmt::Display for ServedRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.end {
+            Some(end) => write!(f, "npt={:.3}-{end:.3}", self.start),
+            None => write!(f, "npt={:.3}-", self.start),
+        }
     }
+}
+
+impl TypedHeader for ServedRange {
+    fn from_headers(headers: impl AsRef<Headers>) -> Result<Option<Self>, HeaderParseError> {
+        match PlayRange::from_request(headers) {
+            None => Ok(None),
+            Some(Ok(PlayRange {
+                start: Some(start),
+                end,
+            })) => Ok(Some(ServedRange { start, end })),
+            Some(_) => Err(HeaderParseError),
+        }
+    }
+
+    fn insert_into(&self, mut headers: impl AsMut<Headers>) {
+        headers.as_mut().insert(RANGE, self.to_string());
+    }
+}
+
+/// `npt=start-end` with millisecond precision.
+pub fn format(start: f64, end: Option<f64>) -> String {
+    ServedRange { start, end }.to_string()
 }
 
 #[cfg(test)]
@@ -83,13 +143,57 @@ mod tests {
             })
         );
         assert!(parse("smpte=0:10:00-").is_err());
-        assert!(parse("npt=5-2").is_err());
+        assert!(matches!(
+            parse("npt=5-2"),
+            Err(RangeError::EndsBeforeStart(_))
+        ));
         assert!(parse("npt=x").is_err());
+    }
+
+    #[test]
+    fn reads_the_range_of_a_request() {
+        let request =
+            rtsp_types::Request::builder(rtsp_types::Method::Play, rtsp_types::Version::V1_0)
+                .header(RANGE, "npt=0.5-")
+                .build(Vec::new());
+        assert_eq!(
+            PlayRange::from_request(&request),
+            Some(Ok(PlayRange {
+                start: Some(0.5),
+                end: None
+            }))
+        );
+        let smpte =
+            rtsp_types::Request::builder(rtsp_types::Method::Play, rtsp_types::Version::V1_0)
+                .header(RANGE, "smpte=0:10:00-")
+                .build(Vec::new());
+        assert!(matches!(
+            PlayRange::from_request(&smpte),
+            Some(Err(RangeError::Unsupported(_)))
+        ));
     }
 
     #[test]
     fn writes_npt_ranges() {
         assert_eq!(format(2.0, Some(10.0)), "npt=2.000-10.000");
         assert_eq!(format(0.05, None), "npt=0.050-");
+        let reply =
+            rtsp_types::Response::builder(rtsp_types::Version::V1_0, rtsp_types::StatusCode::Ok)
+                .typed_header(&ServedRange {
+                    start: 0.5,
+                    end: Some(3.0),
+                })
+                .build(Vec::new());
+        assert_eq!(
+            reply.header(&RANGE).map(|v| v.as_str()),
+            Some("npt=0.500-3.000")
+        );
+        assert_eq!(
+            reply.typed_header::<ServedRange>(),
+            Ok(Some(ServedRange {
+                start: 0.5,
+                end: Some(3.0)
+            }))
+        );
     }
 }

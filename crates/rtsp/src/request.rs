@@ -2,11 +2,12 @@
 //! `rtsp-types`, lab-dialect requests, `$`-framed interleaved data) and reducing each
 //! request to what the server acts on.
 
-use rtsp_types::headers::{CSEQ, RANGE, REQUIRE, SESSION, TRANSPORT};
+use rtsp_types::headers::{CSeq, Require, Session};
 use rtsp_types::{Message, Method, ParseError, Request, Version};
 
 use super::lab;
-use super::transport::TransportSpec;
+use super::range::{PlayRange, RangeError};
+use super::transport::{TransportError, TransportSpec};
 
 /// The largest request (headers and body) a client may send.
 pub const MAX_REQUEST: usize = 16 * 1024;
@@ -18,8 +19,8 @@ pub enum Dialect {
     Lab,
 }
 
-/// A request, whichever dialect it came in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request, whichever dialect it came in, its headers read once into typed values.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
     pub dialect: Dialect,
     pub method: Method,
@@ -30,11 +31,34 @@ pub struct Incoming {
     pub base: Option<String>,
     pub version: Version,
     pub cseq: Option<u32>,
+    /// The session id (any `;timeout` a client adds is dropped).
     pub session: Option<String>,
-    pub transport: Option<Result<TransportSpec, String>>,
-    pub range: Option<String>,
-    pub require: Option<String>,
+    pub transport: Option<Result<TransportSpec, TransportError>>,
+    pub range: Option<Result<PlayRange, RangeError>>,
+    /// Features the client requires (`Require`); the server supports none.
+    pub require: Option<Vec<String>>,
     pub body_len: usize,
+}
+
+/// Why bytes from a control connection are not a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    #[error("request line too long")]
+    LineTooLong,
+    #[error("request line without a line end")]
+    NoLineEnd,
+    #[error("request too large")]
+    TooLarge,
+    #[error("{0}")]
+    Lab(#[from] lab::LabError),
+    #[error("a response where a request was expected")]
+    Response,
+    #[error("unexpected interleaved data")]
+    Data,
+    #[error("body shorter than its Content-Length")]
+    ShortBody,
+    #[error("malformed request")]
+    Malformed,
 }
 
 /// One unit read from a control connection.
@@ -48,7 +72,7 @@ pub enum Framed {
     },
     /// Not a request: answer 400 (with `cseq` if it could be found) and close.
     Invalid {
-        reason: String,
+        reason: InvalidRequest,
         cseq: Option<u32>,
     },
 }
@@ -80,28 +104,28 @@ pub fn next(buf: &[u8], quiet: bool) -> Option<(Framed, usize)> {
             (framed, start + total)
         });
     }
-    let invalid = |reason: &str| {
+    let invalid = |reason: InvalidRequest| {
         let framed = Framed::Invalid {
-            reason: reason.to_string(),
+            reason,
             cseq: scrape_cseq(data),
         };
         Some((framed, buf.len()))
     };
     match lab::is_lab(data) {
-        None if data.len() > MAX_REQUEST => invalid("request line too long"),
-        None if quiet && data.len() > 2 => invalid("request line without a line end"),
+        None if data.len() > MAX_REQUEST => invalid(InvalidRequest::LineTooLong),
+        None if quiet && data.len() > 2 => invalid(InvalidRequest::NoLineEnd),
         None => None,
         Some(true) => {
             let ended = data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
             if data.len() > MAX_REQUEST {
-                return invalid("request too large");
+                return invalid(InvalidRequest::TooLarge);
             }
             if !(ended || quiet) {
                 return None;
             }
             match lab::parse(data) {
                 Ok(r) => Some((Framed::Request(Box::new(from_lab(r))), buf.len())),
-                Err(e) => invalid(&e.to_string()),
+                Err(e) => invalid(e.into()),
             }
         }
         Some(false) => match Message::<Vec<u8>>::parse(data) {
@@ -109,16 +133,16 @@ pub fn next(buf: &[u8], quiet: bool) -> Option<(Framed, usize)> {
                 Framed::Request(Box::new(from_standard(&request))),
                 start + used,
             )),
-            Ok((Message::Response(_), _)) => invalid("a response where a request was expected"),
-            Ok((Message::Data(_), _)) => invalid("unexpected interleaved data"),
+            Ok((Message::Response(_), _)) => invalid(InvalidRequest::Response),
+            Ok((Message::Data(_), _)) => invalid(InvalidRequest::Data),
             Err(ParseError::Incomplete(_)) if data.len() > MAX_REQUEST => {
-                invalid("request too large")
+                invalid(InvalidRequest::TooLarge)
             }
             Err(ParseError::Incomplete(_)) if quiet && headers_complete(data) => {
-                invalid("body shorter than its Content-Length")
+                invalid(InvalidRequest::ShortBody)
             }
             Err(ParseError::Incomplete(_)) => None,
-            Err(ParseError::Error) => invalid("malformed request"),
+            Err(ParseError::Error) => invalid(InvalidRequest::Malformed),
         },
     }
 }
@@ -139,7 +163,6 @@ fn scrape_cseq(data: &[u8]) -> Option<u32> {
 }
 
 fn from_standard(request: &Request<Vec<u8>>) -> Incoming {
-    let header = |name| request.header(name).map(|v| v.as_str().to_string());
     let url = request.request_uri();
     Incoming {
         dialect: Dialect::Standard,
@@ -154,19 +177,35 @@ fn from_standard(request: &Request<Vec<u8>>) -> Incoming {
             None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()),
         }),
         version: request.version(),
-        cseq: header(&CSEQ).and_then(|v| v.trim().parse().ok()),
-        session: header(&SESSION)
-            .map(|v| v.split(';').next().unwrap_or_default().trim().to_string()),
-        transport: header(&TRANSPORT).map(|v| TransportSpec::parse(&v)),
-        range: header(&RANGE),
-        require: header(&REQUIRE),
+        cseq: request.typed_header::<CSeq>().ok().flatten().map(|c| *c),
+        session: session_id(request),
+        transport: TransportSpec::from_request(request),
+        range: PlayRange::from_request(request),
+        require: request
+            .typed_header::<Require>()
+            .ok()
+            .flatten()
+            .map(|r| r.iter().cloned().collect()),
         body_len: request.body().len(),
     }
 }
 
+/// The `Session` id. A timeout that does not parse does not hide the id (clients add
+/// what they like after it).
+fn session_id(request: &Request<Vec<u8>>) -> Option<String> {
+    let id = match request.typed_header::<Session>() {
+        Ok(session) => session.map(|s| s.0),
+        Err(_) => request
+            .header(&rtsp_types::headers::SESSION)
+            .and_then(|v| v.as_str().split(';').next())
+            .map(str::to_string),
+    }?;
+    Some(id.trim().to_string())
+}
+
 fn from_lab(r: lab::LabRequest) -> Incoming {
     let transport = if r.bad_transport {
-        Some(Err("lab transport without a usable client_port".to_string()))
+        Some(Err(TransportError::LabPort))
     } else {
         r.client_port.map(|port| Ok(TransportSpec::Lab { port }))
     };

@@ -2,31 +2,58 @@
 //! what the server answers.
 
 use rtsp_types::headers::{
-    RtpLowerTransport, RtpProfile, RtpTransport, RtpTransportParameters, Transport, Transports,
+    Headers, RtpLowerTransport, RtpProfile, RtpTransport, RtpTransportParameters, TRANSPORT,
+    Transport, Transports, TypedHeader,
 };
 
-/// The RTP transports of a `Transport` header, in its order, read with `rtsp-types`.
-fn rtp_transports(header: &str) -> Result<Vec<RtpTransport>, String> {
+/// What was wrong with a `Transport` header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error(
+        "dest_addr/src_addr are not supported (the server only sends to the client it talks to)"
+    )]
+    Addresses,
+    #[error("malformed Transport header {0:?}")]
+    Malformed(String),
+    #[error("no supported transport in {0:?}")]
+    NoneSupported(String),
+    #[error("no RTP transport in {0:?}")]
+    NoRtp(String),
+    #[error("lab transport without a usable client_port")]
+    LabPort,
+}
+
+/// The `Transport` header of a message, read with `rtsp-types`, and its text (for
+/// errors); `None` when there is none.
+fn read_transports(
+    headers: impl AsRef<Headers>,
+) -> Option<Result<(Transports, String), TransportError>> {
+    let headers = headers.as_ref();
+    let raw = headers.get(&TRANSPORT)?.as_str().to_string();
     // rtsp-types asserts on a quoted address ending in a lone backslash; addresses are not
-    // supported anyway (the server only sends to the client it talks to).
-    if header.contains("dest_addr") || header.contains("src_addr") {
-        return Err("dest_addr/src_addr are not supported".into());
+    // supported anyway.
+    if raw.contains("dest_addr") || raw.contains("src_addr") {
+        return Some(Err(TransportError::Addresses));
     }
-    let request =
-        rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
-            .header(rtsp_types::headers::TRANSPORT, header)
-            .empty();
-    let transports = request
-        .typed_header::<Transports>()
-        .map_err(|_| format!("malformed Transport header {header:?}"))?
-        .ok_or("no Transport header")?;
-    Ok(transports
-        .iter()
-        .filter_map(|t| match t {
-            Transport::Rtp(rtp) => Some(rtp.clone()),
-            Transport::Other(_) => None,
-        })
-        .collect())
+    Some(match Transports::from_headers(headers) {
+        Ok(Some(transports)) => Ok((transports, raw)),
+        _ => Err(TransportError::Malformed(raw)),
+    })
+}
+
+fn rtp_transports(transports: &Transports) -> impl Iterator<Item = &RtpTransport> {
+    transports.iter().filter_map(|t| match t {
+        Transport::Rtp(rtp) => Some(rtp),
+        Transport::Other(_) => None,
+    })
+}
+
+/// A `Transport` value outside a message (tests, and values taken from elsewhere) in a
+/// message of its own.
+fn value_message(value: &str) -> rtsp_types::Request<Vec<u8>> {
+    rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
+        .header(TRANSPORT, value)
+        .build(Vec::new())
 }
 
 /// A transport the server can serve, chosen from the client's list.
@@ -44,12 +71,22 @@ pub enum TransportSpec {
 }
 
 impl TransportSpec {
-    /// The first transport of a `Transport` header's list that the server supports.
-    pub fn parse(header: &str) -> Result<TransportSpec, String> {
-        rtp_transports(header)?
-            .iter()
-            .find_map(Self::from_rtp)
-            .ok_or_else(|| format!("no supported transport in {header:?}"))
+    /// The first transport of a request's `Transport` list that the server supports;
+    /// `None` when the request has no `Transport` header.
+    pub fn from_request(
+        headers: impl AsRef<Headers>,
+    ) -> Option<Result<TransportSpec, TransportError>> {
+        Some(read_transports(headers)?.and_then(|(transports, raw)| {
+            rtp_transports(&transports)
+                .find_map(Self::from_rtp)
+                .ok_or(TransportError::NoneSupported(raw))
+        }))
+    }
+
+    /// [`from_request`](Self::from_request) for a header value alone.
+    pub fn parse(value: &str) -> Result<TransportSpec, TransportError> {
+        Self::from_request(value_message(value))
+            .unwrap_or_else(|| Err(TransportError::Malformed(value.into())))
     }
 
     fn from_rtp(rtp: &RtpTransport) -> Option<TransportSpec> {
@@ -91,14 +128,26 @@ pub struct ServerTransport {
 }
 
 impl ServerTransport {
-    pub fn parse(header: &str) -> Result<ServerTransport, String> {
-        rtp_transports(header)?
-            .first()
-            .map(|rtp| ServerTransport {
-                server_port: rtp.params.server_port,
-                interleaved: rtp.params.interleaved,
-            })
-            .ok_or_else(|| format!("no RTP transport in {header:?}"))
+    /// What the first RTP transport of a reply's `Transport` header says; `None` when
+    /// the reply has none.
+    pub fn from_reply(
+        headers: impl AsRef<Headers>,
+    ) -> Option<Result<ServerTransport, TransportError>> {
+        Some(read_transports(headers)?.and_then(|(transports, raw)| {
+            rtp_transports(&transports)
+                .next()
+                .map(|rtp| ServerTransport {
+                    server_port: rtp.params.server_port,
+                    interleaved: rtp.params.interleaved,
+                })
+                .ok_or(TransportError::NoRtp(raw))
+        }))
+    }
+
+    /// [`from_reply`](Self::from_reply) for a header value alone.
+    pub fn parse(value: &str) -> Result<ServerTransport, TransportError> {
+        Self::from_reply(value_message(value))
+            .unwrap_or_else(|| Err(TransportError::Malformed(value.into())))
     }
 }
 

@@ -1,0 +1,238 @@
+//! What the pacer asks of a session: its next frame's packets (into the pacer's batch for
+//! UDP, to the connection's writer for TCP), and its RTCP sender reports.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gstmjpegrtp::rtcp::{self, interval::IntervalInput, session::RtpHeader};
+
+use super::{Dest, Phase, Session, State, random_u32};
+use crate::rtsp::interleaved;
+use crate::server::udp::Datagram;
+
+/// The largest UDP payload: a lab frame bigger than this cannot be sent whole.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// An RTCP packet to send once the session's lock is released.
+#[derive(Debug)]
+pub struct RtcpOut {
+    packet: Vec<u8>,
+    to: RtcpTo,
+}
+
+#[derive(Debug)]
+enum RtcpTo {
+    Udp(SocketAddr),
+    Tcp {
+        writer: tokio::sync::mpsc::Sender<Vec<u8>>,
+        channel: u8,
+    },
+}
+
+impl RtcpOut {
+    /// Sends it: UDP from the shared RTCP socket, TCP through the connection's writer
+    /// (dropped when the writer is full: a report is not worth waiting for).
+    pub fn send(self, socket: &UdpSocket) {
+        match self.to {
+            RtcpTo::Udp(to) => {
+                let _ = socket.send_to(&self.packet, to);
+            }
+            RtcpTo::Tcp { writer, channel } => {
+                let mut bytes = Vec::new();
+                if interleaved::append(&mut bytes, channel, [&self.packet[..]]) {
+                    let _ = writer.try_send(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// What one turn of the pacer did for a session.
+#[derive(Debug)]
+pub enum Sent {
+    /// The booking was for a play that is over (PAUSE, a new PLAY, the end).
+    Stale,
+    /// The next frame is due then; `rtcp` is a sender report that fell due.
+    Next { due: Instant, rtcp: Option<RtcpOut> },
+    /// The play reached its end; `rtcp` is the SR + BYE that says so.
+    Ended { rtcp: Option<RtcpOut> },
+}
+
+impl Session {
+    /// Sends the next frame of the play numbered `generation` (UDP datagrams into
+    /// `datagrams`, for the pacer's batch) and says when the one after is due.
+    pub fn send_next<'a>(
+        &'a self,
+        generation: u64,
+        now: Instant,
+        datagrams: &mut Vec<Datagram<'a>>,
+    ) -> Sent {
+        let mut state = self.lock();
+        if state.generation != generation || state.phase != Phase::Playing {
+            return Sent::Stale;
+        }
+        let clip = &self.clip;
+        if state.next_frame >= state.end_frame {
+            if self.looping && state.end_frame == clip.frames.len() {
+                state.loop_base += clip.frames.len() as u64;
+                state.next_frame = 0;
+            } else {
+                state.phase = Phase::Ready;
+                state.ended = true;
+                let rtcp = if self.policy.rtcp {
+                    self.sender_report(&mut state, now, Some("end of clip"))
+                } else {
+                    None
+                };
+                tracing::info!(
+                    "session {}: end of {}{}",
+                    self.id,
+                    clip.name,
+                    if self.policy.rtcp {
+                        ", sent RTCP BYE"
+                    } else {
+                        ""
+                    }
+                );
+                return Sent::Ended { rtcp };
+            }
+        }
+        let timeline = state.timeline();
+        if timeline.is_multiple_of(u64::from(state.adapt.decimation)) {
+            let sent = self.send_frame(&mut state, timeline, datagrams);
+            if sent {
+                state.frames_sent += 1;
+            } else {
+                state.frames_dropped += 1;
+            }
+        }
+        state.next_frame += 1;
+        let rtcp = if self.policy.rtcp && state.next_report.is_none_or(|t| now >= t) {
+            self.sender_report(&mut state, now, None)
+        } else {
+            None
+        };
+        let ahead = state.timeline() - state.origin_timeline;
+        let due = state.origin + Duration::from_secs_f64(ahead as f64 / f64::from(clip.fps));
+        Sent::Next { due, rtcp }
+    }
+
+    /// Sends clip frame `next_frame` (stream time `timeline`); false when it was dropped.
+    fn send_frame<'a>(
+        &'a self,
+        state: &mut State,
+        timeline: u64,
+        datagrams: &mut Vec<Datagram<'a>>,
+    ) -> bool {
+        let frame = &self.clip.frames[state.next_frame];
+        let ts = state.rtp_time(timeline, self.clip.fps);
+        match &state.dest {
+            Dest::Udp { rtp, .. } => {
+                let to = *rtp;
+                for packet in &frame.packets {
+                    datagrams.push(Datagram {
+                        to,
+                        header: rtp_header(packet.marker_and_type(), state.seq, ts, self.ssrc),
+                        body: packet.body().collect(),
+                    });
+                    state.seq = state.seq.wrapping_add(1);
+                    state.counts.add(packet.body_len());
+                }
+                true
+            }
+            Dest::Lab { rtp } => {
+                if frame.jpeg.len() + 12 > MAX_DATAGRAM {
+                    return false;
+                }
+                // Lab packets: M=0, PT 26, seq = frame number from 1, time in seconds.
+                let unix = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let seq = (timeline + 1) as u16;
+                datagrams.push(Datagram {
+                    to: *rtp,
+                    header: rtp_header(26, seq, unix as u32, 0),
+                    body: vec![frame.jpeg.as_slice()],
+                });
+                state.seq = seq.wrapping_add(1);
+                true
+            }
+            Dest::Tcp { writer, channels } => {
+                let mut bytes = Vec::new();
+                let mut seq = state.seq;
+                let mut counts = state.counts;
+                for packet in &frame.packets {
+                    let header = rtp_header(packet.marker_and_type(), seq, ts, self.ssrc);
+                    interleaved::append(
+                        &mut bytes,
+                        channels.0,
+                        std::iter::once(&header[..]).chain(packet.body()),
+                    );
+                    seq = seq.wrapping_add(1);
+                    counts.add(packet.body_len());
+                }
+                // A full writer means the client reads slower than we send: drop the
+                // frame whole, unnumbered (TCP congestion, not network loss).
+                let ok = writer.try_send(bytes).is_ok();
+                if ok {
+                    state.seq = seq;
+                    state.counts = counts;
+                }
+                ok
+            }
+        }
+    }
+
+    /// A sender report (or, with a reason, SR + BYE) for the client, and the time of the
+    /// next one (RFC 3550 6.3).
+    pub(super) fn sender_report(
+        &self,
+        state: &mut State,
+        now: Instant,
+        bye: Option<&str>,
+    ) -> Option<RtcpOut> {
+        let fps = self.clip.fps;
+        let ntp = rtcp::ntp::now();
+        let ts = state.rtp_time_now(now, fps);
+        let packet =
+            rtcp::sender::sender_report(self.ssrc, &self.cname, ntp, ts, state.counts, bye).ok()?;
+        let bandwidth = if state.frames_sent > 0 {
+            state.counts.octets as f64 * 8.0 / (state.frames_sent as f64 / f64::from(fps))
+        } else {
+            1e6
+        };
+        let input = IntervalInput {
+            members: 2,
+            senders: 1,
+            we_sent: true,
+            session_bandwidth: bandwidth,
+            avg_rtcp_size: (packet.len() + 28) as f64,
+            initial: state.next_report.is_none(),
+            reduced_minimum: false,
+        };
+        let random = f64::from(random_u32()) / f64::from(u32::MAX);
+        let seconds = rtcp::interval::randomized(&input, random);
+        state.next_report = Some(now + Duration::from_secs_f64(seconds));
+        let to = match &state.dest {
+            Dest::Udp { rtcp: Some(to), .. } => RtcpTo::Udp(*to),
+            Dest::Tcp { writer, channels } => RtcpTo::Tcp {
+                writer: writer.clone(),
+                channel: channels.1,
+            },
+            Dest::Udp { rtcp: None, .. } | Dest::Lab { .. } => return None,
+        };
+        Some(RtcpOut { packet, to })
+    }
+}
+
+/// Our RTP header in front of a payloaded packet: `marker_and_type` is the packet's own
+/// second byte (marker bit and payload type).
+fn rtp_header(marker_and_type: u8, sequence: u16, timestamp: u32, ssrc: u32) -> [u8; 12] {
+    let header = RtpHeader {
+        payload_type: marker_and_type & 0x7F,
+        sequence,
+        timestamp,
+        ssrc,
+    };
+    header.to_bytes(marker_and_type & 0x80 != 0)
+}
