@@ -1,7 +1,8 @@
 //! Fuzzes the server's request reading: arbitrary bytes from a control connection, split
 //! into requests (RFC 2326 through rtsp-types, the lab dialect, interleaved data) as the
 //! server does, with and without the lab "quiet" end, then every header the server reads
-//! (Transport, Range, Session, the clip path: read once into typed values). No panic, and every step consumes bytes it was given.
+//! (Transport, Range, Session, the clip path: read once into typed values). No panic, and
+//! every step consumes bytes it was given.
 
 #![no_main]
 
