@@ -38,8 +38,8 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         {
             let elapsed = started.elapsed();
             *f = Some(elapsed);
-            eprintln!(
-                "mjpeg-player: first frame shown {:.1} ms after start",
+            tracing::info!(
+                "first frame shown {:.1} ms after start",
                 elapsed.as_secs_f64() * 1000.0
             );
         }
@@ -59,7 +59,7 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         match standard::Standard::start(&url, options.transport, &player, LAB_DETECT) {
             Ok(r) => Ok(Box::new(r) as Box<dyn Remote>),
             Err(e) if e.downcast_ref::<control::NoReply>().is_some() => {
-                eprintln!("mjpeg-player: no answer to DESCRIBE: trying the lab dialect");
+                tracing::info!("no answer to DESCRIBE: trying the lab dialect");
                 lab::Lab::start(&url, &player).map(|r| Box::new(r) as Box<dyn Remote>)
             }
             Err(e) => Err(e),
@@ -78,7 +78,7 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
     let _ = player.pipeline.set_state(gst::State::Null);
     if let Some(recorder) = recorder {
         let written = recorder.finish()?;
-        eprintln!("mjpeg-player: recorded {written} frames");
+        tracing::info!("recorded {written} frames");
     }
     result?;
     Ok(Summary {
@@ -125,14 +125,14 @@ fn drive(
                             .is_some_and(|s| s.path_string().contains("sink")) =>
                 {
                     // Video sinks report a closed window this way: the user quit.
-                    eprintln!("mjpeg-player: {}", e.error());
+                    tracing::info!("{}", e.error());
                     return Ok(());
                 }
                 gst::MessageView::Error(e) => return Err(anyhow!("{}", e.error())),
                 gst::MessageView::Element(e)
                     if e.structure().is_some_and(|s| s.name() == "rtcp-bye") =>
                 {
-                    eprintln!("mjpeg-player: the server ended the stream");
+                    tracing::info!("the server ended the stream");
                     return Ok(());
                 }
                 _ => {}
@@ -153,10 +153,7 @@ fn drive(
                     }
                 );
             }
-            eprintln!(
-                "mjpeg-player: no frame for {}s, stopping",
-                NO_FRAMES.as_secs()
-            );
+            tracing::warn!("no frame for {}s, stopping", NO_FRAMES.as_secs());
             return Ok(());
         }
         if let Some(every) = remote.keepalive_interval()
@@ -189,14 +186,11 @@ fn drive(
                     position.pause();
                 }
                 paused = !paused;
-                eprintln!(
-                    "mjpeg-player: {}",
-                    if paused { "paused" } else { "playing" }
-                );
+                tracing::info!("{}", if paused { "paused" } else { "playing" });
             }
             Ok(Command::Seek(delta)) => {
                 let Some(duration) = remote.duration() else {
-                    eprintln!("mjpeg-player: the server offers no range to seek in");
+                    tracing::warn!("the server offers no range to seek in");
                     continue;
                 };
                 let target =
@@ -204,7 +198,7 @@ fn drive(
                 remote.play(Some(target))?;
                 position = Position::new(target);
                 paused = false;
-                eprintln!("mjpeg-player: at {target:.1} s");
+                tracing::info!("at {target:.1} s");
             }
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }

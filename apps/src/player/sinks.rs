@@ -41,8 +41,12 @@ pub(super) fn open_player(
         let on_frame = on_frame.clone();
         let player = Player::new(sink, options.overlay, move |n| on_frame(n))?;
         match player.pipeline.set_state(gst::State::Ready) {
-            Ok(_) => return Ok(player),
+            Ok(_) => {
+                tracing::debug!("video sink: {sink}");
+                return Ok(player);
+            }
             Err(e) => {
+                tracing::debug!("{sink} did not open ({e}), trying the next sink");
                 let _ = player.pipeline.set_state(gst::State::Null);
                 last_error = Some(anyhow!("{sink}: {e}"));
             }
