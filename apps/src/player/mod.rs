@@ -75,12 +75,62 @@ pub enum Command {
     Quit,
 }
 
-/// What the run measured, for the summary and `--stats-json`.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the run measured and how it went, for the summary and `--stats-json`.
+#[derive(Debug, Clone, Copy)]
 pub struct Summary {
     pub stats: Stats,
     pub first_frame: Option<Duration>,
+    /// The dialect the server spoke (lab: `--lab`, or found when DESCRIBE went unanswered).
+    pub dialect: Dialect,
     pub transport_tcp: bool,
+    /// `--transport auto` that ended on TCP: no UDP packet came in time, or the server
+    /// refused UDP.
+    pub transport_fallback: bool,
+    /// No window: `--headless`, or no display.
+    pub headless: bool,
+    /// The video sink that played (`fakesink` when headless).
+    pub video_sink: &'static str,
+    pub ended_by: Ending,
+    pub controls: Controls,
+}
+
+/// What ended a run that played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The server ended the stream (RTCP BYE).
+    Server,
+    /// `--frames` frames were shown.
+    Frames,
+    /// `--duration` passed.
+    Duration,
+    /// The quit key (q or Esc).
+    User,
+    /// The video window was closed.
+    Window,
+    /// No frame came for a while (8 s) although the stream was playing.
+    Stalled,
+}
+
+impl Ending {
+    /// The name in `--stats-json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Server => "server",
+            Ending::Frames => "frames",
+            Ending::Duration => "duration",
+            Ending::User => "user",
+            Ending::Window => "window",
+            Ending::Stalled => "stalled",
+        }
+    }
+}
+
+/// The user's commands the server carried out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Controls {
+    pub pauses: u64,
+    pub resumes: u64,
+    pub seeks: u64,
 }
 
 /// The server side of a session, whichever dialect it speaks.

@@ -13,7 +13,10 @@ use rtsp_types::Url;
 use super::pipeline::Player;
 use super::sinks::open_player;
 use super::summary::overlay_text;
-use super::{Command, Options, Remote, Summary, control, lab, record, standard};
+use super::{
+    Command, Controls, Ending, Options, Remote, Summary, TransportChoice, control, lab, record,
+    standard,
+};
 
 /// How long DESCRIBE may go unanswered before the server is taken for a lab server
 /// (which ignores DESCRIBE).
@@ -44,7 +47,8 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
             );
         }
     });
-    let player = Arc::new(open_player(&options, on_frame)?);
+    let (player, video_sink) = open_player(&options, on_frame)?;
+    let player = Arc::new(player);
     let recorder = match &options.record {
         Some(path) => Some(record::Recorder::start(path, &player)?),
         None => None,
@@ -72,7 +76,8 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
             return Err(e);
         }
     };
-    let result = drive(&options, &player, remote.as_mut(), &commands);
+    let mut controls = Controls::default();
+    let result = drive(&options, &player, remote.as_mut(), &commands, &mut controls);
     remote.teardown();
     let last = player.stats(remote.dialect());
     let _ = player.pipeline.set_state(gst::State::Null);
@@ -80,22 +85,30 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         let written = recorder.finish()?;
         tracing::info!("recorded {written} frames");
     }
-    result?;
+    let ended_by = result?;
     Ok(Summary {
         stats: last,
         first_frame: first_frame.lock().ok().and_then(|f| *f),
+        dialect: remote.dialect(),
         transport_tcp: remote.is_tcp(),
+        // `auto` starts on UDP: TCP means it fell back.
+        transport_fallback: options.transport == TransportChoice::Auto && remote.is_tcp(),
+        headless: options.headless,
+        video_sink,
+        ended_by,
+        controls,
     })
 }
 
 /// The session's main loop: stop conditions, bus messages, keep-alives, commands and the
-/// overlay text.
+/// overlay text. Returns what ended the run; counts the commands carried out in `controls`.
 fn drive(
     options: &Options,
     player: &Player,
     remote: &mut dyn Remote,
     commands: &mpsc::Receiver<Command>,
-) -> Result<()> {
+    controls: &mut Controls,
+) -> Result<Ending> {
     let bus = player.pipeline.bus().ok_or_else(|| anyhow!("no bus"))?;
     let begin = Instant::now();
     let mut position = Position::new(0.0);
@@ -112,9 +125,11 @@ fn drive(
         if options
             .frames
             .is_some_and(|limit| stats.frames_shown >= limit)
-            || options.duration.is_some_and(|d| begin.elapsed() >= d)
         {
-            return Ok(());
+            return Ok(Ending::Frames);
+        }
+        if options.duration.is_some_and(|d| begin.elapsed() >= d) {
+            return Ok(Ending::Duration);
         }
         if let Some(message) = bus.pop() {
             match message.view() {
@@ -126,14 +141,14 @@ fn drive(
                 {
                     // Video sinks report a closed window this way: the user quit.
                     tracing::info!("{}", e.error());
-                    return Ok(());
+                    return Ok(Ending::Window);
                 }
                 gst::MessageView::Error(e) => return Err(anyhow!("{}", e.error())),
                 gst::MessageView::Element(e)
                     if e.structure().is_some_and(|s| s.name() == "rtcp-bye") =>
                 {
                     tracing::info!("the server ended the stream");
-                    return Ok(());
+                    return Ok(Ending::Server);
                 }
                 _ => {}
             }
@@ -154,7 +169,7 @@ fn drive(
                 );
             }
             tracing::warn!("no frame for {}s, stopping", NO_FRAMES.as_secs());
-            return Ok(());
+            return Ok(Ending::Stalled);
         }
         if let Some(every) = remote.keepalive_interval()
             && last_keepalive.elapsed() >= every
@@ -172,7 +187,7 @@ fn drive(
             player.set_overlay_text(&overlay_text(&stats, fps, paused));
         }
         match commands.recv_timeout(Duration::from_millis(20)) {
-            Ok(Command::Quit) => return Ok(()),
+            Ok(Command::Quit) => return Ok(Ending::User),
             Ok(Command::ToggleOverlay) => {
                 overlay = !overlay;
                 player.set_overlay_visible(overlay);
@@ -181,9 +196,11 @@ fn drive(
                 if paused {
                     remote.play(None)?;
                     position.resume();
+                    controls.resumes += 1;
                 } else {
                     remote.pause()?;
                     position.pause();
+                    controls.pauses += 1;
                 }
                 paused = !paused;
                 tracing::info!("{}", if paused { "paused" } else { "playing" });
@@ -196,6 +213,7 @@ fn drive(
                 let target =
                     (position.now() + f64::from(delta)).clamp(0.0, (duration - 0.05).max(0.0));
                 remote.play(Some(target))?;
+                controls.seeks += 1;
                 position = Position::new(target);
                 paused = false;
                 tracing::info!("at {target:.1} s");

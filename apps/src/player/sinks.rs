@@ -28,13 +28,14 @@ fn video_sinks(headless: bool) -> &'static [&'static str] {
     }
 }
 
-/// The pipeline with the first video sink that opens (reaches READY).
+/// The pipeline with the first video sink that opens (reaches READY), and that sink's
+/// name.
 pub(super) fn open_player(
     options: &Options,
     on_frame: Arc<dyn Fn(u64) + Send + Sync>,
-) -> Result<Player> {
+) -> Result<(Player, &'static str)> {
     let mut last_error = None;
-    for sink in video_sinks(options.headless) {
+    for &sink in video_sinks(options.headless) {
         if gst::ElementFactory::find(sink).is_none() {
             continue;
         }
@@ -43,7 +44,7 @@ pub(super) fn open_player(
         match player.pipeline.set_state(gst::State::Ready) {
             Ok(_) => {
                 tracing::debug!("video sink: {sink}");
-                return Ok(player);
+                return Ok((player, sink));
             }
             Err(e) => {
                 tracing::debug!("{sink} did not open ({e}), trying the next sink");
