@@ -73,6 +73,23 @@ fn json_number(json: &str, key: &str) -> f64 {
         .unwrap_or_else(|_| panic!("{key} in {json}"))
 }
 
+/// A string from the flat JSON object the player writes.
+fn json_string<'a>(json: &'a str, key: &str) -> &'a str {
+    json_value(json, key)
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{key} is not a string in {json}"))
+}
+
+/// A boolean from the flat JSON object the player writes.
+fn json_bool(json: &str, key: &str) -> bool {
+    match json_value(json, key) {
+        "true" => true,
+        "false" => false,
+        _ => panic!("{key} is not a boolean in {json}"),
+    }
+}
+
 /// Lab streams' timestamps are Unix seconds: the player gives no jitter for them.
 fn assert_no_lab_jitter(stdout: &str, json: &str) {
     assert!(stdout.contains("\njitter: n/a\n"), "{stdout}");
@@ -82,7 +99,6 @@ fn assert_no_lab_jitter(stdout: &str, json: &str) {
 /// What a successful run printed and wrote.
 struct Played {
     stdout: String,
-    stderr: String,
     json: String,
 }
 
@@ -97,7 +113,6 @@ fn play_for_json(args: &[&str]) -> Played {
     assert!(out.status.success(), "{stderr}");
     Played {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
         json: std::fs::read_to_string(&json_path).unwrap(),
     }
 }
@@ -126,13 +141,14 @@ fn whole_clip_over(transport: &str) {
     // hears at least one receiver report.
     let frames = encode_jpegs(100, 320, 240, "ball");
     let served = serve(&frames, &["--fps", "25"]);
-    let Played {
-        stdout,
-        stderr,
-        json,
-    } = play_for_json(&["--transport", transport, &served.url]);
-    assert!(stderr.contains("no display"), "{stderr}");
-    assert!(stderr.contains("the server ended the stream"), "{stderr}");
+    let Played { stdout, json } = play_for_json(&["--transport", transport, &served.url]);
+    // No display (and no --headless): it played headless, into a fake sink.
+    assert!(json_bool(&json, "headless"), "{json}");
+    assert_eq!(json_string(&json, "video_sink"), "fakesink", "{json}");
+    // No --frames or --duration: the server's BYE ended the run.
+    assert_eq!(json_string(&json, "ended_by"), "server", "{json}");
+    assert_eq!(json_string(&json, "dialect"), "rtsp", "{json}");
+    assert!(!json_bool(&json, "transport_fallback"), "{json}");
     let sent = packets_for(&frames) as f64;
     assert_eq!(
         json_number(&json, "frames_shown"),
@@ -280,7 +296,8 @@ fn answers_basic_and_digest_challenges_with_the_urls_credentials() {
 fn plays_our_servers_lab_dialect() {
     let frames = frames();
     let served = serve(&frames, &["--fps", "50"]);
-    let Played { stdout, json, .. } = play_for_json(&["--lab", "--frames", "30", &served.url]);
+    let Played { stdout, json } = play_for_json(&["--lab", "--frames", "30", &served.url]);
+    assert_eq!(json_string(&json, "dialect"), "lab", "{json}");
     assert!(json_number(&json, "frames_shown") >= 30.0, "{json}");
     assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
     assert_no_lab_jitter(&stdout, &json);
@@ -313,16 +330,19 @@ fn recorded_frame_numbers(recording: &Path, clip: &[Vec<u8>]) -> Vec<usize> {
 
 /// Serves `clip` at 20 frames/s and plays it with `--record`, typing each key after a
 /// second of play and waiting the milliseconds given after it, then `q`. Returns the
-/// player's stderr and the clip's frame numbers as recorded.
+/// player's `--stats-json` and the clip's frame numbers as recorded.
 fn play_with_keys(clip: &[Vec<u8>], keys: &[(&[u8], u64)]) -> (String, Vec<usize>) {
     let served: Served = serve(clip, &["--fps", "20"]);
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("rec.Mjpeg");
+    let json_path = dir.path().join("stats.json");
     let mut child = Command::new(player_binary())
         .args([
             "--headless",
             "--record",
             recording.to_str().unwrap(),
+            "--stats-json",
+            json_path.to_str().unwrap(),
             &served.url,
         ])
         .stdin(Stdio::piped())
@@ -341,14 +361,17 @@ fn play_with_keys(clip: &[Vec<u8>], keys: &[(&[u8], u64)]) -> (String, Vec<usize
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     let numbers = recorded_frame_numbers(&recording, clip);
-    (stderr, numbers)
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    // The closing `q` ended the run.
+    assert_eq!(json_string(&json, "ended_by"), "user", "{json}");
+    (json, numbers)
 }
 
 #[test]
 fn pause_and_seek_keys_act_on_the_stream() {
     // 300 distinct frames at 20 fps: 15 s, so a seek of +5 s lands inside.
     let clip = encode_jpegs(300, 160, 120, "ball");
-    let (stderr, numbers) = play_with_keys(
+    let (json, numbers) = play_with_keys(
         &clip,
         &[
             (b" ", 1000),     // pause for 1 s
@@ -356,8 +379,9 @@ fn pause_and_seek_keys_act_on_the_stream() {
             (b"\x1b[C", 800), // right: +5 s
         ],
     );
-    for said in ["paused", "playing", "at "] {
-        assert!(stderr.contains(said), "{said:?} not in {stderr}");
+    // One pause, one resume, one seek, each carried out by the server.
+    for (key, count) in [("pauses", 1.0), ("resumes", 1.0), ("seeks", 1.0)] {
+        assert_eq!(json_number(&json, key), count, "{key} in {json}");
     }
     // Before the seek, frames follow each other, across the pause; then one jump forward
     // of about 5 s (100 frames) plus the time since the last PLAY.
@@ -508,12 +532,10 @@ fn plays_a_lab_server_found_by_its_silence_to_describe() {
                 ..Default::default()
             },
         );
-        let Played {
-            stdout,
-            stderr,
-            json,
-        } = play_for_json(&["--frames", "60", &lab.url()]);
-        assert!(stderr.contains("trying the lab dialect"), "{stderr}");
+        let Played { stdout, json } = play_for_json(&["--frames", "60", &lab.url()]);
+        // No --lab: DESCRIBE went unanswered and the player spoke the lab dialect.
+        assert_eq!(json_string(&json, "dialect"), "lab", "{json}");
+        assert_eq!(json_string(&json, "ended_by"), "frames", "{json}");
         assert!(json_number(&json, "frames_shown") >= 60.0, "{json}");
         assert_no_lab_jitter(&stdout, &json);
         // Every 10th frame was never sent: the player's loss is those gaps, counted from
@@ -528,7 +550,7 @@ fn plays_a_lab_server_found_by_its_silence_to_describe() {
             .count() as f64;
         assert_eq!(lost, dropped_before_end, "{json} {:?}", counts.dropped_seqs);
         let requests = counts.requests.join(" | ");
-        for method in ["SETUP", "PLAY", "TEARDOWN"] {
+        for method in ["DESCRIBE", "SETUP", "PLAY", "TEARDOWN"] {
             assert!(requests.contains(method), "{requests}");
         }
     }
@@ -574,10 +596,10 @@ fn udp_that_never_arrives_fails_with_a_hint_or_falls_back_to_tcp() {
         "it took {:?}",
         started.elapsed()
     );
-    let Played { stderr, json, .. } =
-        play_for_json(&["--transport", "auto", "--frames", "20", &url]);
-    assert!(stderr.contains("switching to TCP"), "{stderr}");
+    let Played { json, .. } = play_for_json(&["--transport", "auto", "--frames", "20", &url]);
+    // UDP never came: it switched to TCP.
     assert!(json.contains("\"transport\": \"tcp\""), "{json}");
+    assert!(json_bool(&json, "transport_fallback"), "{json}");
     assert!(json_number(&json, "frames_shown") >= 20.0, "{json}");
 }
 
@@ -611,7 +633,7 @@ fn a_seek_backwards_plays_on_at_once() {
     // The server's RTP time follows the clip position, so a seek back sends timestamps
     // from 5 s earlier: they are the stream going on, not late packets.
     let clip = encode_jpegs(300, 160, 120, "ball");
-    let (_, numbers) = play_with_keys(
+    let (json, numbers) = play_with_keys(
         &clip,
         &[
             (b"\x1b[C", 1000), // right: +5 s
@@ -624,6 +646,7 @@ fn a_seek_backwards_plays_on_at_once() {
         .map(|w| (w[0], w[1]))
         .collect();
     assert_eq!(jumps.len(), 2, "{numbers:?}");
+    assert_eq!(json_number(&json, "seeks"), 2.0, "{json}");
     let (from, to) = jumps[1];
     assert!(
         to + 130 > from && to + 70 < from,

@@ -45,19 +45,23 @@ struct Args {
     /// answer DESCRIBE)
     #[arg(long)]
     lab: bool,
+    /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 fn main() -> ExitCode {
     let started = Instant::now();
     let args = Args::parse();
+    mjpeg_rtsp::logging::init("mjpeg-player", args.verbose);
     let mut headless = args.headless;
     if !headless && !player::has_display() {
-        eprintln!("mjpeg-player: no display (DISPLAY/WAYLAND_DISPLAY unset): playing headless");
+        tracing::info!("no display (DISPLAY/WAYLAND_DISPLAY unset): playing headless");
         headless = true;
     }
     let duration = match args.duration {
         Some(d) if !(d.is_finite() && d > 0.0) => {
-            eprintln!("mjpeg-player: --duration must be a positive number of seconds");
+            tracing::error!("--duration must be a positive number of seconds");
             return ExitCode::from(2);
         }
         d => d.map(Duration::from_secs_f64),
@@ -89,13 +93,13 @@ fn main() -> ExitCode {
             if let Some(path) = args.stats_json
                 && let Err(e) = std::fs::write(&path, player::summary_json(&summary))
             {
-                eprintln!("mjpeg-player: cannot write {}: {e}", path.display());
+                tracing::error!("cannot write {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mjpeg-player: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }

@@ -35,7 +35,7 @@ impl Recorder {
                 let mut frame = Vec::new();
                 // A stream of frames the format cannot hold would say so for each.
                 let mut limit = LogLimit::default();
-                let summary = |n| format!("mjpeg-player: {}", log_limit::suppressed(n));
+                let summary = log_limit::suppressed;
                 for jpeg in rx {
                     frame.clear();
                     match lab::write_frame(&mut frame, &jpeg) {
@@ -45,15 +45,15 @@ impl Recorder {
                             written += 1;
                         }
                         Err(e) => {
-                            let line = format!("mjpeg-player: not recorded: {e}");
+                            let line = format!("not recorded: {e}");
                             for line in limit.filter(Instant::now(), [line], summary) {
-                                eprintln!("{line}");
+                                tracing::warn!("{line}");
                             }
                         }
                     }
                 }
                 if let Some(n) = limit.take() {
-                    eprintln!("{}", summary(n));
+                    tracing::warn!("{}", summary(n));
                 }
                 out.flush()
                     .with_context(|| format!("writing {}", path.display()))?;
