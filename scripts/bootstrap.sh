@@ -25,6 +25,7 @@ PACKAGES="
     libjpeg-turbo-progs
     xvfb
     xauth
+    xdotool
     meson
     python3-gi
     python3-gst-1.0

@@ -659,3 +659,32 @@ fn a_seek_backwards_plays_on_at_once() {
         "{after} frames after the seek back: {numbers:?}"
     );
 }
+
+#[test]
+fn keys_in_the_window_pause_and_resume() {
+    let served = serve(&frames(), &["--fps", "20", "--loop"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("keys.json");
+    // Space in the window pauses, space again resumes, sent to the player's own window
+    // (titled after the program) once it is mapped.
+    let script = format!(
+        "{player} --stats-json {json} --duration 6 {url} >/dev/null & pid=$!; \
+         w=$(timeout 10 xdotool search --sync --name '^mjpeg-player$' | head -1); \
+         sleep 1; xdotool key --window \"$w\" space; sleep 1; \
+         xdotool key --window \"$w\" space; wait $pid",
+        player = player_binary().display(),
+        json = json.display(),
+        url = served.url,
+    );
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 640x480x24", "sh", "-c", &script])
+        .output()
+        .expect("xvfb-run (apt-get install xvfb xauth xdotool)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json = std::fs::read_to_string(&json).expect("the player wrote --stats-json");
+    assert!(!json_bool(&json, "headless"), "{json}");
+    assert_eq!(json_number(&json, "pauses"), 1.0, "{json}\n{stderr}");
+    assert_eq!(json_number(&json, "resumes"), 1.0, "{json}\n{stderr}");
+    assert_eq!(json_string(&json, "ended_by"), "duration", "{json}");
+}

@@ -48,6 +48,15 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         }
     });
     let (player, video_sink) = open_player(&options, on_frame)?;
+    if let Some(keys) = options.window_keys.clone() {
+        player.on_window_key(move |name| {
+            if let Some(command) = super::window_key(name)
+                && let Ok(keys) = keys.lock()
+            {
+                let _ = keys.send(command);
+            }
+        })?;
+    }
     let player = Arc::new(player);
     let recorder = match &options.record {
         Some(path) => Some(record::Recorder::start(path, &player)?),
