@@ -6,9 +6,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::stats::{STATS_DOC, source_structure};
 use super::timers::{Timer, Timers};
 use crate::lock;
-use crate::rtcp::{LossAlarm, Session, Source, interval, ntp};
+use crate::rtcp::{LossAlarm, Session, interval, ntp};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -22,17 +23,6 @@ const DEFAULT_INTERVAL_MS: u32 = 1000;
 const DEFAULT_LOSS_THRESHOLD: f64 = 0.0;
 const DEFAULT_REDUCED_MINIMUM: bool = false;
 const DEFAULT_SESSION_BANDWIDTH: u32 = 0;
-
-const STATS_DOC: &str = "Statistics (GstStructure application/x-rtcp-loss-stats): ssrc (uint, \
-ours), rtcp-packets (received), rtcp-errors, rtp-errors (malformed packets dropped), sources (GstValueArray of \
-application/x-rtcp-source-stats, one per SSRC: ssrc, valid (passed probation), \
-packets-received, packets-expected, packets-lost (int64, cumulative, RFC 3550 A.3; negative \
-with duplicates), fraction-lost (0-255, last interval), loss-percent (double, cumulative), \
-extended-highest-seq, jitter (RTP timestamp units), jitter-ms (double), duplicates, \
-reordered, bitrate (bit/s), packet-rate (packets/s), cname, ended (BYE received); from \
-the source's sender reports: sr-ntp-time, sr-rtp-time, sr-packet-count, sr-octet-count; \
-from the other side's report blocks about it: rb-fraction-lost, rb-packets-lost, \
-rb-jitter, rb-extended-highest-seq, rtt-ms)";
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -453,49 +443,6 @@ impl RtcpLossMonitor {
             None => self.timers.disarm(Timer::LossReport),
         }
     }
-}
-
-fn source_structure(s: &Source) -> gst::Structure {
-    let mut b = gst::Structure::builder("application/x-rtcp-source-stats").field("ssrc", s.ssrc);
-    if let Some(seq) = s.sequence() {
-        b = b
-            .field("valid", seq.is_valid())
-            .field("packets-received", seq.received())
-            .field("packets-expected", seq.expected())
-            .field("packets-lost", seq.lost())
-            .field("fraction-lost", u32::from(s.interval_fraction_lost()))
-            .field("loss-percent", seq.loss_percent())
-            .field("extended-highest-seq", seq.extended_max())
-            .field("duplicates", seq.duplicates())
-            .field("reordered", seq.reordered());
-    }
-    b = b
-        .field("jitter", s.jitter().value())
-        .field("jitter-ms", s.jitter_ms())
-        .field("bitrate", s.bitrate())
-        .field("packet-rate", s.packet_rate())
-        .field("ended", s.bye.is_some());
-    if let Some(cname) = &s.cname {
-        b = b.field("cname", cname);
-    }
-    if let Some(sr) = s.sender_info {
-        b = b
-            .field("sr-ntp-time", sr.ntp_timestamp)
-            .field("sr-rtp-time", sr.rtp_timestamp)
-            .field("sr-packet-count", sr.packet_count)
-            .field("sr-octet-count", sr.octet_count);
-    }
-    if let Some(rb) = s.peer_report {
-        b = b
-            .field("rb-fraction-lost", u32::from(rb.fraction_lost))
-            .field("rb-packets-lost", rb.cumulative_lost)
-            .field("rb-jitter", rb.jitter)
-            .field("rb-extended-highest-seq", rb.extended_highest_seq);
-        if let Some(rtt) = rb.round_trip_ns {
-            b = b.field("rtt-ms", rtt as f64 / 1e6);
-        }
-    }
-    b.build()
 }
 
 #[glib::object_subclass]

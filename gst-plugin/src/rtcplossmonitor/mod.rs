@@ -35,6 +35,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod stats;
 mod timers;
 
 glib::wrapper! {
