@@ -1,16 +1,17 @@
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, TryLockError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock, Mutex, TryLockError};
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::stats::{STATS_DOC, source_structure};
+use super::timers::{Timer, Timers};
 use crate::lock;
-use crate::rtcp::{LossAlarm, Session, Source, interval, ntp};
+use crate::rtcp::{LossAlarm, Session, interval, ntp};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "rtcplossmonitor",
         gst::DebugColorFlags::empty(),
@@ -22,17 +23,6 @@ const DEFAULT_INTERVAL_MS: u32 = 1000;
 const DEFAULT_LOSS_THRESHOLD: f64 = 0.0;
 const DEFAULT_REDUCED_MINIMUM: bool = false;
 const DEFAULT_SESSION_BANDWIDTH: u32 = 0;
-
-const STATS_DOC: &str = "Statistics (GstStructure application/x-rtcp-loss-stats): ssrc (uint, \
-ours), rtcp-packets (received), rtcp-errors, rtp-errors (malformed packets dropped), sources (GstValueArray of \
-application/x-rtcp-source-stats, one per SSRC: ssrc, valid (passed probation), \
-packets-received, packets-expected, packets-lost (int64, cumulative, RFC 3550 A.3; negative \
-with duplicates), fraction-lost (0-255, last interval), loss-percent (double, cumulative), \
-extended-highest-seq, jitter (RTP timestamp units), jitter-ms (double), duplicates, \
-reordered, bitrate (bit/s), packet-rate (packets/s), cname, ended (BYE received); from \
-the source's sender reports: sr-ntp-time, sr-rtp-time, sr-packet-count, sr-octet-count; \
-from the other side's report blocks about it: rb-fraction-lost, rb-packets-lost, \
-rb-jitter, rb-extended-highest-seq, rtt-ms)";
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -84,12 +74,6 @@ struct RtcpOut {
     ended: bool,
 }
 
-/// The thread that posts the statistics and sends RTCP.
-struct Reporter {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: JoinHandle<()>,
-}
-
 pub struct RtcpLossMonitor {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
@@ -97,7 +81,8 @@ pub struct RtcpLossMonitor {
     rtcp_srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    reporter: Mutex<Option<Reporter>>,
+    /// loss-report messages and RTCP reports, on the element's clock.
+    timers: Timers,
     rtcp_out: Mutex<RtcpOut>,
     /// The RTP stream reached EOS (until a flush): the reports end with a BYE.
     eos: AtomicBool,
@@ -190,7 +175,7 @@ impl RtcpLossMonitor {
                 }
             }
             gst::EventView::Eos(_) => {
-                // RFC 3550 6.6: a receiver leaving says BYE. The reporter may be in the
+                // RFC 3550 6.6: a receiver leaving says BYE. A timed report may be in the
                 // middle of a push (even blocked, a sink waiting for preroll): then it
                 // sends the BYE and EOS itself as it lets go, and the EOS goes on here.
                 self.eos.store(true, Ordering::SeqCst);
@@ -374,7 +359,7 @@ impl RtcpLossMonitor {
     }
 
     /// The time to the next receiver report (RFC 3550 6.3).
-    fn rtcp_interval(&self, initial: bool) -> Duration {
+    fn rtcp_interval(&self, initial: bool) -> gst::ClockTime {
         let settings = lock(&self.settings).clone();
         let bandwidth =
             (settings.session_bandwidth > 0).then(|| f64::from(settings.session_bandwidth));
@@ -383,126 +368,81 @@ impl RtcpLossMonitor {
                 .session
                 .interval_input(bandwidth, settings.reduced_minimum, initial);
         let random = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        Duration::from_secs_f64(interval::randomized(&input, random))
-    }
-
-    fn start_reporter(&self) {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let weak = self.obj().downgrade();
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("rtcplossmonitor".into())
-            .spawn(move || reporter_loop(weak, thread_stop));
-        match thread {
-            Ok(thread) => *lock(&self.reporter) = Some(Reporter { stop, thread }),
-            Err(e) => gst::error!(CAT, imp = self, "could not start the report thread: {e}"),
-        }
-    }
-
-    fn stop_reporter(&self) {
-        if let Some(reporter) = lock(&self.reporter).take() {
-            *lock(&reporter.stop.0) = true;
-            reporter.stop.1.notify_all();
-            let _ = reporter.thread.join();
-        }
-    }
-}
-
-fn reporter_loop(weak: glib::WeakRef<super::RtcpLossMonitor>, stop: Arc<(Mutex<bool>, Condvar)>) {
-    let Some(element) = weak.upgrade() else {
-        return;
-    };
-    let start = Instant::now();
-    let mut next_rtcp = start + element.imp().rtcp_interval(true);
-    let mut next_stats = start;
-    drop(element);
-    loop {
-        let interval_ms = match weak.upgrade() {
-            Some(e) => lock(&e.imp().settings).interval_ms,
-            None => return,
-        };
-        if interval_ms > 0 && next_stats <= start {
-            next_stats = start + Duration::from_millis(u64::from(interval_ms));
-        }
-        let wake = if interval_ms > 0 {
-            next_stats.min(next_rtcp)
+        let seconds = interval::randomized(&input, random);
+        // Never reached with the inputs above; a bad number must not make a busy loop.
+        let seconds = if seconds.is_finite() && seconds > 0.0 {
+            seconds
         } else {
-            next_rtcp
+            5.0
         };
-        {
-            let (flag, condvar) = &*stop;
-            let mut stopped = lock(flag);
-            while !*stopped && Instant::now() < wake {
-                let wait = wake.saturating_duration_since(Instant::now());
-                stopped = condvar
-                    .wait_timeout(stopped, wait)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|p| p.into_inner().0);
-            }
-            if *stopped {
-                return;
-            }
-        }
-        let Some(element) = weak.upgrade() else {
-            return;
-        };
-        let imp = element.imp();
-        let now = Instant::now();
-        if interval_ms > 0 && now >= next_stats {
-            imp.report();
-            next_stats += Duration::from_millis(u64::from(interval_ms));
-            if next_stats < now {
-                next_stats = now + Duration::from_millis(u64::from(interval_ms));
-            }
-        }
-        if now >= next_rtcp {
-            imp.send_rtcp();
-            next_rtcp = now + imp.rtcp_interval(false);
-        }
+        gst::ClockTime::from_nseconds((seconds * 1e9) as u64)
     }
-}
 
-fn source_structure(s: &Source) -> gst::Structure {
-    let mut b = gst::Structure::builder("application/x-rtcp-source-stats").field("ssrc", s.ssrc);
-    if let Some(seq) = s.sequence() {
-        b = b
-            .field("valid", seq.is_valid())
-            .field("packets-received", seq.received())
-            .field("packets-expected", seq.expected())
-            .field("packets-lost", seq.lost())
-            .field("fraction-lost", u32::from(s.interval_fraction_lost()))
-            .field("loss-percent", seq.loss_percent())
-            .field("extended-highest-seq", seq.extended_max())
-            .field("duplicates", seq.duplicates())
-            .field("reordered", seq.reordered());
+    fn loss_report_interval(&self) -> Option<gst::ClockTime> {
+        let ms = lock(&self.settings).interval_ms;
+        (ms > 0).then(|| gst::ClockTime::from_mseconds(u64::from(ms)))
     }
-    b = b
-        .field("jitter", s.jitter().value())
-        .field("jitter-ms", s.jitter_ms())
-        .field("bitrate", s.bitrate())
-        .field("packet-rate", s.packet_rate())
-        .field("ended", s.bye.is_some());
-    if let Some(cname) = &s.cname {
-        b = b.field("cname", cname);
-    }
-    if let Some(sr) = s.sender_info {
-        b = b
-            .field("sr-ntp-time", sr.ntp_timestamp)
-            .field("sr-rtp-time", sr.rtp_timestamp)
-            .field("sr-packet-count", sr.packet_count)
-            .field("sr-octet-count", sr.octet_count);
-    }
-    if let Some(rb) = s.peer_report {
-        b = b
-            .field("rb-fraction-lost", u32::from(rb.fraction_lost))
-            .field("rb-packets-lost", rb.cumulative_lost)
-            .field("rb-jitter", rb.jitter)
-            .field("rb-extended-highest-seq", rb.extended_highest_seq);
-        if let Some(rtt) = rb.round_trip_ns {
-            b = b.field("rtt-ms", rtt as f64 / 1e6);
+
+    /// The timers run from PAUSED on the element's clock, else on the system clock (that a
+    /// pipeline hands out only on the way to PLAYING): reports go out from PAUSED as they
+    /// always did, and follow the pipeline's clock once it comes (see `set_clock`).
+    fn start_timers(&self) {
+        let weak = self.obj().downgrade();
+        self.timers.start(
+            || self.obj().clock().unwrap_or_else(gst::SystemClock::obtain),
+            Arc::new(move |timer, id| {
+                if let Some(element) = weak.upgrade() {
+                    element.imp().on_timer(timer, id);
+                }
+            }),
+        );
+        self.timers
+            .arm_within(Timer::Rtcp, self.rtcp_interval(true));
+        if let Some(every) = self.loss_report_interval() {
+            self.timers.arm_within(Timer::LossReport, every);
         }
     }
-    b.build()
+
+    /// A timer went off, on the clock's thread.
+    fn on_timer(&self, timer: Timer, id: &gst::ClockId) {
+        if !self.timers.take_fired(timer, id) {
+            return;
+        }
+        match timer {
+            Timer::LossReport => {
+                self.report();
+                let every = self.loss_report_interval();
+                self.timers.rearm(timer, |deadline, now| {
+                    let every = every?;
+                    let next = deadline.saturating_add(every);
+                    // Late (a stalled clock thread): the next one a whole interval on.
+                    Some(if next < now {
+                        now.saturating_add(every)
+                    } else {
+                        next
+                    })
+                });
+            }
+            // A push may block (a sink prerolling), and the clock's thread is shared by
+            // every element on that clock: the report goes out from GStreamer's thread pool.
+            Timer::Rtcp => self.obj().call_async(|element| {
+                let imp = element.imp();
+                imp.send_rtcp();
+                let delay = imp.rtcp_interval(false);
+                imp.timers
+                    .rearm(Timer::Rtcp, |_, now| Some(now.saturating_add(delay)));
+            }),
+        }
+    }
+
+    /// `interval` changed: a shorter one takes effect now, a longer one after the report
+    /// already due.
+    fn loss_report_interval_changed(&self) {
+        match self.loss_report_interval() {
+            Some(every) => self.timers.arm_within(Timer::LossReport, every),
+            None => self.timers.disarm(Timer::LossReport),
+        }
+    }
 }
 
 #[glib::object_subclass]
@@ -560,7 +500,7 @@ impl ObjectSubclass for RtcpLossMonitor {
             rtcp_srcpad,
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::new(random_u64() as u32, &default_cname())),
-            reporter: Mutex::new(None),
+            timers: Timers::default(),
             rtcp_out: Mutex::new(RtcpOut::default()),
             eos: AtomicBool::new(false),
             epoch: Instant::now(),
@@ -620,7 +560,13 @@ impl ObjectImpl for RtcpLossMonitor {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         match pspec.name() {
-            "interval" => lock(&self.settings).interval_ms = value.get().expect("type checked"),
+            "interval" => {
+                let ms: u32 = value.get().expect("type checked");
+                let changed = std::mem::replace(&mut lock(&self.settings).interval_ms, ms) != ms;
+                if changed {
+                    self.loss_report_interval_changed();
+                }
+            }
             "loss-threshold" => {
                 lock(&self.settings).loss_threshold = value.get().expect("type checked")
             }
@@ -718,12 +664,21 @@ impl ElementImpl for RtcpLossMonitor {
             self.eos.store(false, Ordering::SeqCst);
         }
         if transition == gst::StateChange::PausedToReady {
-            self.stop_reporter();
+            self.timers.stop();
         }
         let result = self.parent_change_state(transition)?;
         if transition == gst::StateChange::ReadyToPaused {
-            self.start_reporter();
+            self.start_timers();
         }
         Ok(result)
+    }
+
+    fn set_clock(&self, clock: Option<&gst::Clock>) -> bool {
+        let set = self.parent_set_clock(clock);
+        if set {
+            self.timers
+                .set_clock(clock.cloned().unwrap_or_else(gst::SystemClock::obtain));
+        }
+        set
     }
 }

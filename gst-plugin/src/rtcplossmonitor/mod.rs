@@ -19,6 +19,12 @@
 //! (RFC 3550 6.6) goes out, then EOS on `rtcp_src`; flushing seeks neither end `rtcp_src`
 //! nor say BYE.
 //!
+//! Timing: the reports and `loss-report` messages run on the element's clock from PAUSED
+//! to READY, so a `TestClock` drives them. Before the pipeline hands out its clock (on the
+//! way to PLAYING), or for an element on its own, they run on the system clock, and move
+//! to the element's clock when it gets one, keeping the time they had left. The last
+//! report and BYE at EOS need no clock.
+//!
 //! ```text
 //! gst-launch-1.0 -m udpsrc port=5000 \
 //!     caps="application/x-rtp,media=video,encoding-name=JPEG,clock-rate=90000,payload=26" \
@@ -29,6 +35,8 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod stats;
+mod timers;
 
 glib::wrapper! {
     pub struct RtcpLossMonitor(ObjectSubclass<imp::RtcpLossMonitor>)
