@@ -126,7 +126,7 @@ fn run(rx: &Receiver<(Arc<Session>, u64)>, sockets: &Sockets) {
                 );
             }
         }
-        send_all(&sockets.rtp, &mut datagrams);
+        send_all(&sockets.rtp, &datagrams);
     }
 }
 
