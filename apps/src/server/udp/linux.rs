@@ -94,6 +94,28 @@ fn runs(datagrams: &[Datagram<'_>], gso: bool) -> Vec<(usize, usize, u16)> {
     out
 }
 
+/// Why the kernel refused a GSO message, when it was because of GSO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GsoRefusal {
+    /// No GSO here: an old kernel, a device or route that cannot segment, a socket
+    /// without UDP checksums. GSO is switched off for good.
+    Unsupported,
+    /// The segments do not fit this route's MTU (a `--mtu` above the path's; kernels
+    /// before this error said EINVAL): this run goes unsegmented, for the IP layer to
+    /// fragment, and GSO stays on for other clients.
+    TooBigForRoute,
+}
+
+fn gso_refusal(error: &io::Error) -> Option<GsoRefusal> {
+    match error.raw_os_error()? {
+        libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT => {
+            Some(GsoRefusal::Unsupported)
+        }
+        libc::EMSGSIZE => Some(GsoRefusal::TooBigForRoute),
+        _ => None,
+    }
+}
+
 /// Sends every datagram, batched into `sendmmsg` calls and, where the kernel has it, UDP
 /// GSO; returns how many the kernel refused.
 pub(super) fn send_all(socket: &UdpSocket, datagrams: &[Datagram<'_>]) -> usize {
@@ -170,21 +192,27 @@ fn send_batch(socket: &UdpSocket, datagrams: &[Datagram<'_>], gso: &AtomicBool) 
             }
             // The message at `done` was refused; the kernel sent the ones before it.
             let (i, j, _) = chunk[done];
-            let gso_refused = matches!(
-                error.raw_os_error(),
-                Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
-            );
-            if j - i > 1 && gso_refused {
-                // No GSO here (or not for this route): from now on, one datagram each.
-                gso.store(false, Ordering::Relaxed);
-                refused += send_batch(socket, &datagrams[i..j], gso);
-            } else {
-                refused += j - i;
+            match gso_refusal(&error) {
+                Some(why) if j - i > 1 => {
+                    if why == GsoRefusal::Unsupported && gso.swap(false, Ordering::Relaxed) {
+                        tracing::info!(
+                            "UDP GSO refused by the kernel ({error}): sending one datagram \
+                             per message from now on (more work per frame, same packets)"
+                        );
+                    }
+                    refused += send_unsegmented(socket, &datagrams[i..j]);
+                }
+                _ => refused += j - i,
             }
             done += 1;
         }
     }
     refused
+}
+
+/// Sends datagrams one per message, without GSO (whatever `GSO` says).
+fn send_unsegmented(socket: &UdpSocket, datagrams: &[Datagram<'_>]) -> usize {
+    send_batch(socket, datagrams, &AtomicBool::new(false))
 }
 
 #[cfg(test)]
@@ -287,5 +315,17 @@ mod tests {
         // The next batch goes without GSO from the start.
         assert_eq!(send_batch(&sender, &d, &gso), 0);
         receive_frame(&receiver);
+    }
+
+    #[test]
+    fn which_refusals_are_about_gso() {
+        let refusal = |errno| gso_refusal(&io::Error::from_raw_os_error(errno));
+        for errno in [libc::EIO, libc::EINVAL, libc::EOPNOTSUPP, libc::ENOPROTOOPT] {
+            assert_eq!(refusal(errno), Some(GsoRefusal::Unsupported), "{errno}");
+        }
+        assert_eq!(refusal(libc::EMSGSIZE), Some(GsoRefusal::TooBigForRoute));
+        for errno in [libc::ENOBUFS, libc::EAFNOSUPPORT, libc::ENETUNREACH] {
+            assert_eq!(refusal(errno), None, "{errno}");
+        }
     }
 }
