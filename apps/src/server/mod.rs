@@ -20,6 +20,7 @@
 pub mod adapt;
 mod connection;
 pub mod handler;
+mod limits;
 pub mod media;
 pub mod pacer;
 pub mod policy;
@@ -29,7 +30,7 @@ mod udp;
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -243,38 +244,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn set_buffer(socket: &UdpSocket, option: libc::c_int, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt with a pointer to a c_int that outlives the call.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-/// Lifts the open-file limit to its maximum: every client holds a connection.
-fn raise_file_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// Loads the clips, binds the sockets, prints the clips' URLs and serves until Ctrl-C.
 pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     gst::init()?;
     gstmjpegrtp::plugin_register_static()?;
-    raise_file_limit();
+    limits::raise_file_limit();
     let paths = if config.paths.is_empty() {
         vec![bundled_sample]
     } else {
@@ -302,8 +276,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     }
     let (rtp, rtcp) =
         crate::ports::bind_rtp_pair(config.bind).context("binding the RTP/RTCP ports")?;
-    set_buffer(&rtp, libc::SO_SNDBUF, 8 << 20);
-    set_buffer(&rtcp, libc::SO_RCVBUF, 1 << 20);
+    limits::size_buffers(&rtp, &rtcp);
     let sockets_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
     let rtcp_reader = rtcp.try_clone()?;
     let sockets = Arc::new(Sockets { rtp, rtcp });

@@ -125,7 +125,7 @@ fn run(rx: &Receiver<(Arc<Session>, u64)>, sockets: &Sockets) {
                 Sent::Ended { rtcp } => reports.extend(rtcp),
             }
         }
-        send_all(&sockets.rtp, &mut datagrams);
+        send_all(&sockets.rtp, &datagrams);
         for report in reports {
             report.send(&sockets.rtcp);
         }
