@@ -55,6 +55,19 @@ struct Args {
     /// Most sessions at once
     #[arg(long, default_value_t = 4096)]
     max_sessions: usize,
+    /// A live path: NAME=PIPELINE, a gst-launch description whose output is JPEG images,
+    /// served at rtsp://HOST:PORT/NAME (repeatable). For example
+    /// cam='v4l2src device=/dev/video0 ! image/jpeg,width=1280,height=720' or
+    /// test='videotestsrc is-live=true ! video/x-raw,format=I420 ! jpegenc'
+    #[arg(long = "source", value_name = "NAME=PIPELINE", value_parser = name_and_value)]
+    sources: Vec<(String, String)>,
+    /// Keep live sources running with no viewers (by default a source starts with its
+    /// first viewer and stops --linger seconds after the last one leaves)
+    #[arg(long)]
+    always_on: bool,
+    /// Seconds an on-demand live source keeps running after its last viewer leaves
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    linger: f64,
     /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -80,6 +93,9 @@ fn main() -> ExitCode {
         stats_format: args.stats_format,
         max_sessions: args.max_sessions,
         paths: args.paths,
+        sources: args.sources,
+        always_on: args.always_on,
+        linger: Duration::from_secs_f64(args.linger),
     };
     let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../media/sample.Mjpeg");
     match mjpeg_rtsp::server::run(config, sample) {
@@ -97,5 +113,14 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{text:?} is not a number of seconds from 0.05 to 86400"
         )),
+    }
+}
+
+fn name_and_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("{text:?} is not NAME=PIPELINE")),
     }
 }

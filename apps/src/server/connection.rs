@@ -34,6 +34,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
             loop {
                 tick.tick().await;
                 server.expire_sessions();
+                server.tend_sources();
                 server.log_suppressed();
             }
         })

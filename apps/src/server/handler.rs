@@ -10,7 +10,7 @@ use rtsp_types::headers::{self, Allow, Public, RtpInfos, Session as SessionHeade
 use rtsp_types::{Method, StatusCode, Version};
 
 use super::Server;
-use super::media::Clip;
+use super::media::Media;
 use super::policy::{self, Policy};
 use super::session::{Dest, PlayError, Session};
 use crate::rtsp::path::{self, CONTROL, PathError};
@@ -48,7 +48,7 @@ pub enum Refusal {
     NoUrl,
     #[error("{0}")]
     Path(#[from] PathError),
-    #[error("no such clip")]
+    #[error("no such path")]
     NoSuchClip,
     #[error("no Transport header")]
     NoTransport,
@@ -58,13 +58,13 @@ pub enum Refusal {
     NoSessionHeader,
     #[error("no such session")]
     NoSuchSession,
-    #[error("one clip per session")]
+    #[error("one path per session")]
     OneClipPerSession,
     #[error("SETUP while playing")]
     SetupWhilePlaying,
     #[error("the server is at its session limit")]
     SessionLimit,
-    #[error("the URL is not this session's clip")]
+    #[error("the URL is not this session's path")]
     NotThisSessionsClip,
     #[error("{0}")]
     Range(#[from] RangeError),
@@ -180,11 +180,11 @@ impl Server {
         SessionHeader::with_timeout(id.to_string(), self.config.session_timeout.as_secs())
     }
 
-    /// The clip a request names.
-    fn target(&self, request: &Incoming) -> Result<Arc<Clip>, Refusal> {
+    /// The path a request names.
+    fn target(&self, request: &Incoming) -> Result<Media, Refusal> {
         let path = request.path.as_deref().ok_or(Refusal::NoUrl)?;
         let target = path::target(path)?;
-        self.clips
+        self.paths
             .get(&target.clip)
             .cloned()
             .ok_or(Refusal::NoSuchClip)
@@ -198,14 +198,22 @@ impl Server {
     }
 
     fn describe(&self, conn: &Connection, request: &Incoming) -> Result<Reply, Refusal> {
-        let clip = self.target(request)?;
+        let media = self.target(request)?;
         let address = conn.local.ip().to_string();
+        let ((width, height), duration) = match &media {
+            Media::Clip(clip) => (
+                (clip.width, clip.height),
+                (!self.config.looping).then(|| clip.duration()),
+            ),
+            Media::Live(live) => (live.size(), None),
+        };
         let body = sdp::describe(&sdp::ClipDescription {
-            name: &clip.name,
-            width: clip.width,
-            height: clip.height,
-            fps: clip.fps,
-            duration: (!self.config.looping).then(|| clip.duration()),
+            name: media.name(),
+            width,
+            height,
+            fps: media.fps(),
+            duration,
+            live: matches!(media, Media::Live(_)),
             server_address: &address,
             control: CONTROL,
             session_id: u64::from(super::session::random_u32()),
@@ -213,18 +221,18 @@ impl Server {
         Ok(Reply::new(StatusCode::Ok)
             .with_header(
                 headers::CONTENT_BASE,
-                self.content_base(request, &clip.name),
+                self.content_base(request, media.name()),
             )
             .with_body("application/sdp", body))
     }
 
     fn setup(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
-        let clip = self.target(request)?;
+        let media = self.target(request)?;
         let spec = request.transport.clone().ok_or(Refusal::NoTransport)??;
         if let Some(id) = &request.session {
             // One stream per session: a second SETUP may only change the transport.
             let existing = self.session(id).ok_or(Refusal::NoSuchSession)?;
-            if existing.clip.name != clip.name {
+            if existing.media.name() != media.name() {
                 return Err(Refusal::OneClipPerSession);
             }
             if existing.is_playing() {
@@ -270,14 +278,17 @@ impl Server {
         let session = Arc::new(Session::new(
             id.clone(),
             session_policy,
-            clip,
+            media.clone(),
             conn.peer,
             dest.clone(),
             self.config.looping,
             self.config.adapt_threshold,
         ));
         let ssrc = session.ssrc;
-        self.add_session(session);
+        self.add_session(session.clone());
+        if let Media::Live(live) = &media {
+            live.join(session);
+        }
         conn.sessions.push(id.clone());
         tracing::info!("session {id}: SETUP from {} ({dest})", conn.peer);
         let mut reply = Reply::new(StatusCode::Ok);
@@ -301,7 +312,7 @@ impl Server {
         if let Some(path) = &request.path
             && policy::checks_request_url(request.dialect)
             && path != "*"
-            && path::target(path).map(|t| t.clip) != Ok(session.clip.name.clone())
+            && path::target(path).map(|t| t.clip).as_deref() != Ok(session.media.name())
         {
             return Err(Refusal::NotThisSessionsClip);
         }
@@ -313,12 +324,14 @@ impl Server {
         let session = self.find(request)?;
         let range = request.range.clone().transpose()?;
         let play = session.play(range)?;
-        self.pacer.play(session.clone(), play.generation);
+        if let Some(generation) = play.generation {
+            self.pacer.play(session.clone(), generation);
+        }
         let mut reply = Reply::new(StatusCode::Ok).with(&play.range);
         if request.dialect == Dialect::Standard {
             let url = format!(
                 "{}{CONTROL}",
-                self.content_base(request, &session.clip.name)
+                self.content_base(request, session.media.name())
             );
             // A URL that does not parse (a request to `*`) gets no RTP-Info.
             if let Ok(uri) = rtsp_types::Url::parse(&url) {
@@ -335,11 +348,7 @@ impl Server {
 
     fn pause(&self, request: &Incoming) -> Result<Reply, Refusal> {
         let session = self.find(request)?;
-        let at = session.pause();
-        let mut reply = Reply::new(StatusCode::Ok).with(&crate::rtsp::range::ServedRange {
-            start: at,
-            end: None,
-        });
+        let mut reply = Reply::new(StatusCode::Ok).with(&session.pause());
         reply.set_session(&self.session_header(&session.id));
         Ok(reply)
     }

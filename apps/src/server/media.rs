@@ -24,7 +24,7 @@ pub struct Packet {
 }
 
 impl Packet {
-    fn new(buffer: &gst::BufferRef) -> Result<Packet> {
+    pub fn new(buffer: &gst::BufferRef) -> Result<Packet> {
         let mut memories = Vec::with_capacity(buffer.n_memory());
         for memory in buffer.iter_memories_owned() {
             memories.push(
@@ -70,6 +70,33 @@ impl Packet {
 pub struct Frame {
     pub packets: Vec<Packet>,
     pub jpeg: Mapped,
+}
+
+/// What a path serves.
+#[derive(Clone)]
+pub enum Media {
+    /// A file: each session has its own position, seeks and pauses.
+    Clip(Arc<Clip>),
+    /// A live source: every session gets the current frames.
+    Live(Arc<crate::server::live::LivePath>),
+}
+
+impl Media {
+    /// The path's name (the URL's last part).
+    pub fn name(&self) -> &str {
+        match self {
+            Media::Clip(clip) => &clip.name,
+            Media::Live(live) => &live.name,
+        }
+    }
+
+    /// The frame rate the stream is timed at, when the path has one.
+    pub fn fps(&self) -> Option<u32> {
+        match self {
+            Media::Clip(clip) => Some(clip.fps),
+            Media::Live(_) => None,
+        }
+    }
 }
 
 /// A clip, ready to send.

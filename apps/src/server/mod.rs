@@ -21,6 +21,7 @@ pub mod adapt;
 mod connection;
 pub mod handler;
 mod limits;
+pub mod live;
 pub mod media;
 pub mod pacer;
 pub mod policy;
@@ -38,7 +39,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use gstmjpegrtp::rtcp;
 
-use media::Clip;
+use live::LivePath;
+use media::Media;
 use pacer::{Pacer, Sockets};
 use session::Session;
 
@@ -60,11 +62,21 @@ pub struct Config {
     pub stats_format: stats::StatsFormat,
     pub max_sessions: usize,
     pub paths: Vec<PathBuf>,
+    /// Live paths: (name, gst-launch description whose output is JPEG images).
+    pub sources: Vec<(String, String)>,
+    /// Run live sources whether or not anyone watches.
+    pub always_on: bool,
+    /// How long an on-demand source runs after its last viewer leaves.
+    pub linger: Duration,
 }
+
+/// How long a live source may take to give its first frame when it is checked at start.
+const SOURCE_PROBE: Duration = Duration::from_secs(15);
 
 pub struct Server {
     pub config: Config,
-    pub clips: HashMap<String, Arc<Clip>>,
+    /// What each path serves, by name.
+    pub paths: HashMap<String, Media>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     by_ssrc: Mutex<HashMap<u32, Arc<Session>>>,
     by_rtcp_address: Mutex<HashMap<SocketAddr, Arc<Session>>>,
@@ -107,6 +119,9 @@ impl Server {
         if let Some(line) = session.suppressed_at_end() {
             tracing::info!("{line}");
         }
+        if let Media::Live(live) = &session.media {
+            live.leave(&session);
+        }
         let ending = session.end(why);
         if let Some(bye) = ending.bye {
             bye.send(&self.sockets.rtcp);
@@ -116,7 +131,7 @@ impl Server {
             if self.config.stats_interval.is_some() {
                 lock(&self.closed).push(stats::Closed {
                     id: id.to_string(),
-                    path: session.clip.name.clone(),
+                    path: session.media.name().to_string(),
                     reason: why.to_string(),
                     frames_sent: ending.frames_sent,
                 });
@@ -141,6 +156,16 @@ impl Server {
     fn rtcp_for(&self, session: &Session, data: &[u8]) {
         for line in session.on_rtcp(data, self.config.adapt) {
             tracing::info!("{line}");
+        }
+    }
+
+    /// Once a second: live sources without viewers stop, failed ones restart.
+    fn tend_sources(&self) {
+        let now = Instant::now();
+        for media in self.paths.values() {
+            if let Media::Live(live) = media {
+                live.tick(now);
+            }
         }
     }
 
@@ -249,30 +274,47 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     gst::init()?;
     gstmjpegrtp::plugin_register_static()?;
     limits::raise_file_limit();
-    let paths = if config.paths.is_empty() {
+    // With nothing named, the bundled sample; live sources alone serve only themselves.
+    let files = if config.paths.is_empty() && config.sources.is_empty() {
         vec![bundled_sample]
     } else {
         config.paths.clone()
     };
     let mut clips = HashMap::new();
-    for (name, path) in media::find_clips(&paths)? {
+    for (name, path) in media::find_clips(&files)? {
         match media::load(&name, &path, config.fps, config.mtu) {
             Ok(clip) => {
                 clips.insert(name, clip);
             }
-            Err(e) if paths.contains(&path) => return Err(e),
+            Err(e) if files.contains(&path) => return Err(e),
             Err(e) => tracing::warn!("not serving {}: {e:#}", path.display()),
         }
     }
-    if clips.is_empty() {
+    if clips.is_empty() && config.sources.is_empty() {
         bail!(
             "no clips to serve in {}",
-            paths
+            files
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    // Each live source runs once before the server opens: a description that does not
+    // parse, a missing device or output RFC 2435 cannot carry stops it here.
+    let mut source_sizes = Vec::new();
+    for (name, description) in &config.sources {
+        if clips.contains_key(name) || source_sizes.iter().any(|(n, _, _)| n == name) {
+            bail!("two paths are named {name}");
+        }
+        crate::rtsp::path::target(name)
+            .ok()
+            .filter(|t| t.clip == *name)
+            .ok_or_else(|| anyhow::anyhow!("--source {name}=...: not a plain path name"))?;
+        let size = live::source::probe(description, config.mtu, SOURCE_PROBE)
+            .with_context(|| format!("live source {name} ({description})"))?;
+        tracing::info!("path {name}: live source, {}x{}", size.0, size.1);
+        source_sizes.push((name.clone(), description.clone(), size));
     }
     let (rtp, rtcp) =
         crate::ports::bind_rtp_pair(config.bind).context("binding the RTP/RTCP ports")?;
@@ -281,6 +323,22 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     let rtcp_reader = rtcp.try_clone()?;
     let sockets = Arc::new(Sockets { rtp, rtcp });
     let pacer = Pacer::start(sockets.clone())?;
+    let mut paths: HashMap<String, Media> = clips
+        .into_iter()
+        .map(|(name, clip)| (name, Media::Clip(clip)))
+        .collect();
+    for (name, description, size) in source_sizes {
+        let live = LivePath::new(
+            name.clone(),
+            description,
+            config.always_on,
+            config.linger,
+            config.mtu,
+            pacer.clone(),
+            size,
+        );
+        paths.insert(name, Media::Live(live));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -296,7 +354,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     };
     let server = Arc::new(Server {
         config,
-        clips,
+        paths,
         sessions: Mutex::default(),
         by_ssrc: Mutex::default(),
         by_rtcp_address: Mutex::default(),
@@ -308,7 +366,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     });
     {
         let mut out = std::io::stdout().lock();
-        let mut names: Vec<&String> = server.clips.keys().collect();
+        let mut names: Vec<&String> = server.paths.keys().collect();
         names.sort();
         for name in names {
             writeln!(

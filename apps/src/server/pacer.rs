@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Instant;
 
+use super::live::{LiveFrame, LivePath};
 use super::session::{Sent, Session};
 use super::udp::send_all;
 
@@ -40,10 +41,18 @@ impl Ord for Booking {
     }
 }
 
+/// What the pacer thread is asked to do.
+enum Job {
+    /// Start sending a session (a clip) now, for the play numbered `generation`.
+    Play(Arc<Session>, u64),
+    /// Send a live path's new frame to its playing viewers now.
+    Live(Arc<LivePath>, Arc<LiveFrame>),
+}
+
 /// Books sessions on the pacer thread.
 #[derive(Clone)]
 pub struct Pacer {
-    tx: Sender<(Arc<Session>, u64)>,
+    tx: Sender<Job>,
 }
 
 pub struct Sockets {
@@ -63,11 +72,32 @@ impl Pacer {
     /// Starts sending `session` now, for the play numbered `generation`.
     pub fn play(&self, session: Arc<Session>, generation: u64) {
         // The pacer thread only ends with the process.
-        let _ = self.tx.send((session, generation));
+        let _ = self.tx.send(Job::Play(session, generation));
+    }
+
+    /// Sends a live path's frame to its viewers (joining sessions start with it).
+    pub fn live(&self, path: Arc<LivePath>, frame: Arc<LiveFrame>) {
+        let _ = self.tx.send(Job::Live(path, frame));
     }
 }
 
-fn run(rx: &Receiver<(Arc<Session>, u64)>, sockets: &Sockets) {
+/// Sends a live frame to every playing viewer of its path: one batch, then the sender
+/// reports that fell due.
+fn fan_out(path: &LivePath, frame: &LiveFrame, sockets: &Sockets) {
+    let viewers = path.viewers();
+    let now = Instant::now();
+    let mut datagrams = Vec::with_capacity(viewers.len() * frame.packets.len());
+    let mut reports = Vec::new();
+    for session in &viewers {
+        reports.extend(session.send_live(frame, now, &mut datagrams));
+    }
+    send_all(&sockets.rtp, &datagrams);
+    for report in reports {
+        report.send(&sockets.rtcp);
+    }
+}
+
+fn run(rx: &Receiver<Job>, sockets: &Sockets) {
     let mut timetable: BinaryHeap<Reverse<Booking>> = BinaryHeap::new();
     let mut order = 0u64;
     let mut book = |timetable: &mut BinaryHeap<Reverse<Booking>>, session, generation, due| {
@@ -87,13 +117,18 @@ fn run(rx: &Receiver<(Arc<Session>, u64)>, sockets: &Sockets) {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(wait) => rx.recv_timeout(wait),
         };
-        match first {
-            Ok((session, generation)) => book(&mut timetable, session, generation, Instant::now()),
-            Err(RecvTimeoutError::Timeout) => {}
+        let mut job = match first {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
-        }
-        while let Ok((session, generation)) = rx.try_recv() {
-            book(&mut timetable, session, generation, Instant::now());
+        };
+        while let Some(next) = job.take().or_else(|| rx.try_recv().ok()) {
+            match next {
+                Job::Play(session, generation) => {
+                    book(&mut timetable, session, generation, Instant::now())
+                }
+                Job::Live(path, frame) => fan_out(&path, &frame, sockets),
+            }
         }
         let now = Instant::now();
         let mut due = Vec::new();

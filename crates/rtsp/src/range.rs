@@ -68,20 +68,33 @@ fn seconds(t: NptTime) -> Option<f64> {
     Some(whole + f64::from(ns.unwrap_or(0)) / 1e9)
 }
 
-/// The `Range` of a PLAY or PAUSE reply: from `start` seconds to `end` (`None`: open, a
-/// looping clip or a live stream). Written `npt=start-end` with millisecond precision, as
-/// servers usually write it (`rtsp-types`' own `Range` writes nanoseconds).
+/// The `Range` of a PLAY or PAUSE reply: from `start` seconds (`None`: now, a live
+/// stream) to `end` (`None`: open, a looping clip or a live stream). Written
+/// `npt=start-end` with millisecond precision, as servers usually write it (`rtsp-types`'
+/// own `Range` writes nanoseconds).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServedRange {
-    pub start: f64,
+    pub start: Option<f64>,
     pub end: Option<f64>,
+}
+
+impl ServedRange {
+    /// `npt=now-`: a live stream.
+    pub const LIVE: ServedRange = ServedRange {
+        start: None,
+        end: None,
+    };
 }
 
 impl std::fmt::Display for ServedRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.start {
+            Some(start) => write!(f, "npt={start:.3}-")?,
+            None => write!(f, "npt=now-")?,
+        }
         match self.end {
-            Some(end) => write!(f, "npt={:.3}-{end:.3}", self.start),
-            None => write!(f, "npt={:.3}-", self.start),
+            Some(end) => write!(f, "{end:.3}"),
+            None => Ok(()),
         }
     }
 }
@@ -90,11 +103,8 @@ impl TypedHeader for ServedRange {
     fn from_headers(headers: impl AsRef<Headers>) -> Result<Option<Self>, HeaderParseError> {
         match PlayRange::from_request(headers) {
             None => Ok(None),
-            Some(Ok(PlayRange {
-                start: Some(start),
-                end,
-            })) => Ok(Some(ServedRange { start, end })),
-            Some(_) => Err(HeaderParseError),
+            Some(Ok(PlayRange { start, end })) => Ok(Some(ServedRange { start, end })),
+            Some(Err(_)) => Err(HeaderParseError),
         }
     }
 
@@ -105,7 +115,11 @@ impl TypedHeader for ServedRange {
 
 /// `npt=start-end` with millisecond precision.
 pub fn format(start: f64, end: Option<f64>) -> String {
-    ServedRange { start, end }.to_string()
+    ServedRange {
+        start: Some(start),
+        end,
+    }
+    .to_string()
 }
 
 #[cfg(test)]
@@ -180,7 +194,7 @@ mod tests {
         let reply =
             rtsp_types::Response::builder(rtsp_types::Version::V1_0, rtsp_types::StatusCode::Ok)
                 .typed_header(&ServedRange {
-                    start: 0.5,
+                    start: Some(0.5),
                     end: Some(3.0),
                 })
                 .build(Vec::new());
@@ -191,9 +205,10 @@ mod tests {
         assert_eq!(
             reply.typed_header::<ServedRange>(),
             Ok(Some(ServedRange {
-                start: 0.5,
+                start: Some(0.5),
                 end: Some(3.0)
             }))
         );
+        assert_eq!(ServedRange::LIVE.to_string(), "npt=now-");
     }
 }

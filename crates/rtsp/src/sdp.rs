@@ -9,9 +9,12 @@ pub struct ClipDescription<'a> {
     pub name: &'a str,
     pub width: u32,
     pub height: u32,
-    pub fps: u32,
+    /// `None` for a live source, whose rate is its own.
+    pub fps: Option<u32>,
     /// Duration in seconds; `None` for an endless (looping) stream.
     pub duration: Option<f64>,
+    /// A live source: `a=range:npt=now-` (no position to seek to).
+    pub live: bool,
     /// The server's address for the origin line.
     pub server_address: &'a str,
     /// The media's `a=control` (relative to `Content-Base`).
@@ -33,15 +36,16 @@ pub fn describe(clip: &ClipDescription<'_>) -> Vec<u8> {
         "IP4"
     };
     let any = if addrtype == "IP6" { "::" } else { "0.0.0.0" };
-    let range = match clip.duration {
-        Some(d) => format!("npt=0-{d:.3}"),
-        None => "npt=0-".to_string(),
+    let range = match (clip.live, clip.duration) {
+        (true, _) => "npt=now-".to_string(),
+        (false, Some(d)) => format!("npt=0-{d:.3}"),
+        (false, None) => "npt=0-".to_string(),
     };
-    let mut media_attributes = vec![
-        attribute("rtpmap", Some("26 JPEG/90000".into())),
-        attribute("framerate", Some(clip.fps.to_string())),
-        attribute("control", Some(clip.control.to_string())),
-    ];
+    let mut media_attributes = vec![attribute("rtpmap", Some("26 JPEG/90000".into()))];
+    if let Some(fps) = clip.fps {
+        media_attributes.push(attribute("framerate", Some(fps.to_string())));
+    }
+    media_attributes.push(attribute("control", Some(clip.control.to_string())));
     // RFC 2435 carries sizes up to 2040 pixels; larger ones need x-dimensions.
     if clip.width > 2040 || clip.height > 2040 {
         media_attributes.push(attribute(
@@ -111,8 +115,9 @@ mod tests {
             name: "movie.Mjpeg",
             width: 384,
             height: 288,
-            fps: 20,
+            fps: Some(20),
             duration: Some(25.0),
+            live: false,
             server_address: "127.0.0.1",
             control: "streamid=0",
             session_id: 42,
@@ -135,5 +140,13 @@ mod tests {
         clip.height = 2160;
         let sdp = String::from_utf8(describe(&clip)).unwrap();
         assert!(sdp.contains("a=x-dimensions:4096,2160\r\n"), "{sdp}");
+        // A live source: no position, no rate of ours.
+        clip.live = true;
+        clip.fps = None;
+        clip.duration = None;
+        let sdp = String::from_utf8(describe(&clip)).unwrap();
+        assert!(sdp.contains("a=range:npt=now-\r\n"), "{sdp}");
+        assert!(!sdp.contains("a=framerate"), "{sdp}");
+        assert!(sdp_types::Session::parse(sdp.as_bytes()).is_ok());
     }
 }

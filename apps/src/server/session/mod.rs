@@ -15,17 +15,18 @@ mod rtcp;
 mod sending;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gstmjpegrtp::rtcp::sender::SenderCounts;
 
 use super::adapt::Adapt;
-use super::media::Clip;
+use super::media::Media;
 use super::policy::Policy;
 use super::stats::{ReceiverReport, SessionStats};
 use crate::log_limit::LogLimit;
 use crate::rtsp::range::{PlayRange, ServedRange};
+use crate::server::live;
 
 pub use sending::{RtcpOut, Sent};
 
@@ -92,10 +93,11 @@ pub enum PlayError {
     NothingToPlay,
 }
 
-/// What a PLAY started: the generation to book on the pacer, and what the reply says.
+/// What a PLAY started: the generation to book on the pacer (a clip; a live path's
+/// frames come by themselves), and what the reply says.
 #[derive(Debug, Clone, Copy)]
 pub struct Play {
-    pub generation: u64,
+    pub generation: Option<u64>,
     /// The sequence number and RTP time of the first packet (`RTP-Info`).
     pub seq: u16,
     pub rtptime: u32,
@@ -139,6 +141,28 @@ struct State {
     log_limit: LogLimit,
     rtcp_byes: u64,
     rtcp_malformed: u64,
+    /// How a live path's frames map to this session's RTP time.
+    live: LiveClock,
+}
+
+/// A live session's RTP time: a frame's is the anchor's plus the capture time since the
+/// anchor's frame. The first frame after each PLAY is the anchor, stamped with the RTP
+/// time its reply promised (continuing from the last frame sent, by the time passed).
+#[derive(Debug, Default)]
+struct LiveClock {
+    /// (RTP time, capture time in ns) of the first frame of the current play.
+    anchor: Option<(u32, u64)>,
+    /// The RTP time the current play's first frame gets (`RTP-Info`).
+    promised: u32,
+    /// The last frame sent: (RTP time, capture time).
+    last: Option<(u32, u64)>,
+    /// Frames of the path offered to this session (decimation; lab numbering).
+    offered: u64,
+}
+
+/// Nanoseconds as 90 kHz RTP ticks (wrapping, as RTP time does).
+fn rtp_ticks(ns: u64) -> u32 {
+    (u128::from(ns) * u128::from(CLOCK_RATE) / 1_000_000_000) as u32
 }
 
 impl State {
@@ -179,7 +203,8 @@ impl State {
 pub struct Session {
     pub id: String,
     pub policy: &'static Policy,
-    pub clip: Arc<Clip>,
+    /// What the session plays: a clip, or a live path.
+    pub media: Media,
     pub ssrc: u32,
     pub cname: String,
     /// The client's control connection address.
@@ -194,7 +219,7 @@ impl Session {
     pub fn new(
         id: String,
         policy: &'static Policy,
-        clip: Arc<Clip>,
+        media: Media,
         peer: SocketAddr,
         dest: Dest,
         looping: bool,
@@ -202,7 +227,11 @@ impl Session {
     ) -> Session {
         let ssrc = if policy.random_ssrc { random_u32() } else { 0 };
         let cname = format!("mjpeg-rtsp-server@{}", peer.ip());
-        let end_frame = clip.frames.len();
+        let end_frame = match &media {
+            Media::Clip(clip) => clip.frames.len(),
+            Media::Live(_) => 0,
+        };
+        let ts_base = random_u32();
         let now = Instant::now();
         let state = State {
             phase: Phase::Ready,
@@ -218,7 +247,7 @@ impl Session {
             } else {
                 random_u32() as u16
             },
-            ts_base: random_u32(),
+            ts_base,
             counts: SenderCounts::default(),
             next_report: None,
             ended: false,
@@ -231,11 +260,15 @@ impl Session {
             log_limit: LogLimit::default(),
             rtcp_byes: 0,
             rtcp_malformed: 0,
+            live: LiveClock {
+                promised: ts_base,
+                ..LiveClock::default()
+            },
         };
         Session {
             id,
             policy,
-            clip,
+            media,
             ssrc,
             cname,
             peer,
@@ -291,10 +324,14 @@ impl Session {
         self.lock().dest.clone()
     }
 
-    /// PLAY (RFC 2326 10.5): from `range`'s start (the frame shown then), else from where
-    /// PAUSE left it (the start again after the end), up to `range`'s end.
+    /// PLAY (RFC 2326 10.5). A clip plays from `range`'s start (the frame shown then),
+    /// else from where PAUSE left it (the start again after the end), up to `range`'s
+    /// end. A live path plays its next frame whatever the range says: there is no
+    /// position to go to.
     pub fn play(&self, range: Option<PlayRange>) -> Result<Play, PlayError> {
-        let clip = &self.clip;
+        let Media::Clip(clip) = &self.media else {
+            return Ok(self.play_live());
+        };
         let frames = clip.frames.len();
         let mut state = self.lock();
         let from = match range.and_then(|r| r.start) {
@@ -321,23 +358,50 @@ impl Session {
             state.seq
         };
         Ok(Play {
-            generation,
+            generation: Some(generation),
             seq,
             rtptime: state.rtp_time(timeline, clip.fps),
             range: ServedRange {
-                start: clip.time_of(from as u64),
+                start: Some(clip.time_of(from as u64)),
                 end: (end < frames || !self.looping).then(|| clip.time_of(end as u64)),
             },
         })
     }
 
-    /// PAUSE (RFC 2326 10.6): stops sending; returns the position it will resume from.
-    pub fn pause(&self) -> f64 {
+    fn play_live(&self) -> Play {
+        let mut state = self.lock();
+        if let Some((rtp, captured)) = state.live.last {
+            let since = live::source::clock_now_ns().saturating_sub(captured);
+            state.live.promised = rtp.wrapping_add(rtp_ticks(since));
+        }
+        state.live.anchor = None;
+        state.start_sending(Instant::now());
+        Play {
+            generation: None,
+            seq: if self.policy.seq_is_frame_number {
+                (state.live.offered + 1) as u16
+            } else {
+                state.seq
+            },
+            rtptime: state.live.promised,
+            range: ServedRange::LIVE,
+        }
+    }
+
+    /// PAUSE (RFC 2326 10.6): stops sending; returns the position it will resume from
+    /// (`now` for a live path).
+    pub fn pause(&self) -> ServedRange {
         let mut state = self.lock();
         if state.phase == Phase::Playing {
             state.stop_sending();
         }
-        self.clip.time_of(state.next_frame as u64)
+        match &self.media {
+            Media::Clip(clip) => ServedRange {
+                start: Some(clip.time_of(state.next_frame as u64)),
+                end: None,
+            },
+            Media::Live(_) => ServedRange::LIVE,
+        }
     }
 
     /// Ends the session (TEARDOWN, timeout, connection closed, shutdown): nothing more is
@@ -365,7 +429,7 @@ impl Session {
         SessionStats {
             id: self.id.clone(),
             client: self.peer.to_string(),
-            path: self.clip.name.clone(),
+            path: self.media.name().to_string(),
             dialect: self.policy.name(),
             transport: state.dest.name(),
             state: match state.phase {

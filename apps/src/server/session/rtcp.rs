@@ -90,11 +90,15 @@ impl Session {
             report.rtt_ms.map(|r| format!(", round trip {r:.2} ms")).unwrap_or_default()
         ));
         if adapt && let Some(decimation) = state.adapt.on_report(report.fraction_lost) {
+            let rate = self
+                .media
+                .fps()
+                .map(|fps| format!(" ({:.1} frames/s)", f64::from(fps) / f64::from(decimation)))
+                .unwrap_or_default();
             lines.push(format!(
-                "session {}: {} to one frame in {decimation} ({:.1} frames/s) after receiver reports of {:.1}% loss",
+                "session {}: {} to one frame in {decimation}{rate} after receiver reports of {:.1}% loss",
                 self.id,
                 if decimation > 1 { "congestion: sending fewer frames," } else { "loss is gone: back" },
-                f64::from(self.clip.fps) / f64::from(decimation),
                 report.fraction_lost * 100.0
             ));
         }

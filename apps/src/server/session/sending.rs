@@ -6,8 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gstmjpegrtp::rtcp::{self, interval::IntervalInput, session::RtpHeader};
 
-use super::{Dest, Phase, Session, State, random_u32};
+use super::{Dest, Phase, Session, State, random_u32, rtp_ticks};
 use crate::rtsp::interleaved;
+use crate::server::live::{self, LiveFrame};
+use crate::server::media::{Frame, Media, Packet};
 use crate::server::udp::Datagram;
 
 /// The largest UDP payload: a lab frame bigger than this cannot be sent whole.
@@ -67,11 +69,13 @@ impl Session {
         now: Instant,
         datagrams: &mut Vec<Datagram<'a>>,
     ) -> Sent {
+        let Media::Clip(clip) = &self.media else {
+            return Sent::Stale;
+        };
         let mut state = self.lock();
         if state.generation != generation || state.phase != Phase::Playing {
             return Sent::Stale;
         }
-        let clip = &self.clip;
         if state.next_frame >= state.end_frame {
             if self.looping && state.end_frame == clip.frames.len() {
                 state.loop_base += clip.frames.len() as u64;
@@ -99,7 +103,9 @@ impl Session {
         }
         let timeline = state.timeline();
         if timeline.is_multiple_of(u64::from(state.adapt.decimation)) {
-            let sent = self.send_frame(&mut state, timeline, datagrams);
+            let frame = &clip.frames[state.next_frame];
+            let ts = state.rtp_time(timeline, clip.fps);
+            let sent = self.send_frame(&mut state, frame, ts, timeline + 1, datagrams);
             if sent {
                 state.frames_sent += 1;
             } else {
@@ -117,19 +123,56 @@ impl Session {
         Sent::Next { due, rtcp }
     }
 
-    /// Sends clip frame `next_frame` (stream time `timeline`); false when it was dropped.
+    /// Sends a live path's frame if the session is playing (it joins at this frame when
+    /// its play just started); returns a sender report that fell due.
+    pub fn send_live<'a>(
+        &'a self,
+        frame: &'a LiveFrame,
+        now: Instant,
+        datagrams: &mut Vec<Datagram<'a>>,
+    ) -> Option<RtcpOut> {
+        let mut state = self.lock();
+        if state.phase != Phase::Playing {
+            return None;
+        }
+        let promised = state.live.promised;
+        let (anchor_rtp, anchor_ns) = *state
+            .live
+            .anchor
+            .get_or_insert((promised, frame.capture_ns));
+        let ts = anchor_rtp.wrapping_add(rtp_ticks(frame.capture_ns.saturating_sub(anchor_ns)));
+        let offered = state.live.offered;
+        state.live.offered += 1;
+        if offered.is_multiple_of(u64::from(state.adapt.decimation)) {
+            let sent = self.send_frame(&mut state, frame, ts, offered + 1, datagrams);
+            if sent {
+                state.live.last = Some((ts, frame.capture_ns));
+                state.frames_sent += 1;
+            } else {
+                state.frames_dropped += 1;
+            }
+        }
+        if self.policy.rtcp && state.next_report.is_none_or(|t| now >= t) {
+            self.sender_report(&mut state, now, None)
+        } else {
+            None
+        }
+    }
+
+    /// Sends one frame stamped `ts` (lab clients: numbered `number`); false when it was
+    /// dropped.
     fn send_frame<'a>(
         &'a self,
         state: &mut State,
-        timeline: u64,
+        frame: &'a impl SendableFrame,
+        ts: u32,
+        number: u64,
         datagrams: &mut Vec<Datagram<'a>>,
     ) -> bool {
-        let frame = &self.clip.frames[state.next_frame];
-        let ts = state.rtp_time(timeline, self.clip.fps);
         match &state.dest {
             Dest::Udp { rtp, .. } => {
                 let to = *rtp;
-                for packet in &frame.packets {
+                for packet in frame.packets() {
                     datagrams.push(Datagram {
                         to,
                         header: rtp_header(packet.marker_and_type(), state.seq, ts, self.ssrc),
@@ -141,18 +184,19 @@ impl Session {
                 true
             }
             Dest::Lab { rtp } => {
-                if frame.jpeg.len() + 12 > MAX_DATAGRAM {
+                let jpeg = frame.jpeg();
+                if jpeg.len() + 12 > MAX_DATAGRAM {
                     return false;
                 }
                 // Lab packets: M=0, PT 26, seq = frame number from 1, time in seconds.
                 let unix = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                let seq = (timeline + 1) as u16;
+                let seq = number as u16;
                 datagrams.push(Datagram {
                     to: *rtp,
                     header: rtp_header(26, seq, unix as u32, 0),
-                    body: vec![frame.jpeg.as_slice()],
+                    body: vec![jpeg],
                 });
                 state.seq = seq.wrapping_add(1);
                 true
@@ -161,7 +205,7 @@ impl Session {
                 let mut bytes = Vec::new();
                 let mut seq = state.seq;
                 let mut counts = state.counts;
-                for packet in &frame.packets {
+                for packet in frame.packets() {
                     let header = rtp_header(packet.marker_and_type(), seq, ts, self.ssrc);
                     interleaved::append(
                         &mut bytes,
@@ -191,11 +235,20 @@ impl Session {
         now: Instant,
         bye: Option<&str>,
     ) -> Option<RtcpOut> {
-        let fps = self.clip.fps;
         let ntp = rtcp::ntp::now();
-        let ts = state.rtp_time_now(now, fps);
+        let ts = match &self.media {
+            Media::Clip(clip) => state.rtp_time_now(now, clip.fps),
+            Media::Live(_) => match state.live.anchor {
+                Some((rtp, captured)) => {
+                    let since = live::source::clock_now_ns().saturating_sub(captured);
+                    rtp.wrapping_add(rtp_ticks(since))
+                }
+                None => state.live.promised,
+            },
+        };
         let packet =
             rtcp::sender::sender_report(self.ssrc, &self.cname, ntp, ts, state.counts, bye).ok()?;
+        let fps = self.media.fps().unwrap_or(25);
         let bandwidth = if state.frames_sent > 0 {
             state.counts.octets as f64 * 8.0 / (state.frames_sent as f64 / f64::from(fps))
         } else {
@@ -235,4 +288,28 @@ fn rtp_header(marker_and_type: u8, sequence: u16, timestamp: u32, ssrc: u32) -> 
         ssrc,
     };
     header.to_bytes(marker_and_type & 0x80 != 0)
+}
+
+/// A frame the session can send: a clip's or a live path's.
+pub trait SendableFrame {
+    fn packets(&self) -> &[Packet];
+    fn jpeg(&self) -> &[u8];
+}
+
+impl SendableFrame for Frame {
+    fn packets(&self) -> &[Packet] {
+        &self.packets
+    }
+    fn jpeg(&self) -> &[u8] {
+        self.jpeg.as_slice()
+    }
+}
+
+impl SendableFrame for LiveFrame {
+    fn packets(&self) -> &[Packet] {
+        &self.packets
+    }
+    fn jpeg(&self) -> &[u8] {
+        self.jpeg.as_slice()
+    }
 }

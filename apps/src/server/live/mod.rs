@@ -1,0 +1,313 @@
+//! Live paths: a source of JPEG frames shared by all its viewers (`--source
+//! NAME=PIPELINE`). Each frame is payloaded once (`source.rs`) and handed to the pacer,
+//! which sends it to every playing session of the path with the session's own RTP header.
+//!
+//! A source starts with its first viewer and stops `linger` after the last one leaves
+//! (unless it is always on). When it fails while running (a camera unplugged), the
+//! viewers keep their sessions and the source is restarted with backoff (1 s doubling to
+//! 30 s); each change of state is logged once, not each retry.
+
+pub mod source;
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use super::media::Packet;
+use super::pacer::Pacer;
+use super::session::Session;
+use source::{Events, Runner};
+
+/// The first wait before restarting a failed source, doubled after each failure.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+type MappedBuffer = gst::MappedBuffer<gst::buffer::Readable>;
+
+/// One frame of a live path: its RFC 2435 packets, made once for every viewer, and the
+/// whole JPEG.
+pub struct LiveFrame {
+    pub packets: Vec<Packet>,
+    pub jpeg: MappedBuffer,
+    pub width: u32,
+    pub height: u32,
+    /// When it was captured, on the system clock (CLOCK_MONOTONIC nanoseconds).
+    pub capture_ns: u64,
+    /// Frames of the path before this one (set when the path takes it).
+    pub number: u64,
+}
+
+impl LiveFrame {
+    /// A frame from the payloader's packets and the JPEG they were made from; `None`
+    /// when the JPEG cannot be read (the payloader would have refused it).
+    pub fn new(packets: Vec<Packet>, jpeg: &gst::Buffer, capture_ns: u64) -> Option<LiveFrame> {
+        let jpeg = jpeg.clone().into_mapped_buffer_readable().ok()?;
+        let header = mjpeg_media::jpeg::parse_header(jpeg.as_slice()).ok()?;
+        Some(LiveFrame {
+            packets,
+            width: u32::from(header.width),
+            height: u32::from(header.height),
+            jpeg,
+            capture_ns,
+            number: 0,
+        })
+    }
+}
+
+/// Where a live path's source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not running: no viewers (on demand).
+    Idle,
+    /// Started, no frame yet.
+    Starting,
+    /// Frames are coming.
+    Up,
+    /// Failed; restarted after a backoff.
+    Retrying,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Starting => "starting",
+            Status::Up => "up",
+            Status::Retrying => "retrying",
+        }
+    }
+}
+
+pub struct LivePath {
+    pub name: String,
+    description: String,
+    /// Run whether or not anyone watches.
+    pub always_on: bool,
+    /// How long an on-demand source runs after its last viewer left.
+    linger: Duration,
+    mtu: u32,
+    pacer: Pacer,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    runner: Option<Runner>,
+    /// Counts starts, so events from a stopped runner are told apart.
+    run: u64,
+    status: Status,
+    viewers: Vec<Arc<Session>>,
+    /// When the last viewer left.
+    idle_since: Option<Instant>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// The last failure said in the log (the same one again is not repeated).
+    last_failure: Option<String>,
+    width: u32,
+    height: u32,
+    frames_in: u64,
+    restarts: u64,
+}
+
+/// What a running pipeline reports, for one run of the path.
+struct Feed {
+    path: Weak<LivePath>,
+    run: u64,
+}
+
+impl Events for Feed {
+    fn frame(&self, frame: LiveFrame) {
+        if let Some(path) = self.path.upgrade() {
+            path.on_frame(self.run, frame);
+        }
+    }
+
+    fn stopped(&self, why: String) {
+        if let Some(path) = self.path.upgrade() {
+            path.on_stopped(self.run, why);
+        }
+    }
+}
+
+impl LivePath {
+    /// A path for `description`, whose frames are `width`x`height` (from its probe).
+    pub fn new(
+        name: String,
+        description: String,
+        always_on: bool,
+        linger: Duration,
+        mtu: u32,
+        pacer: Pacer,
+        size: (u32, u32),
+    ) -> Arc<LivePath> {
+        let path = Arc::new(LivePath {
+            name,
+            description,
+            always_on,
+            linger,
+            mtu,
+            pacer,
+            inner: Mutex::new(Inner {
+                runner: None,
+                run: 0,
+                status: Status::Idle,
+                viewers: Vec::new(),
+                idle_since: Some(Instant::now()),
+                retry_at: None,
+                backoff: FIRST_BACKOFF,
+                last_failure: None,
+                width: size.0,
+                height: size.1,
+                frames_in: 0,
+                restarts: 0,
+            }),
+        });
+        if always_on {
+            path.start(&mut path.lock());
+        }
+        path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The frame size clients are told (the latest frame's).
+    pub fn size(&self) -> (u32, u32) {
+        let inner = self.lock();
+        (inner.width, inner.height)
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    pub fn frames_in(&self) -> u64 {
+        self.lock().frames_in
+    }
+
+    /// The sessions set up on the path.
+    pub fn viewers(&self) -> Vec<Arc<Session>> {
+        self.lock().viewers.clone()
+    }
+
+    /// A session set up on the path: the source starts if it was idle.
+    pub fn join(self: &Arc<Self>, session: Arc<Session>) {
+        let mut inner = self.lock();
+        inner.viewers.push(session);
+        inner.idle_since = None;
+        if inner.status == Status::Idle {
+            self.start(&mut inner);
+        }
+    }
+
+    /// A session ended.
+    pub fn leave(&self, session: &Session) {
+        let mut inner = self.lock();
+        inner.viewers.retain(|s| !std::ptr::eq(s.as_ref(), session));
+        if inner.viewers.is_empty() {
+            inner.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// Once a second: stops a source nobody watches, restarts a failed one when its
+    /// backoff is over.
+    pub fn tick(self: &Arc<Self>, now: Instant) {
+        let mut inner = self.lock();
+        let wanted = self.always_on || !inner.viewers.is_empty();
+        let lingered = inner
+            .idle_since
+            .is_some_and(|since| now.duration_since(since) >= self.linger);
+        if !self.always_on && inner.viewers.is_empty() && lingered && inner.status != Status::Idle {
+            tracing::info!("path {}: no viewers, source stopped", self.name);
+            inner.status = Status::Idle;
+            inner.retry_at = None;
+            inner.run += 1;
+            stop(inner.runner.take());
+            return;
+        }
+        if wanted && inner.status == Status::Retrying && inner.retry_at.is_none_or(|at| now >= at) {
+            inner.restarts += 1;
+            self.start(&mut inner);
+        }
+    }
+
+    fn start(self: &Arc<Self>, inner: &mut Inner) {
+        inner.run += 1;
+        stop(inner.runner.take());
+        let feed = Arc::new(Feed {
+            path: Arc::downgrade(self),
+            run: inner.run,
+        });
+        match Runner::start(&self.description, self.mtu, feed) {
+            Ok(runner) => {
+                if inner.status == Status::Idle {
+                    tracing::info!("path {}: source started", self.name);
+                }
+                inner.runner = Some(runner);
+                if inner.status != Status::Retrying {
+                    inner.status = Status::Starting;
+                }
+            }
+            Err(e) => self.failed(inner, format!("{e:#}")),
+        }
+    }
+
+    fn on_frame(self: &Arc<Self>, run: u64, mut frame: LiveFrame) {
+        {
+            let mut inner = self.lock();
+            if inner.run != run {
+                return;
+            }
+            if inner.status != Status::Up {
+                if inner.last_failure.take().is_some() {
+                    tracing::info!("path {}: source is back", self.name);
+                }
+                inner.status = Status::Up;
+                inner.backoff = FIRST_BACKOFF;
+            }
+            frame.number = inner.frames_in;
+            inner.frames_in += 1;
+            inner.width = frame.width;
+            inner.height = frame.height;
+        }
+        self.pacer.live(self.clone(), Arc::new(frame));
+    }
+
+    fn on_stopped(&self, run: u64, why: String) {
+        let mut inner = self.lock();
+        if inner.run != run {
+            return;
+        }
+        // Dropping the runner waits for the thread this is called from: another thread
+        // stops it.
+        stop(inner.runner.take());
+        self.failed(&mut inner, why);
+    }
+
+    fn failed(&self, inner: &mut Inner, why: String) {
+        let wait = inner.backoff;
+        if inner.last_failure.as_deref() != Some(why.as_str()) {
+            tracing::warn!(
+                "path {}: source failed: {why}; retrying in {} s, viewers keep their sessions",
+                self.name,
+                wait.as_secs()
+            );
+        } else {
+            tracing::debug!("path {}: source failed again: {why}", self.name);
+        }
+        inner.last_failure = Some(why);
+        inner.status = Status::Retrying;
+        inner.retry_at = Some(Instant::now() + wait);
+        inner.backoff = (wait * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Stops a runner on a thread of its own (stopping waits for its bus thread, which may be
+/// the caller).
+fn stop(runner: Option<Runner>) {
+    if let Some(runner) = runner {
+        let _ = std::thread::Builder::new()
+            .name("live-stop".into())
+            .spawn(move || drop(runner));
+    }
+}

@@ -1,0 +1,221 @@
+//! Running a live path's pipeline: the user's gst-launch description, then the server's
+//! `rtpmjpegpay` and an `appsink`. Each image is payloaded once, whatever the number of
+//! viewers; a probe on the payloader's input keeps the whole JPEG (for lab clients) beside
+//! the packets made from it. The pipeline runs on the system clock, so a frame's capture
+//! time (its running time plus the base time) is a CLOCK_MONOTONIC time the sessions
+//! map to RTP time and the sender reports map to wall-clock time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use gst::prelude::*;
+
+use super::LiveFrame;
+use crate::server::media::Packet;
+
+/// A running pipeline. Dropping it stops it.
+pub struct Runner {
+    pipeline: gst::Pipeline,
+    bus_thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the pipeline reports, from its threads.
+pub trait Events: Send + Sync + 'static {
+    /// A whole frame, payloaded.
+    fn frame(&self, frame: LiveFrame);
+    /// The pipeline stopped: an error (GStreamer's message) or the end of its stream.
+    fn stopped(&self, why: String);
+}
+
+/// The system clock's time now (CLOCK_MONOTONIC), on which frames are timed.
+pub fn clock_now_ns() -> u64 {
+    gst::SystemClock::obtain().time().nseconds()
+}
+
+/// Builds `description ! rtpmjpegpay ! appsink`, checking what can be checked before it
+/// runs: that the description parses and that its output can be JPEG.
+fn build(description: &str, mtu: u32) -> Result<(gst::Pipeline, gst::Element, gst_app::AppSink)> {
+    let source = gst::parse::bin_from_description(description, true).map_err(|e| {
+        anyhow!("the pipeline description does not parse: {e} (check it with gst-launch-1.0 {description} ! fakesink)")
+    })?;
+    if source.static_pad("src").is_none() {
+        bail!(
+            "the pipeline description has no unlinked output for the server to take frames from (it must end with an element whose output is JPEG images)"
+        );
+    }
+    let pay = gst::ElementFactory::make("rtpmjpegpay")
+        .property("mtu", mtu)
+        .build()
+        .context("the mjpegrtp plugin's rtpmjpegpay")?;
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(256)
+        .drop(false)
+        .build();
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([source.upcast_ref(), &pay, sink.upcast_ref()])?;
+    source.link(&pay).map_err(|_| {
+        let offered = source
+            .static_pad("src")
+            .map(|p| p.query_caps(None).to_string())
+            .unwrap_or_default();
+        anyhow!(
+            "the pipeline's output is not JPEG images (it offers {offered}); end the description with jpegenc (after video/x-raw,format=I420), or ask a camera for image/jpeg"
+        )
+    })?;
+    pay.link(&sink)?;
+    // Frames are timed on the system clock (CLOCK_MONOTONIC), whatever the elements offer.
+    pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+    Ok((pipeline, pay, sink))
+}
+
+impl Runner {
+    /// Starts the pipeline; frames and its end go to `events`.
+    pub fn start(description: &str, mtu: u32, events: Arc<dyn Events>) -> Result<Runner> {
+        let (pipeline, pay, sink) = build(description, mtu)?;
+        // The JPEG the payloader is about to cut, with its capture time: the packets that
+        // reach the appsink next are made from it, on the same thread.
+        let pending: Arc<Mutex<Option<(gst::Buffer, u64)>>> = Arc::default();
+        let pay_sink = pay
+            .static_pad("sink")
+            .ok_or_else(|| anyhow!("rtpmjpegpay has no sink pad"))?;
+        {
+            let pending = pending.clone();
+            let element = pay.clone();
+            pay_sink.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                if let Some(buffer) = info.buffer() {
+                    let capture = capture_ns(pad, &element, buffer);
+                    *lock(&pending) = Some((buffer.clone(), capture));
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let mut packets: Vec<Packet> = Vec::new();
+        let frame_events = events.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let Ok(packet) = Packet::new(buffer) else {
+                        packets.clear();
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let last = packet.marker_and_type() & 0x80 != 0;
+                    packets.push(packet);
+                    if last {
+                        let packets = std::mem::take(&mut packets);
+                        if let Some((jpeg, capture_ns)) = lock(&pending).take()
+                            && let Some(frame) = LiveFrame::new(packets, &jpeg, capture_ns)
+                        {
+                            frame_events.frame(frame);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| anyhow!("the pipeline has no bus"))?;
+        let bus_thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("live-bus".into())
+                .spawn(move || watch(&bus, &stop, events.as_ref()))?
+        };
+        let runner = Runner {
+            pipeline,
+            bus_thread: Some(bus_thread),
+            stop,
+        };
+        runner
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| anyhow!("the pipeline did not start"))?;
+        Ok(runner)
+    }
+}
+
+/// Reports the pipeline's first error or end of stream, then returns.
+fn watch(bus: &gst::Bus, stop: &std::sync::atomic::AtomicBool, events: &dyn Events) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Acquire) {
+        let Some(message) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        ) else {
+            continue;
+        };
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let why = match message.view() {
+            gst::MessageView::Error(e) => match e.debug() {
+                Some(debug) if e.error().message().len() < 40 => {
+                    format!("{} ({debug})", e.error())
+                }
+                _ => e.error().to_string(),
+            },
+            _ => "the pipeline's stream ended".to_string(),
+        };
+        events.stopped(why);
+        return;
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(thread) = self.bus_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The clock time a buffer was captured at: its running time plus the base time, or now
+/// when it has no timestamp.
+fn capture_ns(pad: &gst::Pad, element: &gst::Element, buffer: &gst::BufferRef) -> u64 {
+    let running = buffer.pts().and_then(|pts| {
+        let event = pad.sticky_event::<gst::event::Segment>(0)?;
+        let segment = event.segment().downcast_ref::<gst::ClockTime>()?.clone();
+        segment.to_running_time(pts)
+    });
+    match (running, element.base_time()) {
+        (Some(running), Some(base)) => (base + running).nseconds(),
+        _ => clock_now_ns(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `description` until its first frame: the frame's size, or the reason it cannot
+/// be served (GStreamer's message and what to change).
+pub fn probe(description: &str, mtu: u32, timeout: Duration) -> Result<(u32, u32)> {
+    struct First(std::sync::mpsc::SyncSender<Result<(u32, u32), String>>);
+    impl Events for First {
+        fn frame(&self, frame: LiveFrame) {
+            let _ = self.0.try_send(Ok((frame.width, frame.height)));
+        }
+        fn stopped(&self, why: String) {
+            let _ = self.0.try_send(Err(why));
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    let runner = Runner::start(description, mtu, Arc::new(First(tx)))?;
+    let first = rx.recv_timeout(timeout);
+    drop(runner);
+    match first {
+        Ok(Ok(size)) => Ok(size),
+        Ok(Err(why)) => Err(anyhow!("{why}")),
+        Err(_) => bail!("no frame within {timeout:?}"),
+    }
+}
