@@ -93,6 +93,11 @@ pub fn session_in<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
         .find(|s| s["id"] == id)
 }
 
+/// The session `id` in `report`'s `closed[]`, if it ended since the report before.
+pub fn closed_in<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
+    report["closed"].as_array()?.iter().find(|c| c["id"] == id)
+}
+
 impl ServerProcess {
     /// Starts the server on 127.0.0.1 and a free port with `args` (options, then clip
     /// paths), and waits until it printed `clips` URLs.
@@ -241,33 +246,11 @@ impl ServerProcess {
     /// Every session that ended so far (the `closed[]` entries of every report), in the
     /// order they ended.
     pub fn closed_sessions(&self) -> Vec<Value> {
-        self.closed_with_times()
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect()
-    }
-
-    /// The end of the session `id` (its `closed[]` entry) and when the report saying so
-    /// arrived, if a report said so yet.
-    pub fn closed(&self, id: &str) -> Option<(Value, Instant)> {
-        self.closed_with_times()
-            .into_iter()
-            .find(|(_, c)| c["id"] == id)
-            .map(|(at, c)| (c, at))
-    }
-
-    fn closed_with_times(&self) -> Vec<(Instant, Value)> {
         let lines = self.stdout.lock();
         lines
             .reports
             .iter()
-            .flat_map(|(at, r)| {
-                r["closed"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| (*at, c.clone()))
-            })
+            .flat_map(|(_, r)| r["closed"].as_array().into_iter().flatten().cloned())
             .collect()
     }
 
@@ -358,24 +341,22 @@ impl ServerProcess {
         session_in(&report, id).unwrap().clone()
     }
 
+    /// Waits up to `timeout` for a report saying the session `id` ended: its `closed[]`
+    /// entry and when that report arrived; `None` if none said so (yet).
+    pub fn closed_within(&self, id: &str, timeout: Duration) -> Option<(Value, Instant)> {
+        let (_, at, report) = self.find_report(0, timeout, |r| closed_in(r, id).is_some())?;
+        Some((closed_in(&report, id).unwrap().clone(), at))
+    }
+
     /// Waits for a report saying the session `id` ended; its `closed[]` entry.
     pub fn wait_for_closed(&self, id: &str, timeout: Duration) -> Value {
-        let report = self.wait_for_stats(
-            &format!("session {id} closed"),
-            |r| {
-                r["closed"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["id"] == id))
-            },
-            timeout,
-        );
-        report["closed"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()
-            .clone()
+        match self.closed_within(id, timeout) {
+            Some((closed, _)) => closed,
+            None => panic!(
+                "no report of session {id} closed within {timeout:?}; {}",
+                self.stats_context()
+            ),
+        }
     }
 
     /// A report the server made after this call: the second to arrive after it (the
