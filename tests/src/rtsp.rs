@@ -202,6 +202,7 @@ impl ServerProcess {
 
     /// Waits for a log line containing every one of `needles`; panics with the log when
     /// none came within `timeout`.
+    #[track_caller]
     pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
@@ -309,6 +310,7 @@ impl ServerProcess {
     /// Waits for a report (among those so far, then those to come) for which `condition`
     /// holds, and returns it; panics, saying `what` was awaited, when none came within
     /// `timeout`.
+    #[track_caller]
     pub fn wait_for_stats(
         &self,
         what: &str,
@@ -326,6 +328,7 @@ impl ServerProcess {
 
     /// Waits for a report listing the session `id` in a state where `condition` holds,
     /// and returns the session's entry (see [`wait_for_stats`](Self::wait_for_stats)).
+    #[track_caller]
     pub fn wait_for_session(
         &self,
         id: &str,
@@ -349,6 +352,7 @@ impl ServerProcess {
     }
 
     /// Waits for a report saying the session `id` ended; its `closed[]` entry.
+    #[track_caller]
     pub fn wait_for_closed(&self, id: &str, timeout: Duration) -> Value {
         match self.closed_within(id, timeout) {
             Some((closed, _)) => closed,
@@ -362,6 +366,7 @@ impl ServerProcess {
     /// A report the server made after this call: the second to arrive after it (the
     /// first may have been on its way already). Whatever the server did before the call
     /// is in it, or in the `closed[]` of a report before it.
+    #[track_caller]
     pub fn fresh_stats(&self, timeout: Duration) -> Value {
         let from = self.stdout.lock().reports.len() + 1;
         match self.find_report(from, timeout, |_| true) {
@@ -372,6 +377,7 @@ impl ServerProcess {
 
     /// After the server exited: its last report, which it makes once every session is
     /// closed. Waits up to `timeout` for the end of its stdout.
+    #[track_caller]
     pub fn final_stats(&self, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         let mut lines = self.stdout.lock();
