@@ -12,6 +12,7 @@ use mjpeg_rtsp_tests::lab_server::{LabOptions, LabServer};
 use mjpeg_rtsp_tests::relay::{DropPolicy, LossyProxy};
 use mjpeg_rtsp_tests::rtsp::{Served, serve};
 use mjpeg_rtsp_tests::*;
+use serde_json::Value;
 
 fn player_binary() -> PathBuf {
     plugin_dir().join("mjpeg-player")
@@ -54,6 +55,28 @@ fn wait_output(child: &mut Child, timeout: Duration) -> Output {
         stdout: out,
         stderr: err,
     }
+}
+
+/// The receiver reports our server had from the player (its only client), as every
+/// statistics report so far lists them, once one listed the first (waiting up to 5 s).
+fn receiver_reports_heard(served: &Served) -> Vec<Value> {
+    let heard = |r: &Value| {
+        r["sessions"]
+            .as_array()
+            .is_some_and(|s| s.len() == 1 && !s[0]["receiver_report"].is_null())
+    };
+    served.server.wait_for_stats(
+        "a receiver report from the player",
+        heard,
+        Duration::from_secs(5),
+    );
+    served
+        .server
+        .reports()
+        .iter()
+        .filter(|r| heard(r))
+        .map(|r| r["sessions"][0]["receiver_report"].clone())
+        .collect()
 }
 
 /// A value, as written, from the flat JSON object the player writes.
@@ -175,9 +198,10 @@ fn whole_clip_over(transport: &str) {
             .any(|j| j.parse::<f64>().is_ok()),
         "{stdout}"
     );
-    served.server.wait_for_log(
-        &["receiver report from", "fraction lost 0.0%"],
-        Duration::from_secs(5),
+    let reports = receiver_reports_heard(&served);
+    assert!(
+        reports.iter().all(|r| r["fraction_lost"] == 0.0),
+        "{reports:?}"
     );
 }
 
@@ -301,9 +325,16 @@ fn plays_our_servers_lab_dialect() {
     assert!(json_number(&json, "frames_shown") >= 30.0, "{json}");
     assert_eq!(json_number(&json, "packets_lost"), 0.0, "{json}");
     assert_no_lab_jitter(&stdout, &json);
-    served
-        .server
-        .wait_for_log(&["lab RTP/UDP to"], Duration::from_secs(5));
+    served.server.wait_for_stats(
+        "the player's session in the lab dialect",
+        |r| {
+            r["sessions"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["dialect"] == "lab" && s["transport"] == "lab-udp")
+            })
+        },
+        Duration::from_secs(5),
+    );
 }
 
 /// The frames of a recording, as indexes into the clip (by their scan data).
@@ -513,10 +544,14 @@ fn reported_loss_equals_the_relays_own_count() {
         "{json}"
     );
     // The server heard the player's receiver reports, with the loss in them.
-    let line = served
-        .server
-        .wait_for_log(&["receiver report from"], Duration::from_secs(5));
-    assert!(!line.contains("cumulative lost 0,"), "{line}");
+    let reports = receiver_reports_heard(&served);
+    assert!(
+        reports.iter().any(|r| r["reports"] == 1)
+            && reports
+                .iter()
+                .all(|r| r["cumulative_lost"].as_i64() > Some(0)),
+        "{reports:?}"
+    );
 }
 
 #[test]

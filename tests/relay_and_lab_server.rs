@@ -167,12 +167,16 @@ fn udp_through_the_relay_loses_exactly_the_counted_packets() {
         .socket
         .send_to(&report, ("127.0.0.1", s.server_ports.1))
         .unwrap();
-    served.server.wait_for_log(
-        &[
-            &format!("session {}: receiver report from", s.id),
-            &format!("cumulative lost {},", c.visible_losses()),
-        ],
+    let session = served.server.wait_for_session(
+        &s.id,
+        "with a receiver report",
+        |s| s["receiver_report"]["reports"] == 1,
         REPLY_TIMEOUT,
+    );
+    assert_eq!(
+        session["receiver_report"]["cumulative_lost"],
+        c.visible_losses(),
+        "{session}"
     );
     let counts = proxy.counts();
     assert_eq!(counts.rtcp_to_server, 1);
@@ -245,8 +249,10 @@ fn rtspsrc_plays_through_the_relay() {
         c.rtcp_to_server >= 1 && c.total_dropped() >= 2
     });
     let id = counts.sessions[0].session_id.clone().expect("a session id");
-    served.server.wait_for_log(
-        &[&format!("session {id}: receiver report from")],
+    served.server.wait_for_session(
+        &id,
+        "with a receiver report",
+        |s| s["receiver_report"]["reports"].as_u64() >= Some(1),
         REPLY_TIMEOUT,
     );
     let mut frames_out = 0;

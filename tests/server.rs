@@ -162,8 +162,17 @@ fn conversation_has_the_exact_headers() {
         "session id {id}"
     );
     assert_eq!(session, format!("{id};timeout=60"));
-    served.server.wait_for_log(
-        &[&format!("session {id}: SETUP from 127.0.0.1:")],
+    let from = client.stream.local_addr().unwrap().to_string();
+    served.server.wait_for_session(
+        &id,
+        &format!("set up from {from}"),
+        |s| {
+            s["client"] == from.as_str()
+                && s["path"] == "clip.Mjpeg"
+                && s["dialect"] == "rtsp"
+                && s["transport"] == "udp"
+                && s["state"] == "ready"
+        },
         REPLY_TIMEOUT,
     );
 
@@ -245,10 +254,8 @@ fn conversation_has_the_exact_headers() {
     let reply = client.request("TEARDOWN", &served.url, &[("Session", &id)]);
     reply.assert_status(200);
     wait_for_bye(&rtcp, ssrc);
-    served.server.wait_for_log(
-        &[&format!("session {id}: closed (teardown)")],
-        REPLY_TIMEOUT,
-    );
+    let closed = served.server.wait_for_closed(&id, REPLY_TIMEOUT);
+    assert_eq!(closed["reason"], "teardown", "{closed}");
 }
 
 #[test]
@@ -271,10 +278,8 @@ fn teardown_stops_packets_and_says_bye() {
         .assert_status(200);
     assert_stopped(&s.rtp, Duration::from_millis(600), "TEARDOWN");
     wait_for_bye(&s.rtcp, s.ssrc);
-    served.server.wait_for_log(
-        &[&format!("session {}: closed (teardown)", s.id)],
-        REPLY_TIMEOUT,
-    );
+    let closed = served.server.wait_for_closed(&s.id, REPLY_TIMEOUT);
+    assert_eq!(closed["reason"], "teardown", "{closed}");
     s.client
         .request("PLAY", &served.url, &[("Session", &s.id)])
         .assert_status(454);
@@ -293,9 +298,17 @@ fn ctrl_c_says_bye_to_every_session_and_exits_cleanly() {
     for s in &sessions {
         wait_for_bye(&s.rtcp, s.ssrc);
     }
-    served
-        .server
-        .wait_for_log(&["closed (server shutting down)"], REPLY_TIMEOUT);
+    // The last report, made at exit, says how every session ended.
+    let last = served.server.final_stats(REPLY_TIMEOUT);
+    assert_eq!(last["sessions"], serde_json::json!([]), "{last}");
+    let closed = last["closed"].as_array().expect("closed[]");
+    for s in &sessions {
+        let entry = closed
+            .iter()
+            .find(|c| c["id"] == s.id.as_str())
+            .unwrap_or_else(|| panic!("session {} not closed in {last}", s.id));
+        assert_eq!(entry["reason"], "server shutting down", "{last}");
+    }
 }
 
 #[test]
@@ -426,7 +439,7 @@ fn range_seeks_land_on_the_right_frame() {
 }
 
 #[test]
-fn receiver_reports_are_logged() {
+fn receiver_reports_are_recorded() {
     let served = serve(&["--no-adapt", "--fps", "50"]);
     let mut s = setup_udp(&served);
     play(&mut s.client, &served.url, &s.id, None);
@@ -437,13 +450,19 @@ fn receiver_reports_are_logged() {
         .socket
         .send_to(&report, ("127.0.0.1", s.server_ports.1))
         .unwrap();
-    served.server.wait_for_log(
-        &[
-            &format!("session {}: receiver report from 127.0.0.1:", s.id),
-            "fraction lost 25.0%, cumulative lost 7, jitter 1.00 ms",
-        ],
+    let from = s.client.stream.local_addr().unwrap().to_string();
+    let session = served.server.wait_for_session(
+        &s.id,
+        "with a receiver report",
+        |s| s["receiver_report"]["reports"] == 1,
         REPLY_TIMEOUT,
     );
+    assert_eq!(session["client"], from.as_str(), "{session}");
+    let rr = &session["receiver_report"];
+    assert_eq!(rr["fraction_lost"], 0.25, "{session}");
+    assert_eq!(rr["cumulative_lost"], 7, "{session}");
+    let jitter = rr["jitter_ms"].as_f64().expect("jitter_ms");
+    assert!((jitter - 1.0).abs() < 0.005, "{session}");
 }
 
 #[test]
@@ -492,12 +511,16 @@ fn interleaved_tcp_carries_rtp_and_rtcp() {
     framed.extend_from_slice(&(rr.len() as u16).to_be_bytes());
     framed.extend_from_slice(&rr);
     client.send_raw(&framed);
-    served.server.wait_for_log(
-        &[
-            &format!("session {id}: receiver report from"),
-            "fraction lost 0.0%",
-        ],
+    let session = served.server.wait_for_session(
+        &id,
+        "with a receiver report",
+        |s| s["receiver_report"]["reports"] == 1,
         REPLY_TIMEOUT,
+    );
+    assert_eq!(session["transport"], "tcp", "{session}");
+    assert_eq!(
+        session["receiver_report"]["fraction_lost"], 0.0,
+        "{session}"
     );
     client
         .request("TEARDOWN", &served.url, &[("Session", &id)])

@@ -1,13 +1,15 @@
 //! The server's congestion response, end to end: receiver reports with loss, sent from
 //! the client's RTCP port, halve the frames a session sends; clean reports bring the full
-//! rate back. Frame rates are counted from the RTP marker bits the client receives.
+//! rate back. Frame rates are counted from the RTP marker bits the client receives; what
+//! the server made of each report is read from its statistics.
 
 use std::time::Duration;
 
 use mjpeg_rtsp_tests::encode_jpegs;
 use mjpeg_rtsp_tests::rtsp::{Served, UdpReceiver, receiver_report, serve, udp_pair};
+use serde_json::Value;
 
-const LOG_WAIT: Duration = Duration::from_secs(10);
+const STATS_WAIT: Duration = Duration::from_secs(10);
 
 /// A session playing the clip at 40 frames/s over UDP.
 struct Playing {
@@ -15,6 +17,8 @@ struct Playing {
     rtp: UdpReceiver,
     rtcp: UdpReceiver,
     ssrc: u32,
+    /// The session id.
+    id: String,
     /// The server's RTCP address.
     server_rtcp: String,
 }
@@ -38,6 +42,7 @@ fn play(options: &[&str]) -> Playing {
         rtp,
         rtcp,
         ssrc,
+        id: session,
         server_rtcp,
     }
 }
@@ -58,23 +63,33 @@ impl Playing {
         let rr = receiver_report(0x5eed, self.ssrc, fraction_lost, 0);
         self.rtcp.socket.send_to(&rr, &self.server_rtcp).unwrap();
     }
+
+    /// Waits until the server took `reports` receiver reports in all; the session then.
+    fn after_reports(&self, reports: u64) -> Value {
+        self.served.server.wait_for_session(
+            &self.id,
+            &format!("after {reports} receiver reports"),
+            |s| s["receiver_report"]["reports"] == reports,
+            STATS_WAIT,
+        )
+    }
 }
 
 #[test]
 fn lossy_receiver_reports_halve_the_frame_rate_until_loss_is_gone() {
     let session = play(&[]);
-    let server = &session.served.server;
     let full = session.frame_rate();
     assert!((36..=44).contains(&full), "{full} frames/s at 40 fps");
 
     // One lossy report changes nothing; two in a row halve the rate.
     session.report(128);
-    server.wait_for_log(&["receiver report from", "fraction lost 50.0%"], LOG_WAIT);
+    let stats = session.after_reports(1);
+    assert_eq!(stats["receiver_report"]["fraction_lost"], 0.5, "{stats}");
+    assert_eq!(stats["decimation"], 1, "{stats}");
     session.report(128);
-    server.wait_for_log(
-        &["congestion: sending fewer frames, to one frame in 2"],
-        LOG_WAIT,
-    );
+    let stats = session.after_reports(2);
+    assert_eq!(stats["receiver_report"]["fraction_lost"], 0.5, "{stats}");
+    assert_eq!(stats["decimation"], 2, "{stats}");
     let reduced = session.frame_rate();
     assert!(
         (16..=24).contains(&reduced),
@@ -84,7 +99,10 @@ fn lossy_receiver_reports_halve_the_frame_rate_until_loss_is_gone() {
     for _ in 0..3 {
         session.report(0);
     }
-    server.wait_for_log(&["loss is gone: back to one frame in 1"], LOG_WAIT);
+    // Back to every frame after having sent one in 2.
+    let stats = session.after_reports(5);
+    assert_eq!(stats["receiver_report"]["fraction_lost"], 0.0, "{stats}");
+    assert_eq!(stats["decimation"], 1, "{stats}");
     let recovered = session.frame_rate();
     assert!(
         (36..=44).contains(&recovered),
@@ -99,8 +117,19 @@ fn no_adapt_ignores_lossy_reports() {
     for _ in 0..4 {
         session.report(200);
     }
-    server.wait_for_log(&["fraction lost 78.1%"], LOG_WAIT);
+    let stats = session.after_reports(4);
+    // 200/256
+    assert_eq!(
+        stats["receiver_report"]["fraction_lost"], 0.78125,
+        "{stats}"
+    );
     let rate = session.frame_rate();
     assert!((36..=44).contains(&rate), "{rate} frames/s with --no-adapt");
-    assert!(!server.log().contains("congestion"));
+    // One frame in 1 in every report, up to one made after the rate was counted.
+    server.fresh_stats(STATS_WAIT);
+    let history = server.session_reports(&session.id);
+    assert!(
+        history.iter().all(|s| s["decimation"] == 1),
+        "the frame rate changed: {history:?}"
+    );
 }

@@ -123,7 +123,16 @@ fn ffmpeg_decodes(transport: &str) {
         "ffmpeg over {transport} decoded {decoded} frames:\n{out}"
     );
     // The session ended with the client.
-    served.server.wait_for_log(&["closed ("], REPLY_TIMEOUT);
+    let closed = served.server.wait_for_stats(
+        "a closed session",
+        |r| r["closed"].as_array().is_some_and(|c| !c.is_empty()),
+        REPLY_TIMEOUT,
+    )["closed"][0]
+        .clone();
+    assert!(
+        closed["reason"] == "teardown" || closed["reason"] == "control connection closed",
+        "{closed}"
+    );
 }
 
 #[test]

@@ -150,8 +150,6 @@ fn lab_client_plays_pauses_resumes_and_tears_down() {
     assert!(late.len() <= 1, "{} packets after TEARDOWN", late.len());
     let extra = lab.client.read_available(Duration::from_millis(100));
     assert!(extra.is_empty(), "bytes after the last reply: {extra:?}");
-    served.server.wait_for_log(
-        &[&format!("session {id}: closed (teardown)")],
-        REPLY_TIMEOUT,
-    );
+    let closed = served.server.wait_for_closed(id, REPLY_TIMEOUT);
+    assert_eq!(closed["reason"], "teardown", "{closed}");
 }

@@ -1,7 +1,8 @@
 //! End-to-end support for `mjpeg-rtsp-server`: the server as a child process (killed when
-//! the test is done), a raw RTSP client on a TCP socket (replies parsed with rtsp-types,
-//! interleaved packets kept aside), UDP receivers for RTP and RTCP with deadlines, and
-//! RFC 2435 reassembly of what arrived.
+//! the test is done) with its statistics (`--stats-format json`) read as they come, a raw
+//! RTSP client on a TCP socket (replies parsed with rtsp-types, interleaved packets kept
+//! aside), UDP receivers for RTP and RTCP with deadlines, and RFC 2435 reassembly of what
+//! arrived.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -9,10 +10,11 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gstmjpegrtp::rfc2435::depayloader::{DepayOptions, Packet, Reassembler};
+use serde_json::Value;
 
 /// How long a reply or an expected packet may take (generous: tests run in parallel on a
 /// small machine; only a failing test waits this long).
@@ -23,6 +25,10 @@ pub fn server_binary() -> PathBuf {
     crate::plugin_dir().join("mjpeg-rtsp-server")
 }
 
+/// The `--stats-interval` of [`ServerProcess::start_with_stats`] (seconds), unless the
+/// arguments say otherwise.
+pub const STATS_INTERVAL: &str = "0.2";
+
 /// A running `mjpeg-rtsp-server`, killed on drop.
 pub struct ServerProcess {
     child: Child,
@@ -30,6 +36,66 @@ pub struct ServerProcess {
     pub urls: Vec<String>,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    stdout: Arc<Stdout>,
+}
+
+/// What the server printed on stdout after its URLs: its `--stats-format json` reports.
+#[derive(Default)]
+struct Stdout {
+    lines: Mutex<StdoutLines>,
+    /// Notified on every line, and at the end.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct StdoutLines {
+    /// Each report, parsed, and when it arrived; oldest first.
+    reports: Vec<(Instant, Value)>,
+    /// Lines after the URLs that are not JSON objects (a test fails on any).
+    other: Vec<String>,
+    /// The server closed its stdout: it exited, no report comes any more.
+    closed: bool,
+}
+
+impl Stdout {
+    fn lock(&self) -> MutexGuard<'_, StdoutLines> {
+        // A panicking test thread must not hide the reports from the others.
+        self.lines.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads `stdout` to its end: lines before the reports go to `urls` (while start-up
+    /// listens), JSON objects are kept as reports. The reading never stops early, so the
+    /// server never blocks on a full pipe.
+    fn read(&self, stdout: impl Read, urls: mpsc::Sender<String>) {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with('{') {
+                let parsed = serde_json::from_str::<Value>(&line);
+                let mut lines = self.lock();
+                match parsed {
+                    Ok(report) => lines.reports.push((Instant::now(), report)),
+                    Err(e) => lines.other.push(format!("{line} ({e})")),
+                }
+            } else if let Err(mpsc::SendError(line)) = urls.send(line) {
+                self.lock().other.push(line);
+            }
+            self.changed.notify_all();
+        }
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// The session `id` as `report` lists it (`sessions[]`), if it is open.
+pub fn session_in<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
+    report["sessions"]
+        .as_array()?
+        .iter()
+        .find(|s| s["id"] == id)
+}
+
+/// The session `id` in `report`'s `closed[]`, if it ended since the report before.
+pub fn closed_in<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
+    report["closed"].as_array()?.iter().find(|c| c["id"] == id)
 }
 
 impl ServerProcess {
@@ -58,19 +124,18 @@ impl ServerProcess {
             });
         }
         let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stdout = Arc::new(Stdout::default());
+        {
+            let stdout = stdout.clone();
+            let pipe = child.stdout.take().expect("piped stdout");
+            std::thread::spawn(move || stdout.read(pipe, tx));
+        }
         let mut server = ServerProcess {
             child,
             urls: Vec::new(),
             addr: "127.0.0.1:0".parse().unwrap(),
             log,
+            stdout,
         };
         // Loading clips runs GStreamer pipelines: allow for a busy machine. The URLs are
         // printed together.
@@ -96,6 +161,19 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("not an rtsp URL: {}", server.urls[0]));
         server.addr = first.parse().expect("host:port in the URL");
         server
+    }
+
+    /// [`start`](Self::start) with `--stats --stats-format json --stats-interval`
+    /// [`STATS_INTERVAL`] (unless `args` hold their own `--stats-interval`): a report every
+    /// interval on stdout, read by [`wait_for_stats`](Self::wait_for_stats) and the like.
+    pub fn start_with_stats<S: AsRef<std::ffi::OsStr>>(args: &[S], clips: usize) -> ServerProcess {
+        let mut all: Vec<std::ffi::OsString> = vec!["--stats".into()];
+        all.extend(["--stats-format".into(), "json".into()]);
+        if !args.iter().any(|a| a.as_ref() == "--stats-interval") {
+            all.extend(["--stats-interval".into(), STATS_INTERVAL.into()]);
+        }
+        all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+        ServerProcess::start(&all, clips)
     }
 
     /// The URL the server printed for the clip `name` (as encoded in the URL).
@@ -124,6 +202,7 @@ impl ServerProcess {
 
     /// Waits for a log line containing every one of `needles`; panics with the log when
     /// none came within `timeout`.
+    #[track_caller]
     pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
@@ -142,6 +221,179 @@ impl ServerProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Every statistics report so far, oldest first.
+    pub fn reports(&self) -> Vec<Value> {
+        self.stdout
+            .lock()
+            .reports
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// The session `id` as each report so far lists it, oldest first (reports from before
+    /// its SETUP or after its end do not list it).
+    pub fn session_reports(&self, id: &str) -> Vec<Value> {
+        self.stdout
+            .lock()
+            .reports
+            .iter()
+            .filter_map(|(_, r)| session_in(r, id).cloned())
+            .collect()
+    }
+
+    /// Every session that ended so far (the `closed[]` entries of every report), in the
+    /// order they ended.
+    pub fn closed_sessions(&self) -> Vec<Value> {
+        let lines = self.stdout.lock();
+        lines
+            .reports
+            .iter()
+            .flat_map(|(_, r)| r["closed"].as_array().into_iter().flatten().cloned())
+            .collect()
+    }
+
+    /// The first report from the `from`-th on (0: every report so far, then those to
+    /// come) for which `condition` holds, its index and when it arrived; `None` when no
+    /// such report came within `timeout` or the server exited without one.
+    fn find_report(
+        &self,
+        from: usize,
+        timeout: Duration,
+        mut condition: impl FnMut(&Value) -> bool,
+    ) -> Option<(usize, Instant, Value)> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.stdout.lock();
+        let mut next = from;
+        loop {
+            assert!(
+                lines.other.is_empty(),
+                "the server printed lines that are not reports: {:?}",
+                lines.other
+            );
+            while next < lines.reports.len() {
+                let (at, report) = &lines.reports[next];
+                if condition(report) {
+                    return Some((next, *at, report.clone()));
+                }
+                next += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if lines.closed || left.is_zero() {
+                return None;
+            }
+            lines = self
+                .stdout
+                .changed
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The last report and the log, for a failing test's message.
+    pub fn stats_context(&self) -> String {
+        let (count, last) = {
+            let lines = self.stdout.lock();
+            let last = lines.reports.last().map(|(_, r)| r.to_string());
+            (lines.reports.len(), last)
+        };
+        format!(
+            "{count} reports, the last:\n{}\nthe log:\n{}",
+            last.as_deref().unwrap_or("(none)"),
+            self.log()
+        )
+    }
+
+    /// Waits for a report (among those so far, then those to come) for which `condition`
+    /// holds, and returns it; panics, saying `what` was awaited, when none came within
+    /// `timeout`.
+    #[track_caller]
+    pub fn wait_for_stats(
+        &self,
+        what: &str,
+        condition: impl FnMut(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        match self.find_report(0, timeout, condition) {
+            Some((_, _, report)) => report,
+            None => panic!(
+                "no report with {what} within {timeout:?}; {}",
+                self.stats_context()
+            ),
+        }
+    }
+
+    /// Waits for a report listing the session `id` in a state where `condition` holds,
+    /// and returns the session's entry (see [`wait_for_stats`](Self::wait_for_stats)).
+    #[track_caller]
+    pub fn wait_for_session(
+        &self,
+        id: &str,
+        what: &str,
+        mut condition: impl FnMut(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        let report = self.wait_for_stats(
+            &format!("session {id} {what}"),
+            |r| session_in(r, id).is_some_and(&mut condition),
+            timeout,
+        );
+        session_in(&report, id).unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for a report saying the session `id` ended: its `closed[]`
+    /// entry and when that report arrived; `None` if none said so (yet).
+    pub fn closed_within(&self, id: &str, timeout: Duration) -> Option<(Value, Instant)> {
+        let (_, at, report) = self.find_report(0, timeout, |r| closed_in(r, id).is_some())?;
+        Some((closed_in(&report, id).unwrap().clone(), at))
+    }
+
+    /// Waits for a report saying the session `id` ended; its `closed[]` entry.
+    #[track_caller]
+    pub fn wait_for_closed(&self, id: &str, timeout: Duration) -> Value {
+        match self.closed_within(id, timeout) {
+            Some((closed, _)) => closed,
+            None => panic!(
+                "no report of session {id} closed within {timeout:?}; {}",
+                self.stats_context()
+            ),
+        }
+    }
+
+    /// A report the server made after this call: the second to arrive after it (the
+    /// first may have been on its way already). Whatever the server did before the call
+    /// is in it, or in the `closed[]` of a report before it.
+    #[track_caller]
+    pub fn fresh_stats(&self, timeout: Duration) -> Value {
+        let from = self.stdout.lock().reports.len() + 1;
+        match self.find_report(from, timeout, |_| true) {
+            Some((_, _, report)) => report,
+            None => panic!("no new report within {timeout:?}; {}", self.stats_context()),
+        }
+    }
+
+    /// After the server exited: its last report, which it makes once every session is
+    /// closed. Waits up to `timeout` for the end of its stdout.
+    #[track_caller]
+    pub fn final_stats(&self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.stdout.lock();
+        while !lines.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the server's stdout is still open");
+            lines = self
+                .stdout
+                .changed
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let last = lines.reports.last().map(|(_, r)| r.clone());
+        drop(lines);
+        last.unwrap_or_else(|| panic!("no report at exit; {}", self.stats_context()))
     }
 
     /// The process is still running.
@@ -824,13 +1076,14 @@ pub struct Served {
     _dir: ClipDir,
 }
 
-/// Starts a server on `frames` (as the lab-format clip `clip.Mjpeg`) with `options`.
+/// Starts a server on `frames` (as the lab-format clip `clip.Mjpeg`) with `options`, and
+/// with its statistics ([`ServerProcess::start_with_stats`]).
 pub fn serve(frames: &[Vec<u8>], options: &[&str]) -> Served {
     let dir = ClipDir::new();
     let clip = dir.clip("clip.Mjpeg", frames);
     let mut args: Vec<std::ffi::OsString> = options.iter().map(|o| o.into()).collect();
     args.push(clip.into());
-    let server = ServerProcess::start(&args, 1);
+    let server = ServerProcess::start_with_stats(&args, 1);
     let url = server.url("clip.Mjpeg");
     Served {
         server,
