@@ -129,11 +129,16 @@ impl Server {
         if let Some(why) = why {
             tracing::info!("session {id}: closed ({why})");
             if self.config.stats_interval.is_some() {
+                let last = session.snapshot();
                 lock(&self.closed).push(stats::Closed {
                     id: id.to_string(),
                     path: session.media.name().to_string(),
                     reason: why.to_string(),
+                    at_s: stats::uptime(self.started),
                     frames_sent: ending.frames_sent,
+                    receiver_report: last.receiver_report,
+                    rtcp_byes: last.rtcp_byes,
+                    rtcp_malformed: last.rtcp_malformed,
                 });
             }
         }
@@ -200,8 +205,27 @@ impl Server {
         let mut sessions: Vec<stats::SessionStats> =
             sessions.iter().map(|s| s.snapshot()).collect();
         sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut paths: Vec<stats::PathStats> = self
+            .paths
+            .values()
+            .map(|media| match media {
+                Media::Live(live) => live.stats(),
+                Media::Clip(clip) => stats::PathStats {
+                    name: clip.name.clone(),
+                    kind: "clip",
+                    source: "up",
+                    sessions: sessions.iter().filter(|s| s.path == clip.name).count(),
+                    frames_in: clip.frames.len() as u64,
+                    restarts: 0,
+                    width: clip.width,
+                    height: clip.height,
+                },
+            })
+            .collect();
+        paths.sort_by(|a, b| a.name.cmp(&b.name));
         stats::Report {
             uptime_s: stats::uptime(self.started),
+            paths,
             sessions,
             closed: std::mem::take(&mut *lock(&self.closed)),
         }

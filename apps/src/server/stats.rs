@@ -21,10 +21,31 @@ pub enum StatsFormat {
 pub struct Report {
     /// Seconds since the server started.
     pub uptime_s: f64,
+    /// Every path, ordered by name.
+    pub paths: Vec<PathStats>,
     /// The open sessions, ordered by id.
     pub sessions: Vec<SessionStats>,
     /// Sessions that ended since the previous report, in the order they ended.
     pub closed: Vec<Closed>,
+}
+
+/// A path and its source.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathStats {
+    pub name: String,
+    /// `clip` (a file) or `live` (a source shared by its viewers).
+    pub kind: &'static str,
+    /// A live source's state: `idle` (on demand, no viewers), `starting`, `up` or
+    /// `retrying` (failed, restarted after a backoff); `up` for a clip.
+    pub source: &'static str,
+    /// Sessions set up on the path.
+    pub sessions: usize,
+    /// Frames the live source produced (each is payloaded once for all viewers).
+    pub frames_in: u64,
+    /// Times a failed live source was started again.
+    pub restarts: u64,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// A session as the server sees it.
@@ -80,7 +101,13 @@ pub struct Closed {
     pub path: String,
     /// `teardown`, `timed out`, `control connection closed`, `server shutting down`.
     pub reason: String,
+    /// When it ended (seconds since the server started).
+    pub at_s: f64,
     pub frames_sent: u64,
+    /// The client's last receiver report, and its RTCP counts, as when it ended.
+    pub receiver_report: Option<ReceiverReport>,
+    pub rtcp_byes: u64,
+    pub rtcp_malformed: u64,
 }
 
 /// When the server started, for `uptime_s`.
@@ -159,12 +186,26 @@ mod tests {
     fn json_has_the_documented_fields() {
         let report = Report {
             uptime_s: 1.5,
+            paths: vec![PathStats {
+                name: "cam".into(),
+                kind: "live",
+                source: "up",
+                sessions: 1,
+                frames_in: 10,
+                restarts: 0,
+                width: 640,
+                height: 480,
+            }],
             sessions: vec![session()],
             closed: vec![Closed {
                 id: "B2".into(),
                 path: "clip.Mjpeg".into(),
                 reason: "teardown".into(),
+                at_s: 1.2,
                 frames_sent: 3,
+                receiver_report: None,
+                rtcp_byes: 1,
+                rtcp_malformed: 0,
             }],
         };
         let value: serde_json::Value =
@@ -175,6 +216,7 @@ mod tests {
         assert_eq!(s["receiver_report"]["rtt_ms"], serde_json::Value::Null);
         assert_eq!(s["rtcp_malformed"], 1);
         assert_eq!(value["closed"][0]["reason"], "teardown");
+        assert_eq!(value["paths"][0]["source"], "up");
     }
 
     #[test]

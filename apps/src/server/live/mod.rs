@@ -181,8 +181,19 @@ impl LivePath {
         self.lock().status
     }
 
-    pub fn frames_in(&self) -> u64 {
-        self.lock().frames_in
+    /// What `--stats` reports about the path.
+    pub fn stats(&self) -> crate::server::stats::PathStats {
+        let inner = self.lock();
+        crate::server::stats::PathStats {
+            name: self.name.clone(),
+            kind: "live",
+            source: inner.status.name(),
+            sessions: inner.viewers.len(),
+            frames_in: inner.frames_in,
+            restarts: inner.restarts,
+            width: inner.width,
+            height: inner.height,
+        }
     }
 
     /// The sessions set up on the path.

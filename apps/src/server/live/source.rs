@@ -134,10 +134,15 @@ impl Runner {
             bus_thread: Some(bus_thread),
             stop,
         };
-        runner
+        let change = runner
             .pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| anyhow!("the pipeline did not start"))?;
+        // A live source paces itself; any other (a file, a test source without
+        // is-live=true) is paced by its timestamps instead of running flat out.
+        if change != gst::StateChangeSuccess::NoPreroll {
+            sink.set_sync(true);
+        }
         Ok(runner)
     }
 }
