@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use gst::prelude::*;
 
 use super::LiveFrame;
@@ -34,38 +34,38 @@ pub fn clock_now_ns() -> u64 {
     gst::SystemClock::obtain().time().nseconds()
 }
 
+/// Names of the elements the server appends.
+const PAY: &str = "mjpeg_rtsp_pay";
+const SINK: &str = "mjpeg_rtsp_sink";
+
 /// Builds `description ! rtpmjpegpay ! appsink`, checking what can be checked before it
-/// runs: that the description parses and that its output can be JPEG.
+/// runs: that the description parses and that its output can be JPEG. The description is
+/// parsed with the server's elements appended, so it may end with caps
+/// (`v4l2src ! image/jpeg,width=1280`), as in gst-launch.
 fn build(description: &str, mtu: u32) -> Result<(gst::Pipeline, gst::Element, gst_app::AppSink)> {
-    let source = gst::parse::bin_from_description(description, true).map_err(|e| {
-        anyhow!("the pipeline description does not parse: {e} (check it with gst-launch-1.0 {description} ! fakesink)")
+    let full = format!("{description} ! rtpmjpegpay name={PAY} mtu={mtu} ! appsink name={SINK}");
+    let element = gst::parse::launch(&full).map_err(|e| {
+        match e.kind::<gst::ParseError>() {
+            Some(gst::ParseError::Link) => anyhow!(
+                "the pipeline's output is not JPEG images ({e}); end the description with jpegenc (after video/x-raw,format=I420), or ask a camera for image/jpeg"
+            ),
+            _ => anyhow!(
+                "the pipeline description does not parse: {e} (check it with gst-launch-1.0 {description} ! fakesink)"
+            ),
+        }
     })?;
-    if source.static_pad("src").is_none() {
-        bail!(
-            "the pipeline description has no unlinked output for the server to take frames from (it must end with an element whose output is JPEG images)"
-        );
-    }
-    let pay = gst::ElementFactory::make("rtpmjpegpay")
-        .property("mtu", mtu)
-        .build()
-        .context("the mjpegrtp plugin's rtpmjpegpay")?;
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        .max_buffers(256)
-        .drop(false)
-        .build();
-    let pipeline = gst::Pipeline::new();
-    pipeline.add_many([source.upcast_ref(), &pay, sink.upcast_ref()])?;
-    source.link(&pay).map_err(|_| {
-        let offered = source
-            .static_pad("src")
-            .map(|p| p.query_caps(None).to_string())
-            .unwrap_or_default();
-        anyhow!(
-            "the pipeline's output is not JPEG images (it offers {offered}); end the description with jpegenc (after video/x-raw,format=I420), or ask a camera for image/jpeg"
-        )
-    })?;
-    pay.link(&sink)?;
+    let pipeline = element
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("the description did not make a pipeline"))?;
+    let pay = pipeline
+        .by_name(PAY)
+        .ok_or_else(|| anyhow!("the description already names an element {PAY}"))?;
+    let sink = pipeline
+        .by_name(SINK)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| anyhow!("the description already names an element {SINK}"))?;
+    sink.set_sync(false);
+    sink.set_max_buffers(256);
     // Frames are timed on the system clock (CLOCK_MONOTONIC), whatever the elements offer.
     pipeline.use_clock(Some(&gst::SystemClock::obtain()));
     Ok((pipeline, pay, sink))
@@ -119,31 +119,60 @@ impl Runner {
                 })
                 .build(),
         );
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let bus = pipeline
             .bus()
             .ok_or_else(|| anyhow!("the pipeline has no bus"))?;
-        let bus_thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("live-bus".into())
-                .spawn(move || watch(&bus, &stop, events.as_ref()))?
+        let change = match pipeline.set_state(gst::State::Playing) {
+            Ok(change) => change,
+            Err(_) => {
+                // GStreamer's own message says why (a missing or busy device...).
+                let why = bus
+                    .pop_filtered(&[gst::MessageType::Error])
+                    .and_then(|m| match m.view() {
+                        gst::MessageView::Error(e) => Some(error_text(e)),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| "the pipeline did not start".to_string());
+                let _ = pipeline.set_state(gst::State::Null);
+                bail!(
+                    "{why} (is the device there and free? try the description alone: gst-launch-1.0 {description} ! fakesink)"
+                );
+            }
         };
-        let runner = Runner {
-            pipeline,
-            bus_thread: Some(bus_thread),
-            stop,
-        };
-        let change = runner
-            .pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| anyhow!("the pipeline did not start"))?;
         // A live source paces itself; any other (a file, a test source without
         // is-live=true) is paced by its timestamps instead of running flat out.
         if change != gst::StateChangeSuccess::NoPreroll {
             sink.set_sync(true);
         }
-        Ok(runner)
+        // Messages posted meanwhile wait on the bus for the watcher.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let bus_thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("live-bus".into())
+                .spawn(move || watch(&bus, &stop, events.as_ref()))
+        };
+        let bus_thread = match bus_thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                let _ = pipeline.set_state(gst::State::Null);
+                return Err(e.into());
+            }
+        };
+        Ok(Runner {
+            pipeline,
+            bus_thread: Some(bus_thread),
+            stop,
+        })
+    }
+}
+
+/// An error message as a user reads it: GStreamer's text, with the element's detail when
+/// the text alone says little.
+fn error_text(e: &gst::message::Error) -> String {
+    match e.debug() {
+        Some(debug) if e.error().message().len() < 40 => format!("{} ({debug})", e.error()),
+        _ => e.error().to_string(),
     }
 }
 
@@ -161,12 +190,7 @@ fn watch(bus: &gst::Bus, stop: &std::sync::atomic::AtomicBool, events: &dyn Even
             return;
         }
         let why = match message.view() {
-            gst::MessageView::Error(e) => match e.debug() {
-                Some(debug) if e.error().message().len() < 40 => {
-                    format!("{} ({debug})", e.error())
-                }
-                _ => e.error().to_string(),
-            },
+            gst::MessageView::Error(e) => error_text(e),
             _ => "the pipeline's stream ended".to_string(),
         };
         events.stopped(why);
