@@ -9,7 +9,8 @@
 //!   thread.
 //! - [`sdp`]: the control URLs from a DESCRIBE reply (`sdp-types`, RFC 2326 C.1.1).
 //! - [`receiver`]: a few threads receiving every session's RTP with epoll and `recvmmsg`.
-//! - [`stats`]: per-session loss, jitter and frames (RFC 3550 A.1, A.3, A.8).
+//! - [`stats`]: per-session frames over the window, with loss and jitter from the media
+//!   core's RFC 3550 receiver statistics (`mjpeg_media::rtcp`: A.1, A.3, A.8).
 //! - [`procstat`]: CPU time and memory from `/proc`.
 //! - [`report`]: the aggregate, as a table or JSON.
 

@@ -311,6 +311,27 @@ fn rtp_headers_are_checked() {
 }
 
 #[test]
+fn rtp_header_fields_and_marker() {
+    // Marker set, payload type 26, from the load generator's receive path.
+    let p = [0x80, 0x9a, 0x12, 0x34, 0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef];
+    assert_eq!(
+        RtpHeader::parse(&p),
+        Ok(RtpHeader {
+            payload_type: 26,
+            sequence: 0x1234,
+            timestamp: 256,
+            ssrc: 0xdead_beef
+        })
+    );
+    assert!(RtpHeader::marker(p[1]));
+    assert_eq!(RtpHeader::parse(&p[..11]), Err(PacketError::ShortRtp(11)));
+    assert_eq!(
+        RtpHeader::parse(&[0x40; 12]),
+        Err(PacketError::RtpVersion(1))
+    );
+}
+
+#[test]
 fn each_ssrc_has_its_own_statistics() {
     let mut session = Session::new(1, "me@here");
     for q in 0..10u16 {
