@@ -1,6 +1,7 @@
-//! The RTSP control connection of the player: requests written and replies read with
-//! `rtsp-types`, CSeq matching, and the interleaved channels of RTP/AVP/TCP demultiplexed
-//! from the same byte stream by a reader thread.
+//! The RTSP control connection of the player: requests (built by the RTSP core's client
+//! side) written and replies read with `rtsp-types`, CSeq matching, 401 challenges
+//! answered, and the interleaved channels of RTP/AVP/TCP demultiplexed from the same byte
+//! stream by a reader thread.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -9,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rtsp_types::headers::{AUTHORIZATION, CSEQ, SESSION, USER_AGENT, WWW_AUTHENTICATE};
-use rtsp_types::{Message, Method, ParseError, Request, Response, StatusCode, Url, Version};
+use rtsp_types::headers::{AUTHORIZATION, WWW_AUTHENTICATE};
+use rtsp_types::{Empty, Message, ParseError, Request, Response, StatusCode, Url};
 
 use crate::rtsp::auth::{AuthError, Authenticator};
+use crate::rtsp::client::Client;
 
 /// How long a reply may take.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,10 +31,8 @@ pub type InterleavedSink = Box<dyn FnMut(u8, &[u8]) + Send>;
 pub struct Control {
     writer: Arc<Mutex<TcpStream>>,
     replies: Receiver<Result<Response<Vec<u8>>, String>>,
-    cseq: u32,
-    /// The session id, once SETUP gave one, and its timeout in seconds.
-    pub session: Option<String>,
-    pub timeout: Option<u64>,
+    /// CSeq numbering and the session SETUP opened.
+    pub client: Client,
     /// How long a reply may take (shorter for the first request, to tell a lab server,
     /// which does not answer DESCRIBE, from a standard one).
     pub reply_timeout: Duration,
@@ -77,9 +77,7 @@ impl Control {
         Ok(Control {
             writer: Arc::new(Mutex::new(stream)),
             replies: rx,
-            cseq: 0,
-            session: None,
-            timeout: None,
+            client: Client::new("mjpeg-player"),
             reply_timeout: REPLY_TIMEOUT,
             auth: Authenticator::default(),
             interleaved,
@@ -100,15 +98,10 @@ impl Control {
 
     /// Sends a request and waits for its reply; a 401 is answered once with credentials
     /// when the URL has them and the challenge is one we support.
-    pub fn request(
-        &mut self,
-        method: Method,
-        url: Option<&Url>,
-        headers: &[(rtsp_types::headers::HeaderName, String)],
-    ) -> Result<Response<Vec<u8>>> {
+    pub fn request(&mut self, mut request: Request<Empty>) -> Result<Response<Vec<u8>>> {
         // A stale nonce may take a second try; the authenticator refuses to loop.
         for _ in 0..3 {
-            let reply = self.send(method.clone(), url, headers)?;
+            let reply = self.send(&mut request)?;
             if reply.status() != StatusCode::Unauthorized {
                 return Ok(reply);
             }
@@ -129,30 +122,16 @@ impl Control {
         bail!("the server refused the credentials (401)")
     }
 
-    fn send(
-        &mut self,
-        method: Method,
-        url: Option<&Url>,
-        headers: &[(rtsp_types::headers::HeaderName, String)],
-    ) -> Result<Response<Vec<u8>>> {
-        self.cseq += 1;
-        let mut builder = Request::builder(method.clone(), Version::V1_0)
-            .header(CSEQ, self.cseq.to_string())
-            .header(USER_AGENT, "mjpeg-player");
-        let uri = url.map_or("*", |u| u.as_str());
-        if let Some(authorization) = self.auth.authorization(<&str>::from(&method), uri) {
-            builder = builder.header(AUTHORIZATION, authorization);
+    /// Numbers the request (a new CSeq each time it is sent), signs it when there are
+    /// credentials, writes it and waits for its reply.
+    fn send(&mut self, request: &mut Request<Empty>) -> Result<Response<Vec<u8>>> {
+        self.client.prepare(request);
+        let method = request.method().clone();
+        let uri = request.request_uri().map_or("*", Url::as_str).to_string();
+        match self.auth.authorization(<&str>::from(&method), &uri) {
+            Some(authorization) => request.insert_header(AUTHORIZATION, authorization),
+            None => request.remove_header(&AUTHORIZATION),
         }
-        if let Some(url) = url {
-            builder = builder.request_uri(url.clone());
-        }
-        if let Some(session) = &self.session {
-            builder = builder.header(SESSION, session.clone());
-        }
-        for (name, value) in headers {
-            builder = builder.header(name.clone(), value.clone());
-        }
-        let request = builder.build(Vec::<u8>::new());
         let mut bytes = Vec::new();
         request.write(&mut bytes).map_err(|e| anyhow!("{e:?}"))?;
         {
@@ -172,11 +151,8 @@ impl Control {
                 }
                 Err(RecvTimeoutError::Disconnected) => bail!("the server closed the connection"),
             };
-            let cseq = reply
-                .header(&CSEQ)
-                .and_then(|v| v.as_str().trim().parse::<u32>().ok());
             // Replies to earlier requests (a keep-alive that timed out) are skipped.
-            if cseq.is_none_or(|c| c == self.cseq) {
+            if self.client.answers(&reply) {
                 return Ok(reply);
             }
         }

@@ -8,16 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use rtsp_types::headers;
-use rtsp_types::{Method, StatusCode, Url};
+use rtsp_types::{StatusCode, Url};
 
 use super::control::Control;
-use super::describe::{self, Stream};
 use super::pipeline::Player;
 use super::{Remote, TransportChoice};
 use crate::rtsp::auth::{self, Authenticator};
+use crate::rtsp::client::{self, Setup, Stream};
 use crate::rtsp::lab::normalize_version;
-use crate::rtsp::transport::ServerTransport;
 use crate::rtsp::{Dialect, interleaved};
 
 /// How long to wait for the first UDP packet before `auto` falls back to TCP.
@@ -47,19 +45,10 @@ impl Standard {
         let mut control = Control::connect(url)?;
         control.auth = Authenticator::new(credentials);
         control.reply_timeout = first_reply;
-        let describe = control.request(
-            Method::Describe,
-            Some(url),
-            &[(headers::ACCEPT, "application/sdp".to_string())],
-        )?;
+        let describe = control.request(client::describe(url))?;
         control.reply_timeout = super::control::REPLY_TIMEOUT;
         check(&describe, "DESCRIBE", url)?;
-        let base = describe
-            .header(&headers::CONTENT_BASE)
-            .or_else(|| describe.header(&headers::CONTENT_LOCATION))
-            .and_then(|v| Url::parse(v.as_str()).ok())
-            .unwrap_or_else(|| url.clone());
-        let stream = describe::read(describe.body(), &base)?;
+        let stream = client::read_describe(url, &describe)?.jpeg_video()?;
         let mut session = Standard {
             control,
             stream,
@@ -71,24 +60,18 @@ impl Standard {
         let udp_active = Arc::new(AtomicBool::new(true));
         if !session.tcp {
             let (rtp, rtcp) = crate::ports::bind_rtp_pair(std::net::Ipv4Addr::UNSPECIFIED.into())?;
-            let transport_header = format!(
-                "RTP/AVP;unicast;client_port={}-{}",
-                rtp.local_addr()?.port(),
-                rtcp.local_addr()?.port()
-            );
-            let reply = session.control.request(
-                Method::Setup,
-                Some(&session.stream.control),
-                &[(headers::TRANSPORT, transport_header)],
-            )?;
+            let ports = client::udp_transport(rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+            let reply = session
+                .control
+                .request(client::setup(&session.stream.control, ports))?;
             if reply.status() == StatusCode::UnsupportedTransport
                 && transport == TransportChoice::Auto
             {
                 session.tcp = true;
             } else {
                 check(&reply, "SETUP", &session.stream.control)?;
-                take_session(&mut session.control, &reply)?;
-                let server_rtcp = server_rtcp_address(&reply, url)?;
+                let setup = session.control.client.read_setup(&reply)?;
+                let server_rtcp = server_rtcp_address(&setup, url)?;
                 start_udp(player, &rtp, &rtcp, server_rtcp, &packets_seen, &udp_active)?;
             }
         }
@@ -123,7 +106,7 @@ impl Standard {
             "mjpeg-player: no UDP packets within {}s, switching to TCP",
             wait.as_secs()
         );
-        session.control.session = None;
+        session.control.client.end_session();
         session.tcp = true;
         setup_tcp(&mut session.control, &session.stream.control, player)?;
         session.play(Some(0.0))?;
@@ -133,44 +116,39 @@ impl Standard {
 
 impl Remote for Standard {
     fn play(&mut self, from: Option<f64>) -> Result<()> {
-        let range: Vec<_> = from
-            .map(|s| (headers::RANGE, format!("npt={s:.3}-")))
-            .into_iter()
-            .collect();
         let reply = self
             .control
-            .request(Method::Play, Some(&self.stream.aggregate), &range)?;
+            .request(client::play(&self.stream.aggregate, from))?;
         check(&reply, "PLAY", &self.stream.aggregate)
     }
 
     fn pause(&mut self) -> Result<()> {
         let reply = self
             .control
-            .request(Method::Pause, Some(&self.stream.aggregate), &[])?;
+            .request(client::pause(&self.stream.aggregate))?;
         check(&reply, "PAUSE", &self.stream.aggregate)
     }
 
     fn keepalive(&mut self) {
         let reply = self
             .control
-            .request(Method::GetParameter, Some(&self.stream.aggregate), &[]);
+            .request(client::get_parameter(&self.stream.aggregate));
+        // A server without GET_PARAMETER: OPTIONS keeps the session too.
         if reply.is_ok_and(|r| !r.status().is_success()) {
             let _ = self
                 .control
-                .request(Method::Options, Some(&self.stream.aggregate), &[]);
+                .request(client::options(Some(&self.stream.aggregate)));
         }
     }
 
     fn keepalive_interval(&self) -> Option<Duration> {
-        Some(Duration::from_secs(
-            self.control.timeout.unwrap_or(60).max(2) / 2,
-        ))
+        Some(self.control.client.keepalive_interval())
     }
 
     fn teardown(&mut self) {
         let _ = self
             .control
-            .request(Method::Teardown, Some(&self.stream.aggregate), &[]);
+            .request(client::teardown(&self.stream.aggregate));
     }
 
     fn duration(&self) -> Option<f64> {
@@ -201,31 +179,12 @@ fn check(reply: &rtsp_types::Response<Vec<u8>>, what: &str, url: &Url) -> Result
     }
 }
 
-fn take_session(control: &mut Control, reply: &rtsp_types::Response<Vec<u8>>) -> Result<()> {
-    let session = reply
-        .typed_header::<headers::Session>()
-        .map_err(|_| anyhow!("the SETUP reply's Session header does not parse"))?
-        .ok_or_else(|| anyhow!("SETUP reply without a Session"))?;
-    control.session = Some(session.0);
-    control.timeout = session.1;
-    Ok(())
-}
-
-/// The Transport header of a SETUP reply.
-fn server_transport(reply: &rtsp_types::Response<Vec<u8>>) -> ServerTransport {
-    reply
-        .header(&headers::TRANSPORT)
-        .and_then(|t| ServerTransport::parse(t.as_str()).ok())
-        .unwrap_or_default()
-}
-
 fn setup_tcp(control: &mut Control, url: &Url, player: &Arc<Player>) -> Result<()> {
-    let transport = "RTP/AVP/TCP;unicast;interleaved=0-1".to_string();
-    let reply = control.request(Method::Setup, Some(url), &[(headers::TRANSPORT, transport)])?;
+    let reply = control.request(client::setup(url, client::tcp_transport(0, 1)))?;
     check(&reply, "SETUP", url)?;
-    take_session(control, &reply)?;
+    let setup = control.client.read_setup(&reply)?;
     // The server may move the channels; without an answer they are what we asked.
-    let (rtp_channel, rtcp_channel) = match server_transport(&reply).interleaved {
+    let (rtp_channel, rtcp_channel) = match setup.transport.and_then(|t| t.interleaved) {
         Some((rtp, rtcp)) => (rtp, rtcp.unwrap_or(rtp.wrapping_add(1))),
         None => (0, 1),
     };
@@ -293,14 +252,14 @@ fn start_udp(
     })
 }
 
-fn server_rtcp_address(reply: &rtsp_types::Response<Vec<u8>>, url: &Url) -> Result<SocketAddr> {
+fn server_rtcp_address(setup: &Setup, url: &Url) -> Result<SocketAddr> {
     let host = url.host_str().ok_or_else(|| anyhow!("no host"))?;
     let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))?
         .next()
         .ok_or_else(|| anyhow!("{host} has no address"))?
         .ip();
     // RTCP goes to the server's second port, or the one after its RTP port (RFC 3550).
-    let port = match server_transport(reply).server_port {
+    let port = match setup.transport.and_then(|t| t.server_port) {
         Some((rtp, rtcp)) => rtcp.unwrap_or(rtp.wrapping_add(1)),
         None => 0,
     };

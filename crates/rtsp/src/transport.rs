@@ -48,8 +48,8 @@ fn rtp_transports(transports: &Transports) -> impl Iterator<Item = &RtpTransport
     })
 }
 
-/// A `Transport` value outside a message (tests, and values taken from elsewhere) in a
-/// message of its own.
+/// A `Transport` value alone, in a message of its own (tests).
+#[cfg(test)]
 fn value_message(value: &str) -> rtsp_types::Request<Vec<u8>> {
     rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
         .header(TRANSPORT, value)
@@ -84,6 +84,7 @@ impl TransportSpec {
     }
 
     /// [`from_request`](Self::from_request) for a header value alone.
+    #[cfg(test)]
     pub fn parse(value: &str) -> Result<TransportSpec, TransportError> {
         Self::from_request(value_message(value))
             .unwrap_or_else(|| Err(TransportError::Malformed(value.into())))
@@ -145,6 +146,7 @@ impl ServerTransport {
     }
 
     /// [`from_reply`](Self::from_reply) for a header value alone.
+    #[cfg(test)]
     pub fn parse(value: &str) -> Result<ServerTransport, TransportError> {
         Self::from_reply(value_message(value))
             .unwrap_or_else(|| Err(TransportError::Malformed(value.into())))

@@ -5,18 +5,18 @@
 //! measures, over a window after the ramp, what every session received and what the server
 //! spent doing it.
 //!
-//! - [`session`]: one session's RTSP exchange (tokio, `rtsp-types`), all sessions on one
-//!   thread.
-//! - [`sdp`]: the control URLs from a DESCRIBE reply (`sdp-types`, RFC 2326 C.1.1).
+//! - [`session`]: one session's RTSP exchange on tokio, all sessions on one thread; the
+//!   requests and what the replies say (control URLs per RFC 2326 C.1.1, the session) come
+//!   from the RTSP core's client side, `rtsp_core::client`, which the player uses too.
 //! - [`receiver`]: a few threads receiving every session's RTP with epoll and `recvmmsg`.
-//! - [`stats`]: per-session loss, jitter and frames (RFC 3550 A.1, A.3, A.8).
+//! - [`stats`]: per-session frames over the window, with loss and jitter from the media
+//!   core's RFC 3550 receiver statistics (`mjpeg_media::rtcp`: A.1, A.3, A.8).
 //! - [`procstat`]: CPU time and memory from `/proc`.
 //! - [`report`]: the aggregate, as a table or JSON.
 
 pub mod procstat;
 pub mod receiver;
 pub mod report;
-pub mod sdp;
 pub mod session;
 pub mod stats;
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::stats::{RtpHeader, StreamStats, Window};
+use super::stats::{StreamStats, Window};
 
 /// Datagrams read per `recvmmsg` call.
 const BATCH: usize = 64;
@@ -354,10 +354,7 @@ impl ReceiveThread {
                     stats.socket_drops = stats.socket_drops.max(d);
                 }
                 let arrival = stamp.map_or(now, |s| s - t0);
-                match RtpHeader::parse(bytes) {
-                    Some(h) => stats.on_rtp(h, len, arrival, now, &window),
-                    None => stats.not_rtp += 1,
-                }
+                stats.on_datagram(bytes, len, arrival, now, &window);
             }
             if n < BATCH {
                 break;

@@ -122,7 +122,7 @@ impl Report {
             r.mbit_s += s.bytes as f64 * 8.0 / window_s / 1e6;
             r.max_lag_ms = r.max_lag_ms.max(s.max_lag as f64 / 1e6);
             if s.packets > 1 {
-                jitter.push(units_to_ms(s.jitter));
+                jitter.push(units_to_ms(s.jitter()));
                 peak_jitter = peak_jitter.max(units_to_ms(s.max_jitter));
             }
             if let (Some(play), Some(frame)) = (outcome.play_sent, s.first_frame) {

@@ -1,21 +1,21 @@
 //! One RTSP session of the load generator, on its own TCP control connection: OPTIONS
 //! (optional), DESCRIBE, SETUP of one stream over RTP/AVP UDP unicast, PLAY, keep-alives
-//! until the end of the run, TEARDOWN. Messages are built and parsed with `rtsp-types`.
+//! until the end of the run, TEARDOWN. Requests are built and replies read by the RTSP
+//! core's client side (`rtsp_core::client`), as the player's are; this module does the I/O.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtsp_types::headers::{self, RtpProfile, RtpTransport, Transport};
-use rtsp_types::{Empty, Message, Method, Request, Response, Url, Version};
+use rtsp_core::client::{self, Client, ReplyError};
+use rtsp_types::{Empty, Message, Method, Request, Response, Url};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 use super::receiver::{PortPair, Receivers, realtime_ns};
-use super::sdp::{Presentation, presentation};
 
 /// A reply larger than this ends the session (a broken or hostile server).
 const MAX_MESSAGE: usize = 1 << 20;
@@ -50,6 +50,8 @@ pub enum SessionError {
     #[error("{0}: {1}")]
     Protocol(&'static str, String),
     #[error("{0}: {1}")]
+    Reply(&'static str, ReplyError),
+    #[error("{0}: {1}")]
     Io(&'static str, io::Error),
     #[error("client ports: {0}")]
     Ports(io::Error),
@@ -64,7 +66,9 @@ impl SessionError {
             SessionError::Connect(e) => format!("connect: {}", e.kind()),
             SessionError::Timeout(step, _) => format!("{step}: timeout"),
             SessionError::Status(step, code, reason) => format!("{step}: {code} {reason}"),
-            SessionError::Protocol(step, _) => format!("{step}: protocol error"),
+            SessionError::Protocol(step, _) | SessionError::Reply(step, _) => {
+                format!("{step}: protocol error")
+            }
             SessionError::Io(step, e) => format!("{step}: {}", e.kind()),
             SessionError::Ports(e) => format!("client ports: {}", e.kind()),
             SessionError::Unfinished => "unfinished".to_string(),
@@ -93,9 +97,7 @@ pub struct SessionOutcome {
 struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
-    cseq: u32,
-    session: Option<String>,
-    session_timeout: Option<u64>,
+    client: Client,
     config: Arc<ClientConfig>,
 }
 
@@ -109,27 +111,18 @@ impl Connection {
         Ok(Connection {
             stream,
             buf: Vec::with_capacity(4096),
-            cseq: 0,
-            session: None,
-            session_timeout: None,
+            client: Client::new(config.user_agent.as_str()),
             config,
         })
     }
 
-    /// A request with the next CSeq, the User-Agent and the session, if there is one.
-    fn request(&mut self, method: Method, uri: &Url) -> rtsp_types::RequestBuilder {
-        self.cseq += 1;
-        let mut b = Request::builder(method, Version::V1_0)
-            .request_uri(uri.clone())
-            .header(headers::CSEQ, self.cseq.to_string())
-            .header(headers::USER_AGENT, self.config.user_agent.as_str());
-        if let Some(id) = &self.session {
-            b = b.header(headers::SESSION, id.as_str());
-        }
-        b
-    }
-
-    async fn send(&mut self, step: &'static str, req: &Request<Empty>) -> Result<(), SessionError> {
+    /// Numbers the request (CSeq, User-Agent, the session once there is one) and writes it.
+    async fn send(
+        &mut self,
+        step: &'static str,
+        mut req: Request<Empty>,
+    ) -> Result<(), SessionError> {
+        self.client.prepare(&mut req);
         let mut bytes = Vec::with_capacity(256);
         req.write(&mut bytes)
             .map_err(|e| SessionError::Protocol(step, e.to_string()))?;
@@ -164,11 +157,10 @@ impl Connection {
             match Message::<Vec<u8>>::parse(&self.buf) {
                 Ok((message, used)) => {
                     self.buf.drain(..used);
-                    if let Message::Response(r) = message {
-                        let cseq = r.header(&headers::CSEQ).map(|v| v.as_str().trim());
-                        if cseq == Some(self.cseq.to_string().as_str()) {
-                            return Ok(r);
-                        }
+                    if let Message::Response(r) = message
+                        && self.client.answers(&r)
+                    {
+                        return Ok(r);
                     }
                 }
                 Err(rtsp_types::ParseError::Incomplete(_)) => {
@@ -205,7 +197,7 @@ impl Connection {
         step: &'static str,
         req: Request<Empty>,
     ) -> Result<Response<Vec<u8>>, SessionError> {
-        self.send(step, &req).await?;
+        self.send(step, req).await?;
         self.reply(step).await
     }
 }
@@ -262,7 +254,10 @@ pub async fn run_session(
             _ = tokio::time::sleep_until(next) => {
                 next += keepalive;
                 outcome.keepalives += 1;
-                let req = conn.request(method.clone(), &aggregate).empty();
+                let req = match method {
+                    Method::GetParameter => client::get_parameter(&aggregate),
+                    _ => client::options(Some(&aggregate)),
+                };
                 match conn.exchange("keep-alive", req).await {
                     Ok(_) => {}
                     // A server that does not know GET_PARAMETER: OPTIONS keeps it alive too.
@@ -277,7 +272,7 @@ pub async fn run_session(
             }
         }
     }
-    let req = conn.request(Method::Teardown, &aggregate).empty();
+    let req = client::teardown(&aggregate);
     outcome.teardown_ok = conn.exchange("TEARDOWN", req).await.is_ok();
     outcome
 }
@@ -293,28 +288,19 @@ async fn establish(
     let url = conn.config.url.clone();
     let mut get_parameter = true;
     if conn.config.options {
-        let req = conn.request(Method::Options, &url).empty();
-        let reply = conn.exchange("OPTIONS", req).await?;
-        if let Ok(Some(public)) = reply.typed_header::<headers::Public>() {
-            get_parameter = public.contains(&Method::GetParameter);
-        }
+        let reply = conn
+            .exchange("OPTIONS", client::options(Some(&url)))
+            .await?;
+        get_parameter = client::offers(&reply, &Method::GetParameter).unwrap_or(true);
     }
 
-    let req = conn
-        .request(Method::Describe, &url)
-        .header(headers::ACCEPT, "application/sdp")
-        .empty();
-    let reply = conn.exchange("DESCRIBE", req).await?;
-    let text = |name| reply.header(&name).map(|v| v.as_str().to_string());
-    let Presentation {
-        aggregate, media, ..
-    } = presentation(
-        &url,
-        text(headers::CONTENT_BASE).as_deref(),
-        text(headers::CONTENT_LOCATION).as_deref(),
-        reply.body(),
-    )
-    .map_err(|e| SessionError::Protocol("DESCRIBE", e))?;
+    let reply = conn.exchange("DESCRIBE", client::describe(&url)).await?;
+    let description =
+        client::read_describe(&url, &reply).map_err(|e| SessionError::Reply("DESCRIBE", e))?;
+    let describe_error = |e| SessionError::Reply("DESCRIBE", ReplyError::Describe(e));
+    let stream = description.rtp_stream().map_err(describe_error)?;
+    let media = description.control_url(stream).map_err(describe_error)?;
+    let aggregate = description.aggregate;
 
     let ip = match conn.config.server.ip() {
         IpAddr::V4(_) => IpAddr::from([0u8; 4]),
@@ -324,36 +310,20 @@ async fn establish(
     let rtp_port = ports.rtp_port();
     // Held in the outcome from here, so that the sockets outlive the receive threads.
     outcome.ports = Some(ports);
-    let transport = Transport::Rtp(RtpTransport {
-        profile: RtpProfile::Avp,
-        lower_transport: None,
-        params: headers::RtpTransportParameters {
-            unicast: true,
-            client_port: Some((rtp_port, Some(rtp_port + 1))),
-            ..Default::default()
-        },
-    });
-    let req = conn
-        .request(Method::Setup, &media)
-        .typed_header(&headers::Transports::from(vec![transport]))
-        .empty();
-    let reply = conn.exchange("SETUP", req).await?;
-    let session = reply
-        .typed_header::<headers::Session>()
-        .map_err(|_| SessionError::Protocol("SETUP", "bad Session header".into()))?
-        .ok_or_else(|| SessionError::Protocol("SETUP", "no Session header".into()))?;
-    conn.session = Some(session.0.clone());
-    conn.session_timeout = session.1;
+    let transport = client::udp_transport(rtp_port, rtp_port + 1);
+    let reply = conn
+        .exchange("SETUP", client::setup(&media, transport))
+        .await?;
+    conn.client
+        .read_setup(&reply)
+        .map_err(|e| SessionError::Reply("SETUP", e))?;
     if let Some(ports) = &outcome.ports {
         receivers
             .register(index, ports)
             .map_err(SessionError::Ports)?;
     }
 
-    let req = conn
-        .request(Method::Play, &aggregate)
-        .header(headers::RANGE, "npt=0.000-")
-        .empty();
+    let req = client::play(&aggregate, Some(0.0));
     outcome.play_sent = Some(realtime_ns() - conn.config.t0);
     conn.exchange("PLAY", req).await?;
     Ok((aggregate, get_parameter))
@@ -362,6 +332,6 @@ async fn establish(
 /// Pause between keep-alives: the configured one, at most half the session timeout the
 /// server announced (RFC 2326 12.37: 60 s when it says none).
 fn keepalive_interval(conn: &Connection, config: &ClientConfig) -> Duration {
-    let half = Duration::from_secs(conn.session_timeout.unwrap_or(60) / 2);
+    let half = conn.client.keepalive_interval();
     config.keepalive.min(half).max(Duration::from_secs(1))
 }

@@ -1,17 +1,16 @@
-//! What one session's RTP stream did, packet by packet: sequence-number accounting (RFC 3550
-//! A.1 and A.3), interarrival jitter (A.8, 90 kHz) and frames (marker bit), counted over the
-//! measuring window, plus the arrival of the first frame.
+//! What one session's RTP stream did, packet by packet, over the measuring window: frames
+//! (marker bit), bytes, the arrival of the first frame, and the RFC 3550 receiver
+//! statistics of the media core (`mjpeg_media::rtcp`): sequence numbers, loss (A.1, A.3)
+//! and interarrival jitter (A.8, 90 kHz).
 //!
 //! Times are nanoseconds relative to the start of the run, taken from the kernel's receive
 //! timestamp of each packet, so how late the receive thread reads a packet changes nothing.
 
-/// RTP/JPEG's clock rate (RFC 2435).
-pub const CLOCK_RATE: i64 = 90_000;
+use mjpeg_media::rtcp::receiver::arrival_in_rtp_units;
+use mjpeg_media::rtcp::{Jitter, Packet, RtpHeader, Sequence, Totals};
 
-/// RFC 3550 A.1: a jump forward of less than this is in order (packets lost on the way).
-const MAX_DROPOUT: u16 = 3000;
-/// RFC 3550 A.1: a jump backward of less than this is a late or duplicated packet.
-const MAX_MISORDER: u16 = 100;
+/// RTP/JPEG's clock rate (RFC 2435).
+pub const CLOCK_RATE: u32 = 90_000;
 
 /// The measuring window, `[start, end)` in ns since the start of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,115 +29,138 @@ impl Window {
     }
 }
 
-/// The fields of an RTP header the statistics need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtpHeader {
-    pub seq: u16,
-    pub timestamp: u32,
-    pub ssrc: u32,
-    pub marker: bool,
-}
-
-impl RtpHeader {
-    /// Reads the fixed header; `None` for anything that is not RTP version 2.
-    pub fn parse(packet: &[u8]) -> Option<RtpHeader> {
-        if packet.len() < 12 || packet[0] >> 6 != 2 {
-            return None;
-        }
-        Some(RtpHeader {
-            marker: packet[1] & 0x80 != 0,
-            seq: u16::from_be_bytes([packet[2], packet[3]]),
-            timestamp: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
-            ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
-        })
-    }
-}
-
 /// One session's receive statistics.
 #[derive(Debug, Clone, Default)]
 pub struct StreamStats {
     /// Every RTP packet received, in the window or not.
     pub packets_total: u64,
-    /// Datagrams on the RTP port that were not RTP, and RTCP datagrams.
+    /// Datagrams on the RTP port that were not RTP (RTCP included).
     pub not_rtp: u64,
+    /// Datagrams on the RTCP port.
     pub rtcp_packets: u64,
     /// Arrival of the first RTP packet and of the first packet with the marker bit (the end
     /// of the first frame), ns since the start of the run.
     pub first_packet: Option<i64>,
     pub first_frame: Option<i64>,
-    /// Packets, bytes (RTP header included) and frames that arrived in the window.
+    /// Packets (A.1 counts duplicates), bytes (RTP header included) and frames that arrived
+    /// in the window.
     pub packets: u64,
     pub bytes: u64,
     pub frames: u64,
-    /// Packets expected in the window from the sequence numbers (RFC 3550 A.3).
-    pub expected: u64,
-    /// Interarrival jitter at the last packet of the window, and its highest value in the
-    /// window, in RTP clock units.
-    pub jitter: f64,
+    /// The highest interarrival jitter in the window, in RTP clock units.
     pub max_jitter: f64,
-    /// Sequence restarts (jumps RFC 3550 A.1 takes for a new sequence) and SSRC changes.
-    pub resyncs: u64,
     /// Datagrams the kernel dropped on this session's RTP socket because its receive buffer
     /// was full (SO_RXQ_OVFL): the load generator's own losses.
     pub socket_drops: u32,
     /// Highest delay between a packet's arrival and its processing, in the window (ns).
     pub max_lag: i64,
 
-    // RFC 3550 A.1 state.
-    started: bool,
-    ssrc: u32,
-    max_seq: u16,
-    cycles: u64,
-    bad_seq: Option<u16>,
-    // The extended sequence numbers of the current run of the window.
-    window_first: Option<u64>,
-    window_max: u64,
-    // RFC 3550 A.8 state.
-    transit: Option<u32>,
+    /// The sender's SSRC and its sequence numbers; the server set the stream up for this
+    /// session alone, so A.1's probation is skipped ([`Sequence::known`]).
+    source: Option<(u32, Sequence)>,
+    jitter: Jitter,
+    /// The source's totals when the first packet of the window arrived, and when the first
+    /// packet after it did.
+    window_start: Option<Totals>,
+    window_end: Option<Totals>,
 }
 
 impl StreamStats {
-    /// Accounts one RTP packet of `len` bytes that arrived at `arrival` (ns since the start of
-    /// the run) and was read at `now`.
-    pub fn on_rtp(&mut self, h: RtpHeader, len: usize, arrival: i64, now: i64, window: &Window) {
+    /// Accounts one datagram from the RTP port: `head` holds its first bytes (at least the
+    /// 12-byte RTP header), `len` is its size; it arrived at `arrival` (ns since the start
+    /// of the run) and was read at `now`.
+    pub fn on_datagram(
+        &mut self,
+        head: &[u8],
+        len: usize,
+        arrival: i64,
+        now: i64,
+        window: &Window,
+    ) {
+        let second = head.get(1).copied().unwrap_or_default();
+        let header =
+            RtpHeader::parse(head).and_then(|h| RtpHeader::check_not_rtcp(second).map(|()| h));
+        match header {
+            Ok(h) => self.on_rtp(&h, RtpHeader::marker(second), len, arrival, now, window),
+            Err(_) => self.not_rtp += 1,
+        }
+    }
+
+    fn on_rtp(
+        &mut self,
+        h: &RtpHeader,
+        marker: bool,
+        len: usize,
+        arrival: i64,
+        now: i64,
+        window: &Window,
+    ) {
         self.packets_total += 1;
         if self.first_packet.is_none() {
             self.first_packet = Some(arrival);
         }
-        if h.marker && self.first_frame.is_none() {
+        if marker && self.first_frame.is_none() {
             self.first_frame = Some(arrival);
         }
         let in_window = window.contains(arrival);
-        let Some(extended) = self.update_seq(h) else {
-            return;
+        // The window's bounds, in packets: snapshots taken as the first packet in it, and
+        // the first one after it, arrive (each socket is read in arrival order).
+        if in_window && self.window_start.is_none() {
+            self.window_start = Some(self.totals());
+        } else if arrival >= window.end && self.window_start.is_some() && self.window_end.is_none()
+        {
+            self.window_end = Some(self.totals());
+        }
+        let kind = match &mut self.source {
+            Some((ssrc, sequence)) if *ssrc == h.ssrc => sequence.update(h.sequence),
+            Some((ssrc, sequence)) => {
+                *ssrc = h.ssrc;
+                sequence.restart(h.sequence)
+            }
+            None => {
+                self.source = Some((h.ssrc, Sequence::known(h.sequence)));
+                Packet::InOrder
+            }
         };
-        self.update_jitter(h.timestamp, arrival);
+        if !kind.counted() {
+            return;
+        }
+        if kind == Packet::Restart {
+            self.jitter = Jitter::default();
+        }
+        self.jitter
+            .update(arrival_in_rtp_units(arrival, CLOCK_RATE), h.timestamp);
         if !in_window {
             return;
         }
         self.packets += 1;
         self.bytes += len as u64;
-        if h.marker {
+        if marker {
             self.frames += 1;
         }
         self.max_lag = self.max_lag.max(now - arrival);
-        self.max_jitter = self.max_jitter.max(self.jitter);
-        match self.window_first {
-            None => {
-                self.window_first = Some(extended);
-                self.window_max = extended;
-            }
-            Some(first) if extended < first => {
-                // Reordered across the start of the window: the window starts earlier.
-                self.window_first = Some(extended);
-            }
-            Some(_) => self.window_max = self.window_max.max(extended),
-        }
+        self.max_jitter = self.max_jitter.max(self.jitter.precise());
     }
 
-    /// Packets expected in the window, counting the run in progress.
+    /// The source's expected and received packets since it was first heard.
+    fn totals(&self) -> Totals {
+        self.source
+            .as_ref()
+            .map(|(_, s)| s.totals())
+            .unwrap_or_default()
+    }
+
+    /// Packets expected in the window (RFC 3550 A.3), across sequence restarts.
     pub fn expected(&self) -> u64 {
-        self.expected + self.window_first.map_or(0, |f| self.window_max - f + 1)
+        match self.window_start {
+            Some(start) => {
+                self.window_end
+                    .unwrap_or_else(|| self.totals())
+                    .since(&start)
+                    .expected
+            }
+            None => 0,
+        }
     }
 
     /// Packets lost in the window (negative when duplicates outnumber losses, as in RFC 3550).
@@ -146,73 +168,20 @@ impl StreamStats {
         self.expected() as i64 - self.packets as i64
     }
 
-    /// RFC 3550 A.1 without probation (the sender is known): the packet's extended sequence
-    /// number, or `None` for a packet that is dropped from the count (the first packet after
-    /// a large jump, until the next confirms the new sequence).
-    fn update_seq(&mut self, h: RtpHeader) -> Option<u64> {
-        if !self.started || h.ssrc != self.ssrc {
-            if self.started {
-                self.resyncs += 1;
-            }
-            self.restart(h);
-            return Some(self.extended());
-        }
-        let delta = h.seq.wrapping_sub(self.max_seq);
-        if delta < MAX_DROPOUT {
-            if h.seq < self.max_seq {
-                self.cycles += 1 << 16;
-            }
-            self.max_seq = h.seq;
-        } else if delta <= u16::MAX - MAX_MISORDER {
-            // A very large jump: a restarted sender if the next packet follows this one.
-            if self.bad_seq == Some(h.seq) {
-                self.resyncs += 1;
-                self.restart(h);
-            } else {
-                self.bad_seq = Some(h.seq.wrapping_add(1));
-                return None;
-            }
-        } else {
-            // Duplicate or reordered: received, but the highest sequence stays.
-            let back = u64::from(self.max_seq.wrapping_sub(h.seq));
-            return Some(self.extended().saturating_sub(back));
-        }
-        Some(self.extended())
+    /// Interarrival jitter at the last packet, in RTP clock units.
+    pub fn jitter(&self) -> f64 {
+        self.jitter.precise()
     }
 
-    /// Starts a new sequence at `h`: the window's run so far is closed, so that packets
-    /// before and after the restart are both counted as expected.
-    fn restart(&mut self, h: RtpHeader) {
-        if let Some(first) = self.window_first.take() {
-            self.expected += self.window_max - first + 1;
-        }
-        self.started = true;
-        self.ssrc = h.ssrc;
-        self.max_seq = h.seq;
-        self.cycles = 0;
-        self.bad_seq = None;
-        self.transit = None;
-    }
-
-    fn extended(&self) -> u64 {
-        self.cycles + u64::from(self.max_seq)
-    }
-
-    /// RFC 3550 A.8: J += (|D| - J) / 16, with the arrival in RTP clock units.
-    fn update_jitter(&mut self, timestamp: u32, arrival: i64) {
-        let arrival_units = (i128::from(arrival) * i128::from(CLOCK_RATE) / 1_000_000_000) as u32;
-        let transit = arrival_units.wrapping_sub(timestamp);
-        if let Some(last) = self.transit {
-            let d = f64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
-            self.jitter += (d - self.jitter) / 16.0;
-        }
-        self.transit = Some(transit);
+    /// Sequence restarts (jumps RFC 3550 A.1 takes for a new sequence) and SSRC changes.
+    pub fn resyncs(&self) -> u64 {
+        self.source.as_ref().map_or(0, |(_, s)| s.restarts())
     }
 }
 
 /// RTP clock units to milliseconds.
 pub fn units_to_ms(units: f64) -> f64 {
-    units * 1000.0 / CLOCK_RATE as f64
+    units * 1000.0 / f64::from(CLOCK_RATE)
 }
 
 #[cfg(test)]
@@ -224,30 +193,15 @@ mod tests {
         end: 10_000_000_000,
     };
 
-    fn header(seq: u16, timestamp: u32, marker: bool) -> RtpHeader {
+    /// An RTP packet's fixed header.
+    fn header(seq: u16, timestamp: u32, marker: bool) -> [u8; 12] {
         RtpHeader {
-            seq,
+            payload_type: 26,
+            sequence: seq,
             timestamp,
             ssrc: 7,
-            marker,
         }
-    }
-
-    #[test]
-    fn parses_the_fixed_header() {
-        let p = [0x80, 0x9a, 0x12, 0x34, 0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef];
-        let h = RtpHeader::parse(&p).expect("RTP");
-        assert_eq!(
-            h,
-            RtpHeader {
-                seq: 0x1234,
-                timestamp: 256,
-                ssrc: 0xdead_beef,
-                marker: true
-            }
-        );
-        assert_eq!(RtpHeader::parse(&p[..11]), None);
-        assert_eq!(RtpHeader::parse(&[0x40; 12]), None);
+        .to_bytes(marker)
     }
 
     #[test]
@@ -256,7 +210,8 @@ mod tests {
         let mut seq: u16 = 65_500;
         for n in 0..200u32 {
             if n % 10 != 3 {
-                s.on_rtp(header(seq, n * 3600, n % 5 == 4), 1000, i64::from(n), 0, &W);
+                let h = header(seq, n * 3600, n % 5 == 4);
+                s.on_datagram(&h, 1000, i64::from(n), 0, &W);
             }
             seq = seq.wrapping_add(1);
         }
@@ -275,7 +230,7 @@ mod tests {
         };
         let mut s = StreamStats::default();
         for n in 0..300u16 {
-            s.on_rtp(header(n, 0, true), 10, i64::from(n), i64::from(n), &w);
+            s.on_datagram(&header(n, 0, true), 10, i64::from(n), i64::from(n), &w);
         }
         assert_eq!((s.packets, s.expected(), s.frames), (100, 100, 100));
         assert_eq!(s.packets_total, 300);
@@ -286,7 +241,7 @@ mod tests {
     fn duplicates_and_reordering() {
         let mut s = StreamStats::default();
         for seq in [1u16, 2, 4, 3, 3, 5] {
-            s.on_rtp(header(seq, 0, false), 10, 1, 1, &W);
+            s.on_datagram(&header(seq, 0, false), 10, 1, 1, &W);
         }
         assert_eq!(s.expected(), 5);
         assert_eq!(s.packets, 6);
@@ -297,15 +252,38 @@ mod tests {
     fn a_restarted_sequence_keeps_the_count() {
         let mut s = StreamStats::default();
         for seq in 0..10u16 {
-            s.on_rtp(header(seq, 0, false), 10, 1, 1, &W);
+            s.on_datagram(&header(seq, 0, false), 10, 1, 1, &W);
         }
         // A jump of 30000: the first packet is held back, the second confirms it.
         for seq in 30_000..30_010u16 {
-            s.on_rtp(header(seq, 0, false), 10, 1, 1, &W);
+            s.on_datagram(&header(seq, 0, false), 10, 1, 1, &W);
         }
-        assert_eq!(s.resyncs, 1);
+        assert_eq!(s.resyncs(), 1);
         assert_eq!(s.packets, 19);
         assert_eq!(s.expected(), 19);
+    }
+
+    #[test]
+    fn a_new_ssrc_starts_a_new_run() {
+        let mut s = StreamStats::default();
+        for seq in 0..10u16 {
+            s.on_datagram(&header(seq, 0, false), 10, 1, 1, &W);
+        }
+        let mut other = header(5000, 0, false);
+        other[8..12].copy_from_slice(&8u32.to_be_bytes());
+        s.on_datagram(&other, 10, 2, 2, &W);
+        assert_eq!(s.resyncs(), 1);
+        assert_eq!((s.packets, s.expected(), s.lost()), (11, 11, 0));
+    }
+
+    #[test]
+    fn what_is_not_rtp_is_counted_apart() {
+        let mut s = StreamStats::default();
+        s.on_datagram(b"not rtp", 7, 1, 1, &W);
+        s.on_datagram(&[0x80; 11], 11, 1, 1, &W);
+        // An RTCP receiver report sent to the RTP port (RFC 5761 4).
+        s.on_datagram(&[0x81, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2], 32, 1, 1, &W);
+        assert_eq!((s.not_rtp, s.packets_total, s.expected()), (3, 0, 0));
     }
 
     #[test]
@@ -314,15 +292,15 @@ mod tests {
         // 25 fps: 3600 units and 40 ms apart.
         for n in 0..50u32 {
             let t = i64::from(n) * 40_000_000;
-            s.on_rtp(header(n as u16, n * 3600, true), 10, t, t, &W);
+            s.on_datagram(&header(n as u16, n * 3600, true), 10, t, t, &W);
         }
-        assert!(s.jitter < 1e-9, "{}", s.jitter);
+        assert!(s.jitter() < 1e-9, "{}", s.jitter());
         // Every other frame 10 ms late: |D| = 900 units each time.
         for n in 50..2000u32 {
             let t = i64::from(n) * 40_000_000 + if n % 2 == 0 { 10_000_000 } else { 0 };
-            s.on_rtp(header(n as u16, n * 3600, true), 10, t, t, &W);
+            s.on_datagram(&header(n as u16, n * 3600, true), 10, t, t, &W);
         }
-        assert!((s.jitter - 900.0).abs() < 1.0, "{}", s.jitter);
-        assert!((units_to_ms(s.jitter) - 10.0).abs() < 0.1);
+        assert!((s.jitter() - 900.0).abs() < 1.0, "{}", s.jitter());
+        assert!((units_to_ms(s.jitter()) - 10.0).abs() < 0.1);
     }
 }

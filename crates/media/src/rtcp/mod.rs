@@ -9,7 +9,7 @@ pub mod receiver;
 pub mod sender;
 pub mod session;
 
-pub use receiver::{Jitter, Packet, Prior, Sequence};
+pub use receiver::{Jitter, Packet, Prior, Sequence, Totals};
 pub use session::{
     Crossing, LossAlarm, PacketError, PeerReport, RtcpEvents, RtpHeader, SenderInfo, Session,
     Source,

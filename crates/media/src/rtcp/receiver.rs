@@ -1,6 +1,10 @@
 //! What a receiver knows about one RTP source, per RFC 3550 Appendix A: sequence number
 //! validation (A.1), loss (A.3) and interarrival jitter (A.8), plus duplicate and reordered
 //! packet counts.
+//!
+//! The per-packet work is a few integer operations and no allocation, so a receiver of
+//! hundreds of streams (the load generator) can keep a [`Sequence`] and a [`Jitter`] per
+//! stream and feed them directly, without a [`Session`](super::Session).
 
 /// The sequence number space.
 pub const RTP_SEQ_MOD: u32 = 1 << 16;
@@ -49,8 +53,35 @@ pub struct Sequence {
     received: u64,
     duplicates: u64,
     reordered: u64,
+    /// What the runs before the last restart expected and received.
+    closed: Totals,
+    restarts: u64,
     /// Which of the last `WINDOW` extended sequence numbers arrived.
     seen: Box<[u64; (WINDOW / 64) as usize]>,
+}
+
+/// Packets expected and received over every run of a source: A.3's counts start over when
+/// the sender restarts its sequence (A.1), these keep what came before. A measurement over
+/// a span of time is the difference of two snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub expected: u64,
+    pub received: u64,
+}
+
+impl Totals {
+    /// Expected minus received (negative with duplicates).
+    pub fn lost(&self) -> i64 {
+        self.expected as i64 - self.received as i64
+    }
+
+    /// What arrived since `earlier`, a snapshot of the same source.
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            expected: self.expected.saturating_sub(earlier.expected),
+            received: self.received.saturating_sub(earlier.received),
+        }
+    }
 }
 
 /// The counters at the start of a reporting interval (A.3's `expected_prior` and
@@ -65,20 +96,55 @@ impl Sequence {
     /// A source heard for the first time, with this packet (A.1: `init_seq`, then
     /// probation).
     pub fn new(seq: u16) -> Sequence {
-        let mut s = Sequence {
+        let mut s = Sequence::blank(MIN_SEQUENTIAL);
+        s.init(seq);
+        s.max_seq = seq.wrapping_sub(1);
+        s
+    }
+
+    /// A source the receiver expected, heard for the first time with this packet: valid at
+    /// once and the packet counted. A.1's probation guards against packets from unknown
+    /// senders; a client that set the stream up itself (RTSP SETUP on its own port pair)
+    /// knows its sender, and counts from the first packet.
+    pub fn known(seq: u16) -> Sequence {
+        let mut s = Sequence::blank(0);
+        s.init(seq);
+        s.received = 1;
+        s
+    }
+
+    fn blank(probation: u8) -> Sequence {
+        Sequence {
             max_seq: 0,
             cycles: 0,
             base_seq: 0,
             bad_seq: 0,
-            probation: MIN_SEQUENTIAL,
+            probation,
             received: 0,
             duplicates: 0,
             reordered: 0,
+            closed: Totals::default(),
+            restarts: 0,
             seen: Box::new([0; (WINDOW / 64) as usize]),
-        };
-        s.init(seq);
-        s.max_seq = seq.wrapping_sub(1);
-        s
+        }
+    }
+
+    /// The sender started over with this packet in a way A.1 cannot see (a new SSRC on the
+    /// same port): a new run begins as after a confirmed jump, the packet counted, and
+    /// [`Sequence::totals`] keeps the runs before. Returns [`Packet::Restart`].
+    pub fn restart(&mut self, seq: u16) -> Packet {
+        self.close_run();
+        self.probation = 0;
+        self.init(seq);
+        self.received = 1;
+        Packet::Restart
+    }
+
+    /// Adds the current run to the closed ones, before a restart.
+    fn close_run(&mut self) {
+        self.closed.expected += self.expected();
+        self.closed.received += self.received;
+        self.restarts += 1;
     }
 
     fn init(&mut self, seq: u16) {
@@ -124,6 +190,7 @@ impl Sequence {
             Packet::InOrder
         } else if udelta <= (RTP_SEQ_MOD - u32::from(MAX_MISORDER)) as u16 {
             if u32::from(seq) == self.bad_seq {
+                self.close_run();
                 self.init(seq);
                 Packet::Restart
             } else {
@@ -223,6 +290,20 @@ impl Sequence {
         self.lost().clamp(-0x80_0000, 0x7F_FFFF) as i32
     }
 
+    /// Expected and received over every run since the source was first heard.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            expected: self.closed.expected + self.expected(),
+            received: self.closed.received + self.received,
+        }
+    }
+
+    /// Times the sender restarted its sequence (A.1's confirmed jumps, and
+    /// [`Sequence::restart`]).
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
     pub fn duplicates(&self) -> u64 {
         self.duplicates
     }
@@ -281,7 +362,9 @@ impl Jitter {
 }
 
 /// An arrival time in nanoseconds as an RTP timestamp at `clock_rate` (truncated to 32
-/// bits: jitter only uses differences).
-pub fn arrival_in_rtp_units(arrival_ns: u64, clock_rate: u32) -> u32 {
-    (u128::from(arrival_ns) * u128::from(clock_rate) / 1_000_000_000) as u32
+/// bits: jitter only uses differences). The time may be on any clock, signed or not (times
+/// before a run's start are negative); units are counted down (floor), so that equal
+/// spans of time give equal differences on both sides of zero.
+pub fn arrival_in_rtp_units(arrival_ns: impl Into<i128>, clock_rate: u32) -> u32 {
+    (arrival_ns.into() * i128::from(clock_rate)).div_euclid(1_000_000_000) as u32
 }

@@ -130,6 +130,92 @@ fn restart_after_a_large_jump() {
 }
 
 #[test]
+fn a_known_source_counts_from_its_first_packet() {
+    let mut s = Sequence::known(65_500);
+    assert!(s.is_valid());
+    assert_eq!((s.received(), s.expected()), (1, 1));
+    // Every tenth packet lost, across the wrap.
+    for n in 1..200u16 {
+        if n % 10 != 3 {
+            assert_eq!(s.update(65_500u16.wrapping_add(n)), Packet::InOrder);
+        }
+    }
+    assert_eq!((s.received(), s.expected(), s.lost()), (180, 200, 20));
+    assert_eq!(
+        s.totals(),
+        Totals {
+            expected: 200,
+            received: 180
+        }
+    );
+    assert_eq!(s.restarts(), 0);
+    // Reordered and duplicated packets are counted as A.1 counts them.
+    let mut s = Sequence::known(1);
+    let kinds: Vec<Packet> = [2u16, 4, 3, 3, 5].iter().map(|&q| s.update(q)).collect();
+    assert_eq!(
+        kinds,
+        [
+            Packet::InOrder,
+            Packet::InOrder,
+            Packet::Reordered,
+            Packet::Duplicate,
+            Packet::InOrder
+        ]
+    );
+    assert_eq!((s.expected(), s.received(), s.lost()), (5, 6, -1));
+}
+
+#[test]
+fn totals_keep_the_runs_before_a_restart() {
+    let mut s = Sequence::known(0);
+    for q in 1..10 {
+        s.update(q);
+    }
+    // A.1: the first packet of a large jump is not counted; the second restarts.
+    assert_eq!(s.update(30_000), Packet::BadJump);
+    assert_eq!(s.update(30_001), Packet::Restart);
+    for q in 30_002..30_010 {
+        s.update(q);
+    }
+    // The run restarted: 30001..=30009.
+    assert_eq!((s.received(), s.expected()), (9, 9));
+    // Over both runs: 0..=9 and 30001..=30009.
+    assert_eq!(
+        s.totals(),
+        Totals {
+            expected: 19,
+            received: 19
+        }
+    );
+    assert_eq!(s.restarts(), 1);
+    // A new sender on the same port (a new SSRC): a run of its own, counted at once.
+    let before = s.totals();
+    assert_eq!(s.restart(500), Packet::Restart);
+    s.update(502);
+    assert_eq!((s.received(), s.expected()), (2, 3));
+    assert_eq!(s.restarts(), 2);
+    let since = s.totals().since(&before);
+    assert_eq!(
+        since,
+        Totals {
+            expected: 3,
+            received: 2
+        }
+    );
+    assert_eq!(since.lost(), 1);
+    // A source still on probation has nothing to add when it restarts.
+    let mut p = Sequence::new(7);
+    p.restart(100);
+    assert_eq!(
+        p.totals(),
+        Totals {
+            expected: 1,
+            received: 1
+        }
+    );
+}
+
+#[test]
 fn cumulative_loss_is_clamped_to_24_bits() {
     let mut s = Sequence::new(0);
     s.update(0);
@@ -163,6 +249,37 @@ fn jitter_follows_a8() {
     assert_eq!(receiver::arrival_in_rtp_units(u64::MAX, 90_000), {
         ((u128::from(u64::MAX) * 90_000) / 1_000_000_000) as u32
     });
+    // Signed times (before a run's start): counted down, so a second is 90000 units on
+    // either side of zero.
+    assert_eq!(
+        receiver::arrival_in_rtp_units(-1_000_000_000i64, 90_000),
+        0u32.wrapping_sub(90_000)
+    );
+    assert_eq!(receiver::arrival_in_rtp_units(-1i64, 90_000), u32::MAX);
+    let span = |from: i64| {
+        receiver::arrival_in_rtp_units(from + 40_000_000, 90_000)
+            .wrapping_sub(receiver::arrival_in_rtp_units(from, 90_000))
+    };
+    assert_eq!((span(-20_000_000), span(20_000_000)), (3600, 3600));
+}
+
+#[test]
+fn jitter_from_nanosecond_arrivals() {
+    // 25 frames per second: 3600 units and 40 ms apart; steady, then every other frame
+    // 10 ms late (|D| = 900 units each time), from before zero on the receiver's clock.
+    let mut j = Jitter::default();
+    let mut peak: f64 = 0.0;
+    for n in 0..2000u32 {
+        let late = if n >= 50 && n % 2 == 0 { 10_000_000 } else { 0 };
+        let arrival = i64::from(n) * 40_000_000 - 1_000_000_000 + late;
+        j.update(receiver::arrival_in_rtp_units(arrival, 90_000), n * 3600);
+        if n == 49 {
+            assert_eq!(j.precise(), 0.0);
+        }
+        peak = peak.max(j.precise());
+    }
+    assert!((j.precise() - 900.0).abs() < 1.0, "{}", j.precise());
+    assert!(peak < 901.0, "{peak}");
 }
 
 fn rtp(seq: u16, ts: u32, ssrc: u32) -> [u8; 12] {
@@ -191,6 +308,27 @@ fn rtp_headers_are_checked() {
         Err(PacketError::ShortRtp(11))
     );
     assert_eq!(RtpHeader::parse(&[0; 12]), Err(PacketError::RtpVersion(0)));
+}
+
+#[test]
+fn rtp_header_fields_and_marker() {
+    // Marker set, payload type 26, from the load generator's receive path.
+    let p = [0x80, 0x9a, 0x12, 0x34, 0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef];
+    assert_eq!(
+        RtpHeader::parse(&p),
+        Ok(RtpHeader {
+            payload_type: 26,
+            sequence: 0x1234,
+            timestamp: 256,
+            ssrc: 0xdead_beef
+        })
+    );
+    assert!(RtpHeader::marker(p[1]));
+    assert_eq!(RtpHeader::parse(&p[..11]), Err(PacketError::ShortRtp(11)));
+    assert_eq!(
+        RtpHeader::parse(&[0x40; 12]),
+        Err(PacketError::RtpVersion(1))
+    );
 }
 
 #[test]
