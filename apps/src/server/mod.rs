@@ -354,7 +354,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     for (name, description, size) in source_sizes {
         let live = LivePath::new(
             name.clone(),
-            description,
+            Box::new(live::PipelineFeeder(description)),
             config.always_on,
             config.linger,
             config.mtu,

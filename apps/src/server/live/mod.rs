@@ -1,6 +1,8 @@
-//! Live paths: a source of JPEG frames shared by all its viewers (`--source
-//! NAME=PIPELINE`). Each frame is payloaded once (`source.rs`) and handed to the pacer,
-//! which sends it to every playing session of the path with the session's own RTP header.
+//! Live paths: a source of JPEG frames shared by all its viewers. Each frame is payloaded
+//! once (`source.rs`) and handed to the pacer, which sends it to every playing session of
+//! the path with the session's own RTP header. What feeds a path is its [`Feeder`]: a
+//! gst-launch description (`--source NAME=PIPELINE`), or RTP pushed into the path's
+//! pipeline by a relay or a publisher ([`source::Runner::start_rtp_input`]).
 //!
 //! A source starts with its first viewer and stops `linger` after the last one leaves
 //! (unless it is always on). When it fails while running (a camera unplugged), the
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::media::Packet;
 use super::pacer::Pacer;
 use super::session::Session;
-use source::{Events, Runner};
+use source::{Events, Running};
 
 /// The first wait before restarting a failed source, doubled after each failure.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -78,9 +80,30 @@ impl Status {
     }
 }
 
+/// Starts what feeds a live path: called with the path's MTU and where its frames go;
+/// dropping what it returns stops it.
+pub trait Feeder: Send + Sync + 'static {
+    fn start(&self, mtu: u32, events: Arc<dyn Events>) -> anyhow::Result<Box<dyn Running>>;
+    /// What the log calls it (no credentials).
+    fn describe(&self) -> String;
+}
+
+/// `--source NAME=PIPELINE`.
+pub struct PipelineFeeder(pub String);
+
+impl Feeder for PipelineFeeder {
+    fn start(&self, mtu: u32, events: Arc<dyn Events>) -> anyhow::Result<Box<dyn Running>> {
+        Ok(Box::new(source::Runner::start(&self.0, mtu, events)?))
+    }
+
+    fn describe(&self) -> String {
+        self.0.clone()
+    }
+}
+
 pub struct LivePath {
     pub name: String,
-    description: String,
+    feeder: Box<dyn Feeder>,
     /// Run whether or not anyone watches.
     pub always_on: bool,
     /// How long an on-demand source runs after its last viewer left.
@@ -91,7 +114,7 @@ pub struct LivePath {
 }
 
 struct Inner {
-    runner: Option<Runner>,
+    runner: Option<Box<dyn Running>>,
     /// Counts starts, so events from a stopped runner are told apart.
     run: u64,
     status: Status,
@@ -129,10 +152,11 @@ impl Events for Feed {
 }
 
 impl LivePath {
-    /// A path for `description`, whose frames are `width`x`height` (from its probe).
+    /// A path fed by `feeder`, whose frames are `width`x`height` until the first frame
+    /// says otherwise (from a probe, or 0x0 when unknown).
     pub fn new(
         name: String,
-        description: String,
+        feeder: Box<dyn Feeder>,
         always_on: bool,
         linger: Duration,
         mtu: u32,
@@ -141,7 +165,7 @@ impl LivePath {
     ) -> Arc<LivePath> {
         let path = Arc::new(LivePath {
             name,
-            description,
+            feeder,
             always_on,
             linger,
             mtu,
@@ -249,7 +273,7 @@ impl LivePath {
             path: Arc::downgrade(self),
             run: inner.run,
         });
-        match Runner::start(&self.description, self.mtu, feed) {
+        match self.feeder.start(self.mtu, feed) {
             Ok(runner) => {
                 if inner.status == Status::Idle {
                     tracing::info!("path {}: source started", self.name);
@@ -315,7 +339,7 @@ impl LivePath {
 
 /// Stops a runner on a thread of its own (stopping waits for its bus thread, which may be
 /// the caller).
-fn stop(runner: Option<Runner>) {
+fn stop(runner: Option<Box<dyn Running>>) {
     if let Some(runner) = runner {
         let _ = std::thread::Builder::new()
             .name("live-stop".into())

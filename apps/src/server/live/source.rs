@@ -14,6 +14,9 @@ use gst::prelude::*;
 use super::LiveFrame;
 use crate::server::media::Packet;
 
+/// Something feeding a live path; dropping it stops it.
+pub trait Running: Send {}
+
 /// A running pipeline. Dropping it stops it.
 pub struct Runner {
     pipeline: gst::Pipeline,
@@ -195,6 +198,122 @@ fn watch(bus: &gst::Bus, stop: &std::sync::atomic::AtomicBool, events: &dyn Even
         };
         events.stopped(why);
         return;
+    }
+}
+
+impl Running for Runner {}
+
+/// The input of a path fed with RTP (a relay, a publisher): packets in, through
+/// `rtcplossmonitor` (the upstream's loss and jitter, receiver reports back) and
+/// `rtpmjpegdepay` (every RFC 2435 variant into plain JPEG), then the path's payloader.
+#[derive(Clone)]
+pub struct RtpInput {
+    rtp: gst_app::AppSrc,
+    rtcp: gst_app::AppSrc,
+    monitor: gst::Element,
+    rtcp_out: gst_app::AppSink,
+}
+
+/// What the upstream stream looks like from here (`rtcplossmonitor`'s figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Upstream {
+    pub packets_received: u64,
+    pub packets_lost: i64,
+    /// Of the packets expected so far, 0..1.
+    pub loss: f64,
+    pub jitter_ms: f64,
+}
+
+impl RtpInput {
+    /// One RTP packet from upstream.
+    pub fn push_rtp(&self, packet: &[u8]) {
+        let _ = self
+            .rtp
+            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+    }
+
+    /// One compound RTCP packet from upstream (its sender reports).
+    pub fn push_rtcp(&self, packet: &[u8]) {
+        let _ = self
+            .rtcp
+            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+    }
+
+    /// Where our receiver reports about the upstream go.
+    pub fn on_rtcp_out(&self, send: impl Fn(&[u8]) + Send + 'static) {
+        self.rtcp_out.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer()
+                        && let Ok(map) = buffer.map_readable()
+                    {
+                        send(map.as_slice());
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+
+    /// The upstream's loss and jitter so far (its first source).
+    pub fn upstream(&self) -> Upstream {
+        let stats = self.monitor.property::<gst::Structure>("stats");
+        let Ok(sources) = stats.get::<gst::Array>("sources") else {
+            return Upstream::default();
+        };
+        let Some(first) = sources.iter().find_map(|v| v.get::<gst::Structure>().ok()) else {
+            return Upstream::default();
+        };
+        let received = first.get::<u64>("packets-received").unwrap_or(0);
+        let lost = first.get::<i64>("packets-lost").unwrap_or(0);
+        let expected = first.get::<u64>("packets-expected").unwrap_or(0);
+        Upstream {
+            packets_received: received,
+            packets_lost: lost,
+            loss: if expected > 0 {
+                lost.max(0) as f64 / expected as f64
+            } else {
+                0.0
+            },
+            jitter_ms: first.get::<f64>("jitter-ms").unwrap_or(0.0),
+        }
+    }
+}
+
+/// The description of an RTP input: the RTCP branches first, so the server's payloader
+/// and appsink are appended to the RTP branch's depayloader.
+const RTP_INPUT: &str = "appsrc name=mjpeg_rtsp_rtcp_in is-live=true format=time caps=application/x-rtcp \
+     ! mjpeg_rtsp_monitor.rtcp_sink \
+   mjpeg_rtsp_monitor.rtcp_src ! appsink name=mjpeg_rtsp_rtcp_out sync=false async=false \
+   appsrc name=mjpeg_rtsp_rtp is-live=true do-timestamp=true format=time \
+     caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26\" \
+     ! rtcplossmonitor name=mjpeg_rtsp_monitor ! rtpmjpegdepay";
+
+impl Runner {
+    /// A path's pipeline fed with RTP/JPEG by the caller (a relay, a publisher).
+    pub fn start_rtp_input(mtu: u32, events: Arc<dyn Events>) -> Result<(Runner, RtpInput)> {
+        let runner = Runner::start(RTP_INPUT, mtu, events)?;
+        let get = |name: &str| {
+            runner
+                .pipeline
+                .by_name(name)
+                .ok_or_else(|| anyhow!("no {name} in the input pipeline"))
+        };
+        let appsrc = |name: &str| {
+            get(name)?
+                .downcast::<gst_app::AppSrc>()
+                .map_err(|_| anyhow!("{name} is not an appsrc"))
+        };
+        let input = RtpInput {
+            rtp: appsrc("mjpeg_rtsp_rtp")?,
+            rtcp: appsrc("mjpeg_rtsp_rtcp_in")?,
+            monitor: get("mjpeg_rtsp_monitor")?,
+            rtcp_out: get("mjpeg_rtsp_rtcp_out")?
+                .downcast::<gst_app::AppSink>()
+                .map_err(|_| anyhow!("mjpeg_rtsp_rtcp_out is not an appsink"))?,
+        };
+        Ok((runner, input))
     }
 }
 
