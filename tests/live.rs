@@ -385,3 +385,70 @@ fn descriptions_the_server_cannot_serve_are_refused_at_start() {
         &["no-such-camera", "Cannot identify device"],
     );
 }
+
+/// `mjpeg-player --headless` on `url` with `args`: its `--stats-json`.
+fn play_json(url: &str, args: &[&str], limit: Duration) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats.json");
+    let (ok, _, err) = run_tool(
+        Command::new(plugin_dir().join("mjpeg-player"))
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .arg("--headless")
+            .args(args)
+            .arg("--stats-json")
+            .arg(&json)
+            .arg(url),
+        limit,
+    );
+    assert!(ok, "mjpeg-player: {err}");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn the_player_shows_the_latency_from_capture_to_display() {
+    let server = live_server(&[]);
+    // Sender reports come at RFC 3550 intervals (the first within a few seconds).
+    let json = play_json(
+        &server.url("test"),
+        &["--duration", "6"],
+        Duration::from_secs(30),
+    );
+    let mean = json["latency_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{json}"));
+    let max = json["latency_max_ms"].as_f64().unwrap();
+    // Capture to display on one machine: some milliseconds, never negative beyond clock
+    // granularity, and not seconds.
+    assert!((-1.0..300.0).contains(&mean), "mean latency {mean} ms");
+    assert!(max >= mean && max < 1000.0, "max latency {max} ms");
+}
+
+#[test]
+fn the_player_waits_out_an_outage_while_its_session_lives() {
+    // The source ends every 30 frames and is restarted after 1, 2, then 4 s: gaps longer
+    // than the player's --stall-timeout, which it waits out, as its session is alive.
+    let source = "test=videotestsrc is-live=true num-buffers=30 ! video/x-raw,format=I420,width=160,height=120,framerate=25/1 ! jpegenc";
+    let server = ServerProcess::start_with_stats(&["--source", source, "--always-on"], 1);
+    let json = play_json(
+        &server.url("test"),
+        &[
+            "--frames",
+            "110",
+            "--transport",
+            "tcp",
+            "--stall-timeout",
+            "1.5",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(json["ended_by"], "frames", "{json}");
+    assert_eq!(json["frames_shown"], 110, "{json}");
+    // The 2 s and 4 s gaps at least (the 1 s one may pass unnoticed).
+    assert!(json["stalls"].as_u64() >= Some(2), "{json}");
+    let report = server.fresh_stats(REPLY_TIMEOUT);
+    assert!(
+        path_stats(&report, "test")["restarts"].as_u64() >= Some(3),
+        "{report}"
+    );
+}

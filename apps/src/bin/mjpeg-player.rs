@@ -35,6 +35,10 @@ struct Args {
     /// Stop after S seconds
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
+    /// Seconds without a frame (once playing) before asking the server whether the
+    /// session lives: if it does (a live camera in an outage), keep waiting; if not, stop
+    #[arg(long, value_name = "S", default_value_t = 8.0)]
+    stall_timeout: f64,
     /// Write the summary as JSON to FILE
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
@@ -66,6 +70,10 @@ fn main() -> ExitCode {
         }
         d => d.map(Duration::from_secs_f64),
     };
+    if !(args.stall_timeout.is_finite() && args.stall_timeout > 0.0) {
+        tracing::error!("--stall-timeout must be a positive number of seconds");
+        return ExitCode::from(2);
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let window_keys = Some(std::sync::Arc::new(std::sync::Mutex::new(tx.clone())));
     let options = player::Options {
@@ -75,6 +83,7 @@ fn main() -> ExitCode {
         overlay: !args.no_overlay,
         frames: args.frames,
         duration,
+        stall_timeout: Duration::from_secs_f64(args.stall_timeout),
         stats_json: args.stats_json.clone(),
         lab: args.lab,
         record: args.record,

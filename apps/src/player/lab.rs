@@ -137,7 +137,10 @@ impl Remote for Lab {
         self.request("PAUSE", None).map(|_| ())
     }
 
-    fn keepalive(&mut self) {}
+    fn keepalive(&mut self) -> bool {
+        // Lab servers answer nothing but the five methods: a session cannot be probed.
+        false
+    }
 
     fn keepalive_interval(&self) -> Option<Duration> {
         None

@@ -55,6 +55,8 @@ pub struct Options {
     pub overlay: bool,
     pub frames: Option<u64>,
     pub duration: Option<Duration>,
+    /// No frame for this long (once playing): ask the server whether the session lives.
+    pub stall_timeout: Duration,
     pub stats_json: Option<PathBuf>,
     /// Write every received frame to this file in lab `.Mjpeg` format.
     pub record: Option<PathBuf>,
@@ -131,6 +133,8 @@ pub struct Controls {
     pub pauses: u64,
     pub resumes: u64,
     pub seeks: u64,
+    /// Times frames stopped while the session stayed alive (the player waited for them).
+    pub stalls: u64,
 }
 
 /// The server side of a session, whichever dialect it speaks.
@@ -138,7 +142,9 @@ pub trait Remote {
     /// PLAY, from `from` seconds when given.
     fn play(&mut self, from: Option<f64>) -> Result<()>;
     fn pause(&mut self) -> Result<()>;
-    fn keepalive(&mut self);
+    /// Keeps the session alive; says whether the server answered for it (`false` when
+    /// it cannot tell).
+    fn keepalive(&mut self) -> bool;
     fn keepalive_interval(&self) -> Option<Duration>;
     fn teardown(&mut self);
     /// The stream's length, when the server offers a range to seek in.

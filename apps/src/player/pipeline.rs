@@ -2,8 +2,8 @@
 //! the decoder, the statistics overlay and the video sink. RTCP from the server goes into
 //! the monitor's `rtcp_sink`; the monitor's receiver reports come out of an `appsink`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
@@ -22,6 +22,10 @@ pub struct Stats {
     pub jitter_ms: Option<f64>,
     pub bitrate: u64,
     pub frames_dropped: u64,
+    /// End to end latency of the frames shown (capture to display), mean and largest,
+    /// when the sender's reports map its RTP time to wall-clock time; `None` before the
+    /// first sender report.
+    pub latency_ms: Option<(f64, f64)>,
 }
 
 impl Stats {
@@ -42,6 +46,58 @@ pub struct Player {
     depay: gst::Element,
     overlay: gst::Element,
     frames: Arc<AtomicU64>,
+    latency: Arc<Mutex<Latency>>,
+}
+
+/// Capture-to-display latency from the sender's reports (RFC 3550 6.4.1: an SR pairs an
+/// NTP wall-clock time with the RTP time of the same instant). Meaningful when the
+/// sender's and our clocks agree (the same machine, or both synchronised by NTP).
+#[derive(Debug, Default)]
+struct Latency {
+    /// The latest sender report's (NTP time, RTP time).
+    sender_clock: Option<(u64, u32)>,
+    /// RTP time of the last frame the depayloader completed (its marker packet).
+    last_frame_rtp: Option<u32>,
+    sum_ms: f64,
+    max_ms: f64,
+    count: u64,
+}
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch.
+const NTP_UNIX_OFFSET: f64 = 2_208_988_800.0;
+
+impl Latency {
+    /// A frame with RTP time `rtp` shown now.
+    fn frame_shown(&mut self, rtp: u32, now_unix: f64) {
+        let Some((ntp, sr_rtp)) = self.sender_clock else {
+            return;
+        };
+        let sr_unix =
+            (ntp >> 32) as f64 - NTP_UNIX_OFFSET + (ntp & 0xFFFF_FFFF) as f64 / 4_294_967_296.0;
+        let since_sr = f64::from(rtp.wrapping_sub(sr_rtp) as i32) / 90_000.0;
+        let ms = (now_unix - (sr_unix + since_sr)) * 1000.0;
+        // A clock step or a stale report says nothing about this frame.
+        if !(-1000.0..60_000.0).contains(&ms) {
+            return;
+        }
+        self.sum_ms += ms;
+        self.max_ms = if self.count == 0 {
+            ms
+        } else {
+            self.max_ms.max(ms)
+        };
+        self.count += 1;
+    }
+
+    fn figures(&self) -> Option<(f64, f64)> {
+        (self.count > 0).then(|| (self.sum_ms / self.count as f64, self.max_ms))
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Player {
@@ -79,14 +135,37 @@ impl Player {
             .downcast::<gst_app::AppSrc>()
             .map_err(|_| anyhow!("not an appsrc"))?;
         let frames = Arc::new(AtomicU64::new(0));
+        let latency: Arc<Mutex<Latency>> = Arc::default();
         let counter = frames.clone();
+        let shown = latency.clone();
         let sink_pad = get("sink")?
             .static_pad("sink")
             .or_else(|| get("overlay").ok()?.static_pad("src"))
             .ok_or_else(|| anyhow!("no sink pad"))?;
         sink_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Ok(mut latency) = shown.lock()
+                && let Some(rtp) = latency.last_frame_rtp
+            {
+                latency.frame_shown(rtp, unix_now());
+            }
             on_frame(n);
+            gst::PadProbeReturn::Ok
+        });
+        // The RTP time of each frame the depayloader completes: its marker packet's.
+        let completed = latency.clone();
+        let depay_sink = get("depay")?
+            .static_pad("sink")
+            .ok_or_else(|| anyhow!("no depayloader sink pad"))?;
+        depay_sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer()
+                && let Ok(map) = buffer.map_readable()
+                && map.len() >= 12
+                && map[1] & 0x80 != 0
+                && let Ok(mut latency) = completed.lock()
+            {
+                latency.last_frame_rtp = Some(u32::from_be_bytes([map[4], map[5], map[6], map[7]]));
+            }
             gst::PadProbeReturn::Ok
         });
         Ok(Player {
@@ -97,6 +176,7 @@ impl Player {
             rtp,
             rtcp_in,
             frames,
+            latency,
         })
     }
 
@@ -207,6 +287,15 @@ impl Player {
                 Dialect::Lab => None,
             };
             stats.bitrate = s.get::<u64>("bitrate").unwrap_or(0);
+            if let Ok(mut latency) = self.latency.lock() {
+                if let (Ok(ntp), Ok(rtp)) =
+                    (s.get::<u64>("sr-ntp-time"), s.get::<u32>("sr-rtp-time"))
+                    && dialect == Dialect::Standard
+                {
+                    latency.sender_clock = Some((ntp, rtp));
+                }
+                stats.latency_ms = latency.figures();
+            }
         }
         stats
     }

@@ -21,7 +21,9 @@ use super::{
 /// How long DESCRIBE may go unanswered before the server is taken for a lab server
 /// (which ignores DESCRIBE).
 const LAB_DETECT: Duration = Duration::from_millis(1500);
-/// No frame for this long (while playing) ends the run.
+/// No frame for this long after PLAY is an error. No frame for `--stall-timeout` later has
+/// the player ask the server whether the session is alive: if it is (a live source in an
+/// outage), the player waits for the stream, asking again each time; if not, the run ends.
 const NO_FRAMES: Duration = Duration::from_secs(8);
 
 /// Plays `options.url` until the stream ends, a stop condition, or a quit command.
@@ -128,6 +130,7 @@ fn drive(
     let mut rate_window = (Instant::now(), 0u64);
     let mut fps = 0.0;
     let mut paused = false;
+    let mut waiting = false;
     let mut overlay = options.overlay;
     loop {
         let stats = player.stats(remote.dialect());
@@ -164,8 +167,14 @@ fn drive(
             continue;
         }
         if stats.frames_shown != last_progress.1 || paused {
+            if waiting && stats.frames_shown != last_progress.1 {
+                tracing::info!("the stream is back");
+                waiting = false;
+            }
             last_progress = (Instant::now(), stats.frames_shown);
-        } else if last_progress.0.elapsed() > NO_FRAMES {
+        } else if stats.frames_shown == 0 && last_progress.0.elapsed() > NO_FRAMES
+            || stats.frames_shown > 0 && last_progress.0.elapsed() > options.stall_timeout
+        {
             if stats.frames_shown == 0 {
                 bail!(
                     "no frame arrived within {}s of PLAY{}",
@@ -177,8 +186,21 @@ fn drive(
                     }
                 );
             }
-            tracing::warn!("no frame for {}s, stopping", NO_FRAMES.as_secs());
-            return Ok(Ending::Stalled);
+            // Frames stopped: the session decides whether this is an outage to wait out.
+            last_keepalive = Instant::now();
+            let quiet = options.stall_timeout.as_secs_f64();
+            if !remote.keepalive() {
+                tracing::warn!("no frame for {quiet:.1}s, stopping");
+                return Ok(Ending::Stalled);
+            }
+            if !waiting {
+                tracing::warn!(
+                    "no frame for {quiet:.1}s; the session is alive: waiting for the stream"
+                );
+                waiting = true;
+                controls.stalls += 1;
+            }
+            last_progress = (Instant::now(), stats.frames_shown);
         }
         if let Some(every) = remote.keepalive_interval()
             && last_keepalive.elapsed() >= every
@@ -193,7 +215,7 @@ fn drive(
         }
         if overlay && last_overlay.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
             last_overlay = Some(Instant::now());
-            player.set_overlay_text(&overlay_text(&stats, fps, paused));
+            player.set_overlay_text(&overlay_text(&stats, fps, paused, waiting));
         }
         match commands.recv_timeout(Duration::from_millis(20)) {
             Ok(Command::Quit) => return Ok(Ending::User),

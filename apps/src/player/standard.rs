@@ -129,15 +129,20 @@ impl Remote for Standard {
         check(&reply, "PAUSE", &self.stream.aggregate)
     }
 
-    fn keepalive(&mut self) {
+    fn keepalive(&mut self) -> bool {
         let reply = self
             .control
             .request(client::get_parameter(&self.stream.aggregate));
-        // A server without GET_PARAMETER: OPTIONS keeps the session too.
-        if reply.is_ok_and(|r| !r.status().is_success()) {
-            let _ = self
+        match reply {
+            Ok(r) if r.status().is_success() => true,
+            // The server no longer knows the session.
+            Ok(r) if r.status() == rtsp_types::StatusCode::SessionNotFound => false,
+            // A server without GET_PARAMETER: OPTIONS keeps the session too.
+            Ok(_) => self
                 .control
-                .request(client::options(Some(&self.stream.aggregate)));
+                .request(client::options(Some(&self.stream.aggregate)))
+                .is_ok_and(|r| r.status().is_success()),
+            Err(_) => false,
         }
     }
 

@@ -10,17 +10,31 @@ fn jitter_text(jitter_ms: Option<f64>) -> String {
     jitter_ms.map_or("n/a".to_string(), |j| format!("{j:.2} ms"))
 }
 
-pub(super) fn overlay_text(stats: &Stats, fps: f64, paused: bool) -> String {
+/// Capture-to-display latency as text: mean and largest, or `n/a` without sender reports.
+fn latency_text(latency_ms: Option<(f64, f64)>) -> String {
+    latency_ms.map_or("n/a".to_string(), |(mean, max)| {
+        format!("{mean:.1} ms (max {max:.1} ms)")
+    })
+}
+
+pub(super) fn overlay_text(stats: &Stats, fps: f64, paused: bool, waiting: bool) -> String {
     format!(
-        "{}{:.1} fps  {:.0} kbit/s\nlost {} of {} ({:.2}%)  jitter {}\nframes dropped {}",
-        if paused { "PAUSED  " } else { "" },
+        "{}{:.1} fps  {:.0} kbit/s\nlost {} of {} ({:.2}%)  jitter {}\nframes dropped {}  latency {}",
+        if paused {
+            "PAUSED  "
+        } else if waiting {
+            "WAITING FOR THE STREAM  "
+        } else {
+            ""
+        },
         fps,
         stats.bitrate as f64 / 1000.0,
         stats.packets_lost.max(0),
         stats.packets_expected,
         stats.loss_rate() * 100.0,
         jitter_text(stats.jitter_ms),
-        stats.frames_dropped
+        stats.frames_dropped,
+        latency_text(stats.latency_ms)
     )
 }
 
@@ -28,7 +42,7 @@ pub(super) fn overlay_text(stats: &Stats, fps: f64, paused: bool) -> String {
 pub fn summary_text(summary: &Summary) -> String {
     let s = &summary.stats;
     format!(
-        "frames shown: {}\npackets received: {}, expected: {}, lost: {}\njitter: {}\nframes dropped by the depayloader: {}\ntime to first frame: {}\nRTP packet loss rate: {:.2}%",
+        "frames shown: {}\npackets received: {}, expected: {}, lost: {}\njitter: {}\nframes dropped by the depayloader: {}\ntime to first frame: {}\nlatency (capture to display): {}\nRTP packet loss rate: {:.2}%",
         s.frames_shown,
         s.packets_received,
         s.packets_expected,
@@ -39,6 +53,7 @@ pub fn summary_text(summary: &Summary) -> String {
             "{:.1} ms",
             d.as_secs_f64() * 1000.0
         )),
+        latency_text(s.latency_ms),
         s.loss_rate() * 100.0
     )
 }
@@ -67,6 +82,17 @@ pub fn summary_json(summary: &Summary) -> String {
                 format!("{:.1}", d.as_secs_f64() * 1000.0)
             }),
         ),
+        (
+            "latency_ms",
+            s.latency_ms
+                .map_or("null".to_string(), |(mean, _)| format!("{mean:.1}")),
+        ),
+        (
+            "latency_max_ms",
+            s.latency_ms
+                .map_or("null".to_string(), |(_, max)| format!("{max:.1}")),
+        ),
+        ("stalls", summary.controls.stalls.to_string()),
         (
             "transport",
             text(if summary.transport_tcp { "tcp" } else { "udp" }),
@@ -109,18 +135,27 @@ mod tests {
             jitter_ms,
             bitrate: 2_000_000,
             frames_dropped: 1,
+            latency_ms: None,
         }
     }
 
     #[test]
     fn the_overlay_shows_jitter_for_standard_streams_and_not_for_lab_ones() {
         assert_eq!(
-            overlay_text(&stats(Some(1.234)), 25.0, false),
-            "25.0 fps  2000 kbit/s\nlost 1 of 100 (1.00%)  jitter 1.23 ms\nframes dropped 1"
+            overlay_text(&stats(Some(1.234)), 25.0, false, false),
+            "25.0 fps  2000 kbit/s\nlost 1 of 100 (1.00%)  jitter 1.23 ms\nframes dropped 1  latency n/a"
         );
         assert_eq!(
-            overlay_text(&stats(None), 20.0, true),
-            "PAUSED  20.0 fps  2000 kbit/s\nlost 1 of 100 (1.00%)  jitter n/a\nframes dropped 1"
+            overlay_text(&stats(None), 20.0, true, false),
+            "PAUSED  20.0 fps  2000 kbit/s\nlost 1 of 100 (1.00%)  jitter n/a\nframes dropped 1  latency n/a"
+        );
+        let waiting = Stats {
+            latency_ms: Some((12.34, 20.0)),
+            ..stats(Some(1.0))
+        };
+        assert_eq!(
+            overlay_text(&waiting, 0.0, false, true),
+            "WAITING FOR THE STREAM  0.0 fps  2000 kbit/s\nlost 1 of 100 (1.00%)  jitter 1.00 ms\nframes dropped 1  latency 12.3 ms (max 20.0 ms)"
         );
     }
 
@@ -164,6 +199,7 @@ mod tests {
                 pauses: 2,
                 resumes: 1,
                 seeks: 3,
+                stalls: 1,
             },
             ..summary(Some(0.5))
         };
@@ -171,7 +207,8 @@ mod tests {
             summary_json(&run),
             "{\"frames_shown\": 30, \"packets_received\": 99, \"packets_expected\": 100, \
              \"packets_lost\": 1, \"loss_rate\": 0.01, \"jitter_ms\": 0.500, \
-             \"frames_dropped\": 1, \"time_to_first_frame_ms\": 42.0, \"transport\": \"tcp\", \
+             \"frames_dropped\": 1, \"time_to_first_frame_ms\": 42.0, \"latency_ms\": null, \
+             \"latency_max_ms\": null, \"stalls\": 1, \"transport\": \"tcp\", \
              \"transport_fallback\": true, \"dialect\": \"rtsp\", \"ended_by\": \"user\", \
              \"headless\": false, \"video_sink\": \"xvimagesink\", \"pauses\": 2, \
              \"resumes\": 1, \"seeks\": 3}\n"
