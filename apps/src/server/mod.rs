@@ -219,6 +219,8 @@ impl Server {
                     restarts: 0,
                     width: clip.width,
                     height: clip.height,
+                    fanout_ms_p50: None,
+                    fanout_ms_p99: None,
                 },
             })
             .collect();

@@ -92,6 +92,8 @@ fn fan_out(path: &LivePath, frame: &LiveFrame, sockets: &Sockets) {
         reports.extend(session.send_live(frame, now, &mut datagrams));
     }
     send_all(&sockets.rtp, &datagrams);
+    // TCP viewers' frames are queued to their writers by now, UDP ones sent.
+    path.fanned_out(frame.made.elapsed());
     for report in reports {
         report.send(&sockets.rtcp);
     }

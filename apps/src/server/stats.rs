@@ -46,6 +46,11 @@ pub struct PathStats {
     pub restarts: u64,
     pub width: u32,
     pub height: u32,
+    /// Latency the server adds to a live frame, from the appsink to its last packet sent
+    /// to the last viewer, median and 99th percentile over the latest 1024 frames (`null`
+    /// for clips and before the first frame).
+    pub fanout_ms_p50: Option<f64>,
+    pub fanout_ms_p99: Option<f64>,
 }
 
 /// A session as the server sees it.
@@ -195,6 +200,8 @@ mod tests {
                 restarts: 0,
                 width: 640,
                 height: 480,
+                fanout_ms_p50: Some(0.1),
+                fanout_ms_p99: Some(0.4),
             }],
             sessions: vec![session()],
             closed: vec![Closed {

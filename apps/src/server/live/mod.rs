@@ -37,6 +37,8 @@ pub struct LiveFrame {
     pub capture_ns: u64,
     /// Frames of the path before this one (set when the path takes it).
     pub number: u64,
+    /// When it left the appsink (the fan-out's latency is measured from here).
+    pub made: Instant,
 }
 
 impl LiveFrame {
@@ -52,6 +54,7 @@ impl LiveFrame {
             jpeg,
             capture_ns,
             number: 0,
+            made: Instant::now(),
         })
     }
 }
@@ -129,7 +132,12 @@ struct Inner {
     height: u32,
     frames_in: u64,
     restarts: u64,
+    /// The latest fan-out latencies (appsink to the frame's last packet sent), in µs.
+    fanout_us: std::collections::VecDeque<u32>,
 }
+
+/// Fan-out latencies kept for the percentiles.
+const FANOUT_SAMPLES: usize = 1024;
 
 /// What a running pipeline reports, for one run of the path.
 struct Feed {
@@ -183,6 +191,7 @@ impl LivePath {
                 height: size.1,
                 frames_in: 0,
                 restarts: 0,
+                fanout_us: std::collections::VecDeque::with_capacity(FANOUT_SAMPLES),
             }),
         });
         if always_on {
@@ -205,9 +214,28 @@ impl LivePath {
         self.lock().status
     }
 
+    /// A frame's fan-out is done: `took` from the appsink to its last packet sent.
+    pub fn fanned_out(&self, took: Duration) {
+        let mut inner = self.lock();
+        if inner.fanout_us.len() == FANOUT_SAMPLES {
+            inner.fanout_us.pop_front();
+        }
+        inner
+            .fanout_us
+            .push_back(took.as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+
     /// What `--stats` reports about the path.
     pub fn stats(&self) -> crate::server::stats::PathStats {
         let inner = self.lock();
+        let mut sorted: Vec<u32> = inner.fanout_us.iter().copied().collect();
+        sorted.sort_unstable();
+        let percentile = |p: f64| {
+            (!sorted.is_empty()).then(|| {
+                let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+                f64::from(sorted[i]) / 1000.0
+            })
+        };
         crate::server::stats::PathStats {
             name: self.name.clone(),
             kind: "live",
@@ -217,6 +245,8 @@ impl LivePath {
             restarts: inner.restarts,
             width: inner.width,
             height: inner.height,
+            fanout_ms_p50: percentile(0.5),
+            fanout_ms_p99: percentile(0.99),
         }
     }
 
