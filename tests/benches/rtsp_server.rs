@@ -13,6 +13,16 @@
 //!   `mjpegfilesrc ! rtpjpegpay` for each client, as the factory does by default;
 //! - gst-rtsp-server shared (`--shared`): one pipeline for all clients.
 //!
+//! Live fan-out, in the same run: one live 640x480 25 frames/s source
+//! (`videotestsrc is-live=true ! jpegenc`, encoded in the server) to N viewers:
+//!
+//! - ours: `mjpeg-rtsp-server --source live=SOURCE --always-on`, its `--stats` JSON giving
+//!   the latency it adds to a frame (appsink to the last packet sent, p50 and p99);
+//! - gst-rtsp-server live (`--launch SOURCE`): the same pipeline as shared media.
+//!
+//! Both encode the source, so the CPU figures also give the cost per viewer beyond the
+//! first: (CPU at N - CPU at 1) / (N - 1).
+//!
 //! `RTSP_BENCH_SESSIONS` sets the sweep: a list of session counts for every server
 //! (`RTSP_BENCH_SESSIONS=20`), or per server
 //! (`RTSP_BENCH_SESSIONS="ours=50,150,300,600 gst=50,150 gst-shared=150,400"`, the default;
@@ -34,7 +44,11 @@ const FPS: u32 = 25;
 const FRAMES: usize = 250;
 const RAMP_S: f64 = 2.0;
 const DEFAULT_WINDOW_S: f64 = 8.0;
-const DEFAULT_SWEEP: &str = "ours=50,150,300,600 gst=50,150 gst-shared=150,400";
+const DEFAULT_SWEEP: &str =
+    "ours=50,150,300,600 gst=50,150 gst-shared=150,400 ours-live=1,100,600 gst-live=1,100,600";
+/// The live source both servers run.
+const LIVE_SOURCE: &str = "videotestsrc is-live=true pattern=smpte horizontal-speed=3 \
+    ! video/x-raw,format=I420,width=640,height=480,framerate=25/1 ! jpegenc quality=85";
 /// A point meets the stream's rate when every session gets at least this many frames/s
 /// and loses under 1 % of its packets.
 const MIN_FPS: f64 = 24.0;
@@ -44,16 +58,26 @@ enum Server {
     Ours,
     GstPerClient,
     GstShared,
+    OursLive,
+    GstLive,
 }
 
 impl Server {
-    const ALL: [Server; 3] = [Server::GstPerClient, Server::GstShared, Server::Ours];
+    const ALL: [Server; 5] = [
+        Server::GstPerClient,
+        Server::GstShared,
+        Server::Ours,
+        Server::GstLive,
+        Server::OursLive,
+    ];
 
     fn key(self) -> &'static str {
         match self {
             Server::Ours => "ours",
             Server::GstPerClient => "gst",
             Server::GstShared => "gst-shared",
+            Server::OursLive => "ours-live",
+            Server::GstLive => "gst-live",
         }
     }
 
@@ -62,7 +86,13 @@ impl Server {
             Server::Ours => "mjpeg-rtsp-server",
             Server::GstPerClient => "gst-rtsp-server, per client (anchor)",
             Server::GstShared => "gst-rtsp-server, shared",
+            Server::OursLive => "mjpeg-rtsp-server, live source",
+            Server::GstLive => "gst-rtsp-server, live source (anchor)",
         }
+    }
+
+    fn is_live(self) -> bool {
+        matches!(self, Server::OursLive | Server::GstLive)
     }
 }
 
@@ -121,6 +151,8 @@ fn python() -> Option<&'static str> {
 struct Running {
     child: Child,
     url: String,
+    /// The last `--stats` JSON line it printed (ours, live).
+    last_stats: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Running {
@@ -141,7 +173,15 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
                 .arg(clip);
             c
         }
-        Server::GstPerClient | Server::GstShared => {
+        Server::OursLive => {
+            let mut c = Command::new(binary("mjpeg-rtsp-server"));
+            c.args(["--bind", "127.0.0.1", "--port", "0", "--always-on"])
+                .arg("--source")
+                .arg(format!("live={LIVE_SOURCE}"))
+                .args(["--stats", "--stats-format", "json", "--stats-interval", "1"]);
+            c
+        }
+        Server::GstPerClient | Server::GstShared | Server::GstLive => {
             let py = python().ok_or(
                 "no Python with GstRtspServer (apt-get install python3-gi \
                  gir1.2-gst-rtsp-server-1.0)",
@@ -149,9 +189,13 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
             let mut c = Command::new(py);
             c.arg(workspace_root().join("tests/scripts/gst-rtsp-server.py"))
                 .args(["--port", "0", "--fps"])
-                .arg(FPS.to_string())
-                .arg(clip)
-                .env("GST_PLUGIN_PATH", plugin_dir())
+                .arg(FPS.to_string());
+            if server == Server::GstLive {
+                c.args(["--launch", LIVE_SOURCE]);
+            } else {
+                c.arg(clip);
+            }
+            c.env("GST_PLUGIN_PATH", plugin_dir())
                 .env("GST_REGISTRY", registry)
                 .env_remove("GST_DEBUG");
             if server == Server::GstShared {
@@ -168,18 +212,29 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
         .map_err(|e| format!("{} does not start: {e}", server.name()))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
+    let last_stats = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = last_stats.clone();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let _ = reader.read_line(&mut line);
         let _ = tx.send(line);
-        // Keep reading so that the server never blocks on a full pipe.
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        // Keep reading so that the server never blocks on a full pipe; keep the latest
+        // statistics.
+        for line in reader.lines().map_while(Result::ok) {
+            if line.starts_with('{') {
+                *keep.lock().unwrap() = line;
+            }
+        }
     });
     let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
     let url = line.trim().to_string();
     if url.starts_with("rtsp://") {
-        let mut running = Running { child, url };
+        let mut running = Running {
+            child,
+            url,
+            last_stats,
+        };
         // Drain stderr in the background (GStreamer warnings must not block the server).
         if let Some(mut err) = running.child.stderr.take() {
             std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
@@ -243,6 +298,8 @@ struct Point {
     gen_cpu: f64,
     socket_drops: u64,
     first_failure: Option<String>,
+    /// Ours, live: the latency the server adds to a frame, p50 and p99 (ms).
+    fanout_ms: Option<(f64, f64)>,
 }
 
 impl Point {
@@ -268,6 +325,7 @@ impl Point {
             gen_cpu: num("self_cpu_pct"),
             socket_drops: num("socket_drops") as u64,
             first_failure: json_field(json, "first_failure").filter(|v| v != "null"),
+            fanout_ms: None,
         }
     }
 
@@ -347,15 +405,24 @@ fn main() {
     let mut results: Vec<(Server, usize, Result<Point, String>)> = Vec::new();
     let mut ours_failed: Option<String> = None;
     for (server, sessions) in points {
-        if server == Server::Ours
+        if matches!(server, Server::Ours | Server::OursLive)
             && let Some(e) = &ours_failed
         {
             results.push((server, sessions, Err(e.clone())));
             continue;
         }
-        let result = start(server, &clip, &registry)
-            .and_then(|running| measure(&running.url, running.child.id(), sessions, window_s));
-        if let (Server::Ours, Err(e)) = (server, &result)
+        let result = start(server, &clip, &registry).and_then(|running| {
+            let mut point = measure(&running.url, running.child.id(), sessions, window_s)?;
+            if server == Server::OursLive {
+                // The report after the window covers its last 1024 frames (41 s at 25/s):
+                // the ramp and the window.
+                std::thread::sleep(Duration::from_millis(1100));
+                let stats = running.last_stats.lock().unwrap().clone();
+                point.fanout_ms = fanout(&stats);
+            }
+            Ok(point)
+        });
+        if let (Server::Ours | Server::OursLive, Err(e)) = (server, &result)
             && e.contains("did not print its URL")
         {
             ours_failed = Some(e.clone());
@@ -379,6 +446,19 @@ fn main() {
         eprintln!("\nmjpeg-rtsp-server could not be measured: {e}");
         std::process::exit(1);
     }
+}
+
+/// The live path's fan-out latency (p50, p99 ms) in a `--stats` JSON line.
+fn fanout(stats: &str) -> Option<(f64, f64)> {
+    let value: serde_json::Value = serde_json::from_str(stats).ok()?;
+    let path = value["paths"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == "live")?;
+    Some((
+        path["fanout_ms_p50"].as_f64()?,
+        path["fanout_ms_p99"].as_f64()?,
+    ))
 }
 
 fn report(results: &[(Server, usize, Result<Point, String>)]) {
@@ -427,18 +507,24 @@ fn report(results: &[(Server, usize, Result<Point, String>)]) {
     );
 
     // Each anchor point against our server at the same number of sessions, or the nearest.
-    let ours: Vec<(usize, &Point)> = results
-        .iter()
-        .filter_map(|(s, n, r)| match (s, r) {
-            (Server::Ours, Ok(p)) => Some((*n, p)),
-            _ => None,
-        })
-        .collect();
+    let ours_of = |live: bool| -> Vec<(usize, &Point)> {
+        results
+            .iter()
+            .filter_map(|(s, n, r)| match (s, r) {
+                (Server::Ours, Ok(p)) if !live => Some((*n, p)),
+                (Server::OursLive, Ok(p)) if live => Some((*n, p)),
+                _ => None,
+            })
+            .collect()
+    };
     println!();
     for (server, sessions, result) in results {
-        let (Server::GstPerClient | Server::GstShared, Ok(anchor)) = (server, result) else {
+        let (Server::GstPerClient | Server::GstShared | Server::GstLive, Ok(anchor)) =
+            (server, result)
+        else {
             continue;
         };
+        let ours = ours_of(server.is_live());
         let Some((n, ours)) = ours.iter().min_by_key(|(n, _)| n.abs_diff(*sessions)) else {
             continue;
         };
@@ -454,6 +540,7 @@ fn report(results: &[(Server, usize, Result<Point, String>)]) {
             ours.anon_mb
         );
     }
+    live_report(results);
     for server in Server::ALL {
         let kept: Vec<usize> = results
             .iter()
@@ -470,6 +557,37 @@ fn report(results: &[(Server, usize, Result<Point, String>)]) {
                 kept.iter()
                     .max()
                     .map_or("none".to_string(), |n| format!("{n} sessions"))
+            );
+        }
+    }
+}
+
+/// Live fan-out: the cost of each viewer beyond the first, and what our server adds to a
+/// frame's latency.
+fn live_report(results: &[(Server, usize, Result<Point, String>)]) {
+    let point = |server: Server, n: usize| {
+        results.iter().find_map(|(s, m, r)| match r {
+            Ok(p) if *s == server && *m == n => Some(p),
+            _ => None,
+        })
+    };
+    for server in [Server::GstLive, Server::OursLive] {
+        let Some(one) = point(server, 1) else {
+            continue;
+        };
+        for (s, n, r) in results {
+            let (true, Ok(p), true) = (*s == server, r, *n > 1) else {
+                continue;
+            };
+            println!(
+                "{} at {n} viewers: {:.4} % of a core per viewer beyond the first ((CPU at {n} \
+                 - CPU at 1) / {}){}",
+                server.name(),
+                (p.cpu - one.cpu) / (*n - 1) as f64,
+                n - 1,
+                p.fanout_ms.map_or(String::new(), |(p50, p99)| format!(
+                    "; latency added per frame p50 {p50:.3} ms, p99 {p99:.3} ms"
+                ))
             );
         }
     }

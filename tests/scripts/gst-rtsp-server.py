@@ -1,12 +1,16 @@
 #!/usr/bin/python3
-"""Serves one Motion-JPEG clip with GStreamer's own RTSP server (GstRtspServer).
+"""Serves one Motion-JPEG clip, or a live pipeline, with GStreamer's own RTSP server
+(GstRtspServer).
 
 The anchor of the RTSP server benchmark (tests/benches/rtsp_server.rs): the clip is served
 at rtsp://ADDR:PORT/NAME by the media factory
 
     ( mjpegfilesrc location=CLIP framerate=FPS/1 loop=true ! rtpjpegpay name=pay0 pt=26 )
 
-one pipeline per client, or with --shared one pipeline for every client. When the server
+one pipeline per client, or with --shared one pipeline for every client. With --launch
+DESCRIPTION (a live source whose output is JPEG) instead of a clip, the factory is
+( DESCRIPTION ! rtpjpegpay name=pay0 pt=26 ), shared by every client, served at --name
+(default "live"). When the server
 listens, the URL is printed on stdout (one line); it then serves until SIGINT or SIGTERM.
 
 mjpegfilesrc comes from this project's plugin: point GST_PLUGIN_PATH at the directory
@@ -33,7 +37,14 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description="Serve one Motion-JPEG clip with gst-rtsp-server (RTP/JPEG, payload 26)."
     )
-    parser.add_argument("clip", help="the clip (.Mjpeg lab format or concatenated JPEG)")
+    parser.add_argument(
+        "clip", nargs="?", help="the clip (.Mjpeg lab format or concatenated JPEG)"
+    )
+    parser.add_argument(
+        "--launch",
+        metavar="DESCRIPTION",
+        help="serve this live pipeline (output JPEG), shared by all clients, instead of a clip",
+    )
     parser.add_argument(
         "--port", type=int, default=8554, help="TCP port to listen on, 0 for any (default 8554)"
     )
@@ -72,6 +83,8 @@ def parse_args():
         parser.error("--credentials takes USER:PASSWORD")
     if args.fps <= 0:
         parser.error("--fps must be positive")
+    if (args.clip is None) == (args.launch is None):
+        parser.error("give a clip or --launch DESCRIPTION")
     return args
 
 
@@ -100,28 +113,35 @@ def require_credentials(server, factory, credentials, digest):
 def main():
     args = parse_args()
     Gst.init(None)
-    if Gst.ElementFactory.find("mjpegfilesrc") is None:
-        sys.exit(
-            "gst-rtsp-server.py: mjpegfilesrc not found: set GST_PLUGIN_PATH to the directory "
-            "holding libgstmjpegrtp.so (for example target/release)"
+    if args.launch:
+        name = args.name or "live"
+        launch = f"( {args.launch} ! rtpjpegpay name=pay0 pt=26 )"
+        shared = True
+    else:
+        if Gst.ElementFactory.find("mjpegfilesrc") is None:
+            sys.exit(
+                "gst-rtsp-server.py: mjpegfilesrc not found: set GST_PLUGIN_PATH to the "
+                "directory holding libgstmjpegrtp.so (for example target/release)"
+            )
+        clip = os.path.abspath(args.clip)
+        if not os.path.isfile(clip):
+            sys.exit(f"gst-rtsp-server.py: {clip}: no such file")
+        name = args.name or os.path.basename(clip)
+        location = clip.replace("\\", "\\\\").replace('"', '\\"')
+        loop = "false" if args.no_loop else "true"
+        launch = (
+            f'( mjpegfilesrc location="{location}" framerate={args.fps}/1 loop={loop} '
+            f"! rtpjpegpay name=pay0 pt=26 )"
         )
-    clip = os.path.abspath(args.clip)
-    if not os.path.isfile(clip):
-        sys.exit(f"gst-rtsp-server.py: {clip}: no such file")
-    name = args.name or os.path.basename(clip)
-    location = clip.replace("\\", "\\\\").replace('"', '\\"')
-    loop = "false" if args.no_loop else "true"
+        shared = args.shared
 
     server = GstRtspServer.RTSPServer()
     server.set_address(args.bind)
     server.set_service(str(args.port))
     server.set_backlog(args.backlog)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(
-        f'( mjpegfilesrc location="{location}" framerate={args.fps}/1 loop={loop} '
-        f"! rtpjpegpay name=pay0 pt=26 )"
-    )
-    factory.set_shared(args.shared)
+    factory.set_launch(launch)
+    factory.set_shared(shared)
     if args.credentials:
         require_credentials(server, factory, args.credentials, args.digest)
     server.get_mount_points().add_factory("/" + name, factory)
