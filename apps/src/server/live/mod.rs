@@ -84,7 +84,8 @@ impl Status {
 }
 
 /// Starts what feeds a live path: called with the path's MTU and where its frames go;
-/// dropping what it returns stops it.
+/// dropping what it returns stops it. It is called with the path's lock held: it must not
+/// block (network I/O belongs on a thread of its own, which reports through `events`).
 pub trait Feeder: Send + Sync + 'static {
     fn start(&self, mtu: u32, events: Arc<dyn Events>) -> anyhow::Result<Box<dyn Running>>;
     /// What the log calls it (no credentials).
