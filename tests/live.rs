@@ -452,3 +452,67 @@ fn the_player_waits_out_an_outage_while_its_session_lives() {
         "{report}"
     );
 }
+
+#[test]
+fn a_config_file_sets_up_the_server_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = ClipDir::new();
+    let clip_path = clip.clip("clip.Mjpeg", &encode_jpegs(3, 160, 120, "ball"));
+    let file = dir.path().join("server.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "clips = [{clip:?}]\n\
+             [server]\nfps = 5\nlinger = 0.5\n\
+             [paths.test]\nsource = \"{TEST_SOURCE}\"\n\
+             [paths.small]\nsource = \"videotestsrc is-live=true ! video/x-raw,format=I420,width=160,height=120,framerate=25/1 ! jpegenc\"\nalways_on = true\n",
+            clip = clip_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    // The command line replaces the file's `test` path with one of another size.
+    let other = "test=videotestsrc is-live=true ! video/x-raw,format=I420,width=64,height=48,framerate=25/1 ! jpegenc";
+    let config = file.display().to_string();
+    let server = ServerProcess::start_with_stats(&["--config", &config, "--source", other], 3);
+    let mut names: Vec<String> = server
+        .urls
+        .iter()
+        .map(|u| u.rsplit('/').next().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["clip.Mjpeg", "small", "test"]);
+    let report = server.wait_for_stats(
+        "the always-on path up",
+        |r| path_stats(r, "small")["source"] == "up",
+        REPLY_TIMEOUT,
+    );
+    assert_eq!(path_stats(&report, "test")["width"], 64, "{report}");
+    assert_eq!(path_stats(&report, "test")["source"], "idle", "{report}");
+    let clip_stats = path_stats(&report, "clip.Mjpeg");
+    assert_eq!(clip_stats["kind"], "clip");
+    // The file's fps (5) times the clip: 3 frames are 0.6 s.
+    let mut client = server.connect();
+    let reply = client.request("DESCRIBE", &server.url("clip.Mjpeg"), &[]);
+    reply.assert_status(200);
+    let sdp = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(sdp.contains("a=framerate:5\r\n"), "{sdp}");
+}
+
+#[test]
+fn a_config_file_with_a_mistake_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[server]\nprot = 8554\n").unwrap();
+    let out = Command::new(rtsp::server_binary())
+        .arg("--config")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("prot") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
+}

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use mjpeg_rtsp::server::config::FileConfig;
 use mjpeg_rtsp::server::stats::StatsFormat;
+use mjpeg_rtsp::server::{Config, LiveSpec};
 
 /// Serves Motion-JPEG clips (.Mjpeg lab files or concatenated JPEG) over RTSP 1.0 with
 /// RTP/JPEG (RFC 2435) and RTCP, to standard clients (ffplay, VLC, GStreamer's rtspsrc,
@@ -18,18 +20,23 @@ use mjpeg_rtsp::server::stats::StatsFormat;
 #[derive(Parser, Debug)]
 #[command(name = "mjpeg-rtsp-server", version)]
 struct Args {
-    /// TCP port for RTSP (0: any free port)
-    #[arg(long, default_value_t = 8554)]
-    port: u16,
-    /// Address to listen on
-    #[arg(long, default_value = "0.0.0.0")]
-    bind: IpAddr,
+    /// A TOML file with the options below and every path (see
+    /// config/mjpeg-rtsp-server.toml); flags given here override it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// TCP port for RTSP (0: any free port) [default: 8554]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on [default: 0.0.0.0]
+    #[arg(long)]
+    bind: Option<IpAddr>,
     /// Frames per second (clip files do not store a rate; lab servers send 20)
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=240))]
-    fps: u32,
-    /// Largest RTP packet in bytes
-    #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u32).range(200..=65000))]
-    mtu: u32,
+    /// [default: 20]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=240))]
+    fps: Option<u32>,
+    /// Largest RTP packet in bytes [default: 1400]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(200..=65000))]
+    mtu: Option<u32>,
     /// Start over at the end of a clip instead of ending the stream
     #[arg(long = "loop")]
     looping: bool,
@@ -37,24 +44,25 @@ struct Args {
     #[arg(long)]
     no_adapt: bool,
     /// Loss (percent, from receiver reports) above which a session sends fewer frames
-    #[arg(long, default_value_t = 5.0)]
-    adapt_threshold: f64,
-    /// Seconds without a request or RTCP after which a session ends
-    #[arg(long, default_value_t = 60)]
-    session_timeout: u64,
-    /// Report on every session periodically (see --stats-format, --stats-interval)
+    /// [default: 5]
+    #[arg(long)]
+    adapt_threshold: Option<f64>,
+    /// Seconds without a request or RTCP after which a session ends [default: 60]
+    #[arg(long)]
+    session_timeout: Option<u64>,
+    /// Report on every path and session periodically (see --stats-format, --stats-interval)
     #[arg(long)]
     stats: bool,
     /// How --stats reports: a log line per session, or one JSON object per report on
-    /// stdout (schema in the README)
-    #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
-    stats_format: StatsFormat,
-    /// Seconds between --stats reports
-    #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
-    stats_interval: f64,
-    /// Most sessions at once
-    #[arg(long, default_value_t = 4096)]
-    max_sessions: usize,
+    /// stdout (schema in the README) [default: text]
+    #[arg(long, value_enum)]
+    stats_format: Option<StatsFormat>,
+    /// Seconds between --stats reports [default: 5]
+    #[arg(long, value_parser = positive_seconds)]
+    stats_interval: Option<f64>,
+    /// Most sessions at once [default: 4096]
+    #[arg(long)]
+    max_sessions: Option<usize>,
     /// A live path: NAME=PIPELINE, a gst-launch description whose output is JPEG images,
     /// served at rtsp://HOST:PORT/NAME (repeatable). For example
     /// cam='v4l2src device=/dev/video0 ! image/jpeg,width=1280,height=720' or
@@ -66,8 +74,9 @@ struct Args {
     #[arg(long)]
     always_on: bool,
     /// Seconds an on-demand live source keeps running after its last viewer leaves
-    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
-    linger: f64,
+    /// [default: 10]
+    #[arg(long, value_parser = positive_seconds)]
+    linger: Option<f64>,
     /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -78,24 +87,22 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     mjpeg_rtsp::logging::init("mjpeg-rtsp-server", args.verbose);
-    let config = mjpeg_rtsp::server::Config {
-        bind: args.bind,
-        port: args.port,
-        fps: args.fps,
-        mtu: args.mtu,
-        looping: args.looping,
-        adapt: !args.no_adapt,
-        adapt_threshold: args.adapt_threshold / 100.0,
-        session_timeout: Duration::from_secs(args.session_timeout.max(1)),
-        stats_interval: args
-            .stats
-            .then(|| Duration::from_secs_f64(args.stats_interval)),
-        stats_format: args.stats_format,
-        max_sessions: args.max_sessions,
-        paths: args.paths,
-        sources: args.sources,
-        always_on: args.always_on,
-        linger: Duration::from_secs_f64(args.linger),
+    let file = match &args.config {
+        Some(path) => match FileConfig::load(path) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => FileConfig::default(),
+    };
+    let config = match config(args, file) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
     };
     let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../media/sample.Mjpeg");
     match mjpeg_rtsp::server::run(config, sample) {
@@ -105,6 +112,87 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The flags over the file over the defaults.
+fn config(args: Args, file: FileConfig) -> Result<Config, String> {
+    let server = file.server;
+    let seconds = |what: &str, value: f64| {
+        positive_seconds(&value.to_string()).map_err(|e| format!("{what}: {e}"))
+    };
+    let stats_interval = seconds(
+        "stats_interval",
+        args.stats_interval.or(server.stats_interval).unwrap_or(5.0),
+    )?;
+    let linger = seconds("linger", args.linger.or(server.linger).unwrap_or(10.0))?;
+    let always_on = args.always_on || server.always_on.unwrap_or(false);
+    // Paths named on the command line replace the file's of the same name.
+    let mut sources: Vec<LiveSpec> = Vec::new();
+    for (name, section) in file.paths {
+        if args.sources.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let Some(description) = section.source else {
+            continue;
+        };
+        sources.push(LiveSpec {
+            name,
+            description,
+            always_on: args.always_on || section.always_on.unwrap_or(always_on),
+            linger: Duration::from_secs_f64(section.linger.unwrap_or(linger)),
+        });
+    }
+    sources.extend(
+        args.sources
+            .into_iter()
+            .map(|(name, description)| LiveSpec {
+                name,
+                description,
+                always_on,
+                linger: Duration::from_secs_f64(linger),
+            }),
+    );
+    let mut paths = file.clips;
+    paths.extend(args.paths);
+    let stats = args.stats || server.stats.unwrap_or(false);
+    let fps = args.fps.or(server.fps).unwrap_or(20);
+    if !(1..=240).contains(&fps) {
+        return Err(format!("fps {fps}: from 1 to 240"));
+    }
+    let mtu = args.mtu.or(server.mtu).unwrap_or(1400);
+    if !(200..=65000).contains(&mtu) {
+        return Err(format!("mtu {mtu}: from 200 to 65000"));
+    }
+    Ok(Config {
+        bind: args
+            .bind
+            .or(server.bind)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        port: args.port.or(server.port).unwrap_or(8554),
+        fps,
+        mtu,
+        looping: args.looping || server.looping.unwrap_or(false),
+        adapt: !args.no_adapt && server.adapt.unwrap_or(true),
+        adapt_threshold: args
+            .adapt_threshold
+            .or(server.adapt_threshold)
+            .unwrap_or(5.0)
+            / 100.0,
+        session_timeout: Duration::from_secs(
+            args.session_timeout
+                .or(server.session_timeout)
+                .unwrap_or(60)
+                .max(1),
+        ),
+        stats_interval: stats.then(|| Duration::from_secs_f64(stats_interval)),
+        stats_format: args
+            .stats_format
+            .or(server.stats_format.map(StatsFormat::from))
+            .unwrap_or_default(),
+        max_sessions: args.max_sessions.or(server.max_sessions).unwrap_or(4096),
+        paths,
+        sources,
+    })
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

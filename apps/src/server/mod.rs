@@ -18,6 +18,7 @@
 //!   drops it once the socket's buffer is full.
 
 pub mod adapt;
+pub mod config;
 mod connection;
 pub mod handler;
 mod limits;
@@ -62,9 +63,17 @@ pub struct Config {
     pub stats_format: stats::StatsFormat,
     pub max_sessions: usize,
     pub paths: Vec<PathBuf>,
-    /// Live paths: (name, gst-launch description whose output is JPEG images).
-    pub sources: Vec<(String, String)>,
-    /// Run live sources whether or not anyone watches.
+    /// Live paths fed by a gst-launch description.
+    pub sources: Vec<LiveSpec>,
+}
+
+/// A live path fed by a pipeline, and when it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSpec {
+    pub name: String,
+    /// A gst-launch description whose output is JPEG images.
+    pub description: String,
+    /// Run whether or not anyone watches.
     pub always_on: bool,
     /// How long an on-demand source runs after its last viewer leaves.
     pub linger: Duration,
@@ -329,8 +338,13 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     // Each live source runs once before the server opens: a description that does not
     // parse, a missing device or output RFC 2435 cannot carry stops it here.
     let mut source_sizes = Vec::new();
-    for (name, description) in &config.sources {
-        if clips.contains_key(name) || source_sizes.iter().any(|(n, _, _)| n == name) {
+    for spec in &config.sources {
+        let (name, description) = (&spec.name, &spec.description);
+        if clips.contains_key(name)
+            || source_sizes
+                .iter()
+                .any(|(s, _): &(LiveSpec, _)| s.name == *name)
+        {
             bail!("two paths are named {name}");
         }
         crate::rtsp::path::target(name)
@@ -340,7 +354,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         let size = live::source::probe(description, config.mtu, SOURCE_PROBE)
             .with_context(|| format!("live source {name} ({description})"))?;
         tracing::info!("path {name}: live source, {}x{}", size.0, size.1);
-        source_sizes.push((name.clone(), description.clone(), size));
+        source_sizes.push((spec.clone(), size));
     }
     let (rtp, rtcp) =
         crate::ports::bind_rtp_pair(config.bind).context("binding the RTP/RTCP ports")?;
@@ -353,17 +367,17 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         .into_iter()
         .map(|(name, clip)| (name, Media::Clip(clip)))
         .collect();
-    for (name, description, size) in source_sizes {
+    for (spec, size) in source_sizes {
         let live = LivePath::new(
-            name.clone(),
-            Box::new(live::PipelineFeeder(description)),
-            config.always_on,
-            config.linger,
+            spec.name.clone(),
+            Box::new(live::PipelineFeeder(spec.description)),
+            spec.always_on,
+            spec.linger,
             config.mtu,
             pacer.clone(),
             size,
         );
-        paths.insert(name, Media::Live(live));
+        paths.insert(spec.name, Media::Live(live));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

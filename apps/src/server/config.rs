@@ -1,0 +1,190 @@
+//! `--config FILE`: a deployment in one TOML file, the server's options and every path.
+//! Command-line flags override the file. The commented example is
+//! `config/mjpeg-rtsp-server.toml`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::stats::StatsFormat;
+
+/// The file, as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Clip files or folders of clips (relative to the file's folder).
+    #[serde(default)]
+    pub clips: Vec<PathBuf>,
+    /// Live paths by name.
+    #[serde(default)]
+    pub paths: BTreeMap<String, PathSection>,
+}
+
+/// `[server]`: the command line's options, with the same names (`-` as `_`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub bind: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub fps: Option<u32>,
+    pub mtu: Option<u32>,
+    #[serde(rename = "loop")]
+    pub looping: Option<bool>,
+    /// `false`: as `--no-adapt`.
+    pub adapt: Option<bool>,
+    /// Percent.
+    pub adapt_threshold: Option<f64>,
+    /// Seconds.
+    pub session_timeout: Option<u64>,
+    pub max_sessions: Option<usize>,
+    pub stats: Option<bool>,
+    pub stats_format: Option<StatsFormatName>,
+    /// Seconds.
+    pub stats_interval: Option<f64>,
+    /// Live sources' defaults.
+    pub always_on: Option<bool>,
+    /// Seconds.
+    pub linger: Option<f64>,
+}
+
+/// `stats_format = "text" | "json"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsFormatName {
+    Text,
+    Json,
+}
+
+impl From<StatsFormatName> for StatsFormat {
+    fn from(name: StatsFormatName) -> StatsFormat {
+        match name {
+            StatsFormatName::Text => StatsFormat::Text,
+            StatsFormatName::Json => StatsFormat::Json,
+        }
+    }
+}
+
+/// `[paths.NAME]`: what feeds a live path, and when it runs.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathSection {
+    /// A gst-launch description whose output is JPEG images (as `--source`).
+    pub source: Option<String>,
+    /// Run whether or not anyone watches (the server's `always_on` otherwise).
+    pub always_on: Option<bool>,
+    /// Seconds an on-demand source runs after its last viewer leaves.
+    pub linger: Option<f64>,
+}
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: path {name:?} has no source")]
+    NoSource { path: PathBuf, name: String },
+    #[error("{path}: path {name:?}: {what} must be a positive number of seconds")]
+    Seconds {
+        path: PathBuf,
+        name: String,
+        what: &'static str,
+    },
+}
+
+impl FileConfig {
+    /// Reads `path`; clip paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = FileConfig::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        let folder = path.parent().unwrap_or(Path::new("."));
+        for clip in &mut config.clips {
+            if clip.is_relative() {
+                *clip = folder.join(&*clip);
+            }
+        }
+        config.check(path)?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        for (name, section) in &self.paths {
+            if section.source.is_none() {
+                return Err(ConfigError::NoSource {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                });
+            }
+            if section.linger.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+                return Err(ConfigError::Seconds {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    what: "linger",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_in_the_repository_parses() {
+        let text = include_str!("../../../config/mjpeg-rtsp-server.toml");
+        let config = FileConfig::parse(text).expect("the example parses");
+        assert_eq!(config.server.port, Some(8554));
+        assert_eq!(config.server.stats_format, Some(StatsFormatName::Json));
+        assert!(config.paths.contains_key("cam"));
+        assert!(
+            config.paths["cam"]
+                .source
+                .as_deref()
+                .is_some_and(|s| s.contains("v4l2src"))
+        );
+        config
+            .check(Path::new("example.toml"))
+            .expect("the example is complete");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let unknown = FileConfig::parse("[server]\nprot = 1\n").unwrap_err();
+        assert!(unknown.to_string().contains("prot"), "{unknown}");
+        let wrong_type = FileConfig::parse("[server]\nport = \"x\"\n").unwrap_err();
+        assert!(wrong_type.to_string().contains("port"), "{wrong_type}");
+        let empty = FileConfig::parse("[paths.cam]\nalways_on = true\n").unwrap();
+        assert!(matches!(
+            empty.check(Path::new("f.toml")),
+            Err(ConfigError::NoSource { .. })
+        ));
+        let negative = FileConfig::parse("[paths.cam]\nsource = \"x\"\nlinger = -1.0\n").unwrap();
+        assert!(matches!(
+            negative.check(Path::new("f.toml")),
+            Err(ConfigError::Seconds { .. })
+        ));
+    }
+}
