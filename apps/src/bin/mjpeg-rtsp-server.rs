@@ -61,6 +61,13 @@ struct Args {
     /// test='videotestsrc is-live=true ! video/x-raw,format=I420 ! jpegenc'
     #[arg(long = "source", value_name = "NAME=PIPELINE", value_parser = name_and_value)]
     sources: Vec<(String, String)>,
+    /// A relayed camera: NAME=URL, rtsp://[user:password@]host[:port]/path (UDP, or TCP
+    /// when UDP does not get through) or http://[user:password@]host[:port]/path
+    /// (multipart MJPEG), pulled once for all viewers while someone watches and served at
+    /// rtsp://HOST:PORT/NAME (repeatable). The camera need not be up when the server
+    /// starts; a failing one is retried with backoff (1 s doubling to 30 s)
+    #[arg(long = "relay", value_name = "NAME=URL", value_parser = name_and_value)]
+    relays: Vec<(String, String)>,
     /// Keep live sources running with no viewers (by default a source starts with its
     /// first viewer and stops --linger seconds after the last one leaves)
     #[arg(long)]
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
         max_sessions: args.max_sessions,
         paths: args.paths,
         sources: args.sources,
+        relays: args.relays,
         always_on: args.always_on,
         linger: Duration::from_secs_f64(args.linger),
     };

@@ -64,6 +64,8 @@ pub struct Config {
     pub paths: Vec<PathBuf>,
     /// Live paths: (name, gst-launch description whose output is JPEG images).
     pub sources: Vec<(String, String)>,
+    /// Relays: (name, `rtsp://` or `http://` URL of a camera), pulled on demand.
+    pub relays: Vec<(String, String)>,
     /// Run live sources whether or not anyone watches.
     pub always_on: bool,
     /// How long an on-demand source runs after its last viewer leaves.
@@ -219,6 +221,8 @@ impl Server {
                     restarts: 0,
                     width: clip.width,
                     height: clip.height,
+                    error: None,
+                    upstream: None,
                 },
             })
             .collect();
@@ -299,7 +303,8 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     gstmjpegrtp::plugin_register_static()?;
     limits::raise_file_limit();
     // With nothing named, the bundled sample; live sources alone serve only themselves.
-    let files = if config.paths.is_empty() && config.sources.is_empty() {
+    let files = if config.paths.is_empty() && config.sources.is_empty() && config.relays.is_empty()
+    {
         vec![bundled_sample]
     } else {
         config.paths.clone()
@@ -314,7 +319,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             Err(e) => tracing::warn!("not serving {}: {e:#}", path.display()),
         }
     }
-    if clips.is_empty() && config.sources.is_empty() {
+    if clips.is_empty() && config.sources.is_empty() && config.relays.is_empty() {
         bail!(
             "no clips to serve in {}",
             files
@@ -340,6 +345,26 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         tracing::info!("path {name}: live source, {}x{}", size.0, size.1);
         source_sizes.push((name.clone(), description.clone(), size));
     }
+    // Relays are only checked for their URL: nothing connects before a viewer comes.
+    let mut relays = Vec::new();
+    for (name, url) in &config.relays {
+        if clips.contains_key(name)
+            || source_sizes.iter().any(|(n, _, _)| n == name)
+            || relays.iter().any(|(n, _)| n == name)
+        {
+            bail!("two paths are named {name}");
+        }
+        crate::rtsp::path::target(name)
+            .ok()
+            .filter(|t| t.clip == *name)
+            .ok_or_else(|| anyhow::anyhow!("--relay {name}=...: not a plain path name"))?;
+        let url = live::relay::parse_url(url).with_context(|| format!("relay {name}"))?;
+        tracing::info!(
+            "path {name}: relay of {}",
+            live::relay::redact(url.as_str())
+        );
+        relays.push((name.clone(), url));
+    }
     let (rtp, rtcp) =
         crate::ports::bind_rtp_pair(config.bind).context("binding the RTP/RTCP ports")?;
     limits::size_buffers(&rtp, &rtcp);
@@ -360,6 +385,20 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             config.mtu,
             pacer.clone(),
             size,
+        );
+        paths.insert(name, Media::Live(live));
+    }
+    for (name, url) in relays {
+        // The size is the first frame's: until then 0x0, which DESCRIBE does not need
+        // (RFC 2435 headers carry sizes up to 2040).
+        let live = LivePath::new(
+            name.clone(),
+            live::relay::feeder(url),
+            config.always_on,
+            config.linger,
+            config.mtu,
+            pacer.clone(),
+            (0, 0),
         );
         paths.insert(name, Media::Live(live));
     }

@@ -9,6 +9,7 @@
 //! viewers keep their sessions and the source is restarted with backoff (1 s doubling to
 //! 30 s); each change of state is logged once, not each retry.
 
+pub mod relay;
 pub mod source;
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -86,6 +87,10 @@ pub trait Feeder: Send + Sync + 'static {
     fn start(&self, mtu: u32, events: Arc<dyn Events>) -> anyhow::Result<Box<dyn Running>>;
     /// What the log calls it (no credentials).
     fn describe(&self) -> String;
+    /// What the statistics call the path: `live` (a pipeline) or `relay`.
+    fn kind(&self) -> &'static str {
+        "live"
+    }
 }
 
 /// `--source NAME=PIPELINE`.
@@ -129,6 +134,8 @@ struct Inner {
     height: u32,
     frames_in: u64,
     restarts: u64,
+    /// A relay's upstream figures, as last read from its run.
+    upstream: Option<source::Upstream>,
 }
 
 /// What a running pipeline reports, for one run of the path.
@@ -183,6 +190,7 @@ impl LivePath {
                 height: size.1,
                 frames_in: 0,
                 restarts: 0,
+                upstream: None,
             }),
         });
         if always_on {
@@ -207,16 +215,25 @@ impl LivePath {
 
     /// What `--stats` reports about the path.
     pub fn stats(&self) -> crate::server::stats::PathStats {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        if let Some(upstream) = inner.runner.as_ref().and_then(|r| r.upstream()) {
+            inner.upstream = Some(upstream);
+        }
+        let kind = self.feeder.kind();
         crate::server::stats::PathStats {
             name: self.name.clone(),
-            kind: "live",
+            kind,
             source: inner.status.name(),
             sessions: inner.viewers.len(),
             frames_in: inner.frames_in,
             restarts: inner.restarts,
             width: inner.width,
             height: inner.height,
+            error: inner.last_failure.clone(),
+            upstream: match kind {
+                "relay" => Some(inner.upstream.unwrap_or_default()),
+                _ => None,
+            },
         }
     }
 
