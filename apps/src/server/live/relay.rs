@@ -127,8 +127,9 @@ impl LastMedia {
     }
 
     fn touch(&self) {
-        self.at_ms
-            .store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // At least 1: 0 means nothing came yet.
+        let ms = (self.since.elapsed().as_millis() as u64).max(1);
+        self.at_ms.store(ms, Ordering::Relaxed);
     }
 
     fn seen(&self) -> bool {
