@@ -7,6 +7,8 @@
 //!   `sdp-types`, the RTP/RTCP port pair.
 //! - [`server`]: the media catalog, sessions and the RTP/RTCP senders.
 //! - [`player`]: the RTSP client, receive path and pipeline of `mjpeg-player`.
+//! - [`rtsp_client`]: the blocking RTSP control connection the player and the server's
+//!   relays share (requests, replies, 401 challenges, interleaved data).
 //! - [`logging`]: the `tracing` subscriber both programs log through (`-v`, `RUST_LOG`).
 //! - [`log_limit`]: the rate limit on log lines a received packet can trigger.
 
@@ -15,4 +17,5 @@ pub mod logging;
 pub mod player;
 pub use rtsp_core as rtsp;
 pub use rtsp_core::ports;
+pub mod rtsp_client;
 pub mod server;

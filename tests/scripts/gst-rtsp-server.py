@@ -78,6 +78,11 @@ def parse_args():
     parser.add_argument(
         "--digest", action="store_true", help="with --credentials: Digest instead of Basic"
     )
+    parser.add_argument(
+        "--report-clients",
+        action="store_true",
+        help="print a line 'client-connected' on stdout for each RTSP connection (for tests)",
+    )
     args = parser.parse_args()
     if args.credentials and ":" not in args.credentials:
         parser.error("--credentials takes USER:PASSWORD")
@@ -145,6 +150,10 @@ def main():
     if args.credentials:
         require_credentials(server, factory, args.credentials, args.digest)
     server.get_mount_points().add_factory("/" + name, factory)
+    if args.report_clients:
+        server.connect(
+            "client-connected", lambda _server, _client: print("client-connected", flush=True)
+        )
     if server.attach(None) == 0:
         sys.exit(f"gst-rtsp-server.py: cannot listen on {args.bind}:{args.port}")
 

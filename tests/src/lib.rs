@@ -11,6 +11,7 @@ use gst::prelude::*;
 
 pub mod bench;
 pub mod lab_server;
+pub mod mjpeg_http;
 pub mod relay;
 pub mod rtsp;
 

@@ -69,6 +69,13 @@ struct Args {
     /// test='videotestsrc is-live=true ! video/x-raw,format=I420 ! jpegenc'
     #[arg(long = "source", value_name = "NAME=PIPELINE", value_parser = name_and_value)]
     sources: Vec<(String, String)>,
+    /// A relayed camera: NAME=URL, rtsp://[user:password@]host[:port]/path (UDP, or TCP
+    /// when UDP does not get through) or http://[user:password@]host[:port]/path
+    /// (multipart MJPEG), pulled once for all viewers while someone watches and served at
+    /// rtsp://HOST:PORT/NAME (repeatable). The camera need not be up when the server
+    /// starts; a failing one is retried with backoff (1 s doubling to 30 s)
+    #[arg(long = "relay", value_name = "NAME=URL", value_parser = name_and_value)]
+    relays: Vec<(String, String)>,
     /// Keep live sources running with no viewers (by default a source starts with its
     /// first viewer and stops --linger seconds after the last one leaves)
     #[arg(long)]
@@ -127,31 +134,38 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
     let linger = seconds("linger", args.linger.or(server.linger).unwrap_or(10.0))?;
     let always_on = args.always_on || server.always_on.unwrap_or(false);
     // Paths named on the command line replace the file's of the same name.
+    let named = |name: &str| {
+        args.sources
+            .iter()
+            .chain(&args.relays)
+            .any(|(n, _)| n == name)
+    };
     let mut sources: Vec<LiveSpec> = Vec::new();
+    let mut relays: Vec<LiveSpec> = Vec::new();
     for (name, section) in file.paths {
-        if args.sources.iter().any(|(n, _)| *n == name) {
+        if named(&name) {
             continue;
         }
-        let Some(description) = section.source else {
-            continue;
-        };
-        sources.push(LiveSpec {
-            name,
+        let spec = |description: String| LiveSpec {
+            name: name.clone(),
             description,
             always_on: args.always_on || section.always_on.unwrap_or(always_on),
             linger: Duration::from_secs_f64(section.linger.unwrap_or(linger)),
-        });
+        };
+        match (section.source.clone(), section.relay.clone()) {
+            (Some(description), None) => sources.push(spec(description)),
+            (None, Some(url)) => relays.push(spec(url)),
+            _ => {}
+        }
     }
-    sources.extend(
-        args.sources
-            .into_iter()
-            .map(|(name, description)| LiveSpec {
-                name,
-                description,
-                always_on,
-                linger: Duration::from_secs_f64(linger),
-            }),
-    );
+    let from_flag = |(name, description): (String, String)| LiveSpec {
+        name,
+        description,
+        always_on,
+        linger: Duration::from_secs_f64(linger),
+    };
+    sources.extend(args.sources.into_iter().map(from_flag));
+    relays.extend(args.relays.into_iter().map(from_flag));
     let mut paths = file.clips;
     paths.extend(args.paths);
     let stats = args.stats || server.stats.unwrap_or(false);
@@ -192,6 +206,7 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
         max_sessions: args.max_sessions.or(server.max_sessions).unwrap_or(4096),
         paths,
         sources,
+        relays,
     })
 }
 

@@ -13,7 +13,7 @@
 //! statistics), [`standard`] and [`lab`] (the two dialects of server), [`control`] (the
 //! RTSP control connection) and [`record`] (`--record`).
 
-pub mod control;
+pub use crate::rtsp_client as control;
 pub use rtsp_core::describe;
 mod keys;
 pub mod lab;

@@ -72,8 +72,10 @@ impl From<StatsFormatName> for StatsFormat {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathSection {
-    /// A gst-launch description whose output is JPEG images (as `--source`).
+    /// A gst-launch description whose output is JPEG images (as `--source`)...
     pub source: Option<String>,
+    /// ... or a camera's `rtsp://` or `http://` URL (as `--relay`).
+    pub relay: Option<String>,
     /// Run whether or not anyone watches (the server's `always_on` otherwise).
     pub always_on: Option<bool>,
     /// Seconds an on-demand source runs after its last viewer leaves.
@@ -93,7 +95,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
-    #[error("{path}: path {name:?} has no source")]
+    #[error("{path}: path {name:?} needs one of source or relay")]
     NoSource { path: PathBuf, name: String },
     #[error("{path}: path {name:?}: {what} must be a positive number of seconds")]
     Seconds {
@@ -130,7 +132,7 @@ impl FileConfig {
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         for (name, section) in &self.paths {
-            if section.source.is_none() {
+            if section.source.is_some() == section.relay.is_some() {
                 return Err(ConfigError::NoSource {
                     path: path.to_path_buf(),
                     name: name.clone(),

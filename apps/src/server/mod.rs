@@ -65,13 +65,16 @@ pub struct Config {
     pub paths: Vec<PathBuf>,
     /// Live paths fed by a gst-launch description.
     pub sources: Vec<LiveSpec>,
+    /// Relays: `description` is the `rtsp://` or `http://` URL of a camera, pulled on
+    /// demand.
+    pub relays: Vec<LiveSpec>,
 }
 
-/// A live path fed by a pipeline, and when it runs.
+/// A live path, what feeds it, and when it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveSpec {
     pub name: String,
-    /// A gst-launch description whose output is JPEG images.
+    /// A gst-launch description whose output is JPEG images, or a relay's URL.
     pub description: String,
     /// Run whether or not anyone watches.
     pub always_on: bool,
@@ -230,6 +233,8 @@ impl Server {
                     height: clip.height,
                     fanout_ms_p50: None,
                     fanout_ms_p99: None,
+                    error: None,
+                    upstream: None,
                 },
             })
             .collect();
@@ -310,7 +315,8 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     gstmjpegrtp::plugin_register_static()?;
     limits::raise_file_limit();
     // With nothing named, the bundled sample; live sources alone serve only themselves.
-    let files = if config.paths.is_empty() && config.sources.is_empty() {
+    let files = if config.paths.is_empty() && config.sources.is_empty() && config.relays.is_empty()
+    {
         vec![bundled_sample]
     } else {
         config.paths.clone()
@@ -325,7 +331,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             Err(e) => tracing::warn!("not serving {}: {e:#}", path.display()),
         }
     }
-    if clips.is_empty() && config.sources.is_empty() {
+    if clips.is_empty() && config.sources.is_empty() && config.relays.is_empty() {
         bail!(
             "no clips to serve in {}",
             files
@@ -356,6 +362,29 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         tracing::info!("path {name}: live source, {}x{}", size.0, size.1);
         source_sizes.push((spec.clone(), size));
     }
+    // Relays are only checked for their URL: nothing connects before a viewer comes.
+    let mut relays = Vec::new();
+    for spec in &config.relays {
+        let (name, url) = (&spec.name, &spec.description);
+        if clips.contains_key(name)
+            || source_sizes
+                .iter()
+                .any(|(s, _): &(LiveSpec, _)| s.name == *name)
+            || relays.iter().any(|(s, _): &(LiveSpec, _)| s.name == *name)
+        {
+            bail!("two paths are named {name}");
+        }
+        crate::rtsp::path::target(name)
+            .ok()
+            .filter(|t| t.clip == *name)
+            .ok_or_else(|| anyhow::anyhow!("--relay {name}=...: not a plain path name"))?;
+        let url = live::relay::parse_url(url).with_context(|| format!("relay {name}"))?;
+        tracing::info!(
+            "path {name}: relay of {}",
+            live::relay::redact(url.as_str())
+        );
+        relays.push((spec.clone(), url));
+    }
     let (rtp, rtcp) =
         crate::ports::bind_rtp_pair(config.bind).context("binding the RTP/RTCP ports")?;
     limits::size_buffers(&rtp, &rtcp);
@@ -376,6 +405,20 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             config.mtu,
             pacer.clone(),
             size,
+        );
+        paths.insert(spec.name, Media::Live(live));
+    }
+    for (spec, url) in relays {
+        // The size is the first frame's: until then 0x0, which DESCRIBE does not need
+        // (RFC 2435 headers carry sizes up to 2040).
+        let live = LivePath::new(
+            spec.name.clone(),
+            live::relay::feeder(url),
+            spec.always_on,
+            spec.linger,
+            config.mtu,
+            pacer.clone(),
+            (0, 0),
         );
         paths.insert(spec.name, Media::Live(live));
     }

@@ -33,7 +33,8 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize)]
 pub struct PathStats {
     pub name: String,
-    /// `clip` (a file) or `live` (a source shared by its viewers).
+    /// `clip` (a file), `live` (a pipeline shared by its viewers) or `relay` (a camera
+    /// pulled once for its viewers).
     pub kind: &'static str,
     /// A live source's state: `idle` (on demand, no viewers), `starting`, `up` or
     /// `retrying` (failed, restarted after a backoff); `up` for a clip.
@@ -51,6 +52,13 @@ pub struct PathStats {
     /// for clips and before the first frame).
     pub fanout_ms_p50: Option<f64>,
     pub fanout_ms_p99: Option<f64>,
+    /// Why the live source last failed, while it has not given a frame since (URLs
+    /// without credentials); absent when it runs or never failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A relay's upstream as received (`rtcplossmonitor`); absent for other paths.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::server::live::source::Upstream>,
 }
 
 /// A session as the server sees it.
@@ -202,6 +210,8 @@ mod tests {
                 height: 480,
                 fanout_ms_p50: Some(0.1),
                 fanout_ms_p99: Some(0.4),
+                error: None,
+                upstream: None,
             }],
             sessions: vec![session()],
             closed: vec![Closed {
@@ -224,6 +234,9 @@ mod tests {
         assert_eq!(s["rtcp_malformed"], 1);
         assert_eq!(value["closed"][0]["reason"], "teardown");
         assert_eq!(value["paths"][0]["source"], "up");
+        // Only relays have an upstream, only failed sources an error.
+        assert!(value["paths"][0].get("upstream").is_none());
+        assert!(value["paths"][0].get("error").is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! viewers keep their sessions and the source is restarted with backoff (1 s doubling to
 //! 30 s); each change of state is logged once, not each retry.
 
+pub mod relay;
 pub mod source;
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -90,6 +91,10 @@ pub trait Feeder: Send + Sync + 'static {
     fn start(&self, mtu: u32, events: Arc<dyn Events>) -> anyhow::Result<Box<dyn Running>>;
     /// What the log calls it (no credentials).
     fn describe(&self) -> String;
+    /// What the statistics call the path: `live` (a pipeline) or `relay`.
+    fn kind(&self) -> &'static str {
+        "live"
+    }
 }
 
 /// `--source NAME=PIPELINE`.
@@ -135,6 +140,8 @@ struct Inner {
     restarts: u64,
     /// The latest fan-out latencies (appsink to the frame's last packet sent), in µs.
     fanout_us: std::collections::VecDeque<u32>,
+    /// A relay's upstream figures, as last read from its run.
+    upstream: Option<source::Upstream>,
 }
 
 /// Fan-out latencies kept for the percentiles.
@@ -193,6 +200,7 @@ impl LivePath {
                 frames_in: 0,
                 restarts: 0,
                 fanout_us: std::collections::VecDeque::with_capacity(FANOUT_SAMPLES),
+                upstream: None,
             }),
         });
         if always_on {
@@ -237,9 +245,14 @@ impl LivePath {
                 f64::from(sorted[i]) / 1000.0
             })
         };
+        let mut inner = self.lock();
+        if let Some(upstream) = inner.runner.as_ref().and_then(|r| r.upstream()) {
+            inner.upstream = Some(upstream);
+        }
+        let kind = self.feeder.kind();
         crate::server::stats::PathStats {
             name: self.name.clone(),
-            kind: "live",
+            kind,
             source: inner.status.name(),
             sessions: inner.viewers.len(),
             frames_in: inner.frames_in,
@@ -248,6 +261,11 @@ impl LivePath {
             height: inner.height,
             fanout_ms_p50: percentile(0.5),
             fanout_ms_p99: percentile(0.99),
+            error: inner.last_failure.clone(),
+            upstream: match kind {
+                "relay" => Some(inner.upstream.unwrap_or_default()),
+                _ => None,
+            },
         }
     }
 

@@ -15,7 +15,12 @@ use super::LiveFrame;
 use crate::server::media::Packet;
 
 /// Something feeding a live path; dropping it stops it.
-pub trait Running: Send {}
+pub trait Running: Send {
+    /// The upstream's loss and jitter, for what relays RTP.
+    fn upstream(&self) -> Option<Upstream> {
+        None
+    }
+}
 
 /// A running pipeline. Dropping it stops it.
 pub struct Runner {
@@ -314,6 +319,35 @@ impl Runner {
                 .map_err(|_| anyhow!("mjpeg_rtsp_rtcp_out is not an appsink"))?,
         };
         Ok((runner, input))
+    }
+}
+
+/// The input of a path fed with whole JPEG images (an HTTP multipart camera): each one
+/// is timed as it is pushed, then cut by the path's payloader.
+#[derive(Clone)]
+pub struct JpegInput {
+    jpeg: gst_app::AppSrc,
+}
+
+impl JpegInput {
+    pub fn push_jpeg(&self, jpeg: Vec<u8>) {
+        let _ = self.jpeg.push_buffer(gst::Buffer::from_mut_slice(jpeg));
+    }
+}
+
+const JPEG_INPUT: &str = "appsrc name=mjpeg_rtsp_jpeg is-live=true do-timestamp=true format=time \
+     caps=image/jpeg max-buffers=4 leaky-type=downstream";
+
+impl Runner {
+    /// A path's pipeline fed with JPEG images by the caller.
+    pub fn start_jpeg_input(mtu: u32, events: Arc<dyn Events>) -> Result<(Runner, JpegInput)> {
+        let runner = Runner::start(JPEG_INPUT, mtu, events)?;
+        let jpeg = runner
+            .pipeline
+            .by_name("mjpeg_rtsp_jpeg")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| anyhow!("no appsrc in the JPEG input pipeline"))?;
+        Ok((runner, JpegInput { jpeg }))
     }
 }
 

@@ -6,12 +6,15 @@
 //! - [`Framing::Concatenated`]: JPEG images back to back, split by walking their marker
 //!   segments and entropy-coded data (see [`concatenated`]).
 //!
+//! HTTP cameras send Motion-JPEG as a `multipart/x-mixed-replace` body: see [`multipart`].
+//!
 //! [`FrameIndex::build`] validates every frame once and records where each one is, so a
 //! player can seek to any frame and know every frame's size before it plays it.
 
 pub mod concatenated;
 mod index;
 pub mod lab;
+pub mod multipart;
 pub mod timing;
 
 pub use index::{CorruptFrame, FrameError, FrameFormat, FrameIndex, IndexedFrame};

@@ -1,10 +1,11 @@
-//! The RTSP control connection of the player: requests (built by the RTSP core's client
+//! The RTSP control connection of the player and of the server's relays: requests (built by the RTSP core's client
 //! side) written and replies read with `rtsp-types`, CSeq matching, 401 challenges
 //! answered, and the interleaved channels of RTP/AVP/TCP demultiplexed from the same byte
 //! stream by a reader thread.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Control {
     /// Answers the server's 401 challenges (Basic, Digest) with the URL's credentials.
     pub auth: Authenticator,
     interleaved: Arc<Mutex<Option<InterleavedSink>>>,
+    /// Set when the server closed the connection (or sent what cannot be read).
+    closed: Arc<AtomicBool>,
 }
 
 impl Control {
@@ -71,9 +74,14 @@ impl Control {
         let (tx, rx) = mpsc::channel();
         let interleaved: Arc<Mutex<Option<InterleavedSink>>> = Arc::new(Mutex::new(None));
         let sink = interleaved.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader_closed = closed.clone();
         std::thread::Builder::new()
             .name("rtsp-reader".into())
-            .spawn(move || read_loop(reader, &tx, &sink))?;
+            .spawn(move || {
+                read_loop(reader, &tx, &sink);
+                reader_closed.store(true, Ordering::Release);
+            })?;
         Ok(Control {
             writer: Arc::new(Mutex::new(stream)),
             replies: rx,
@@ -81,7 +89,21 @@ impl Control {
             reply_timeout: REPLY_TIMEOUT,
             auth: Authenticator::default(),
             interleaved,
+            closed,
         })
+    }
+
+    /// Whether the connection is gone (closed by the server, or unreadable).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the connection both ways: the reader stops, a request waiting for its reply
+    /// fails at once.
+    pub fn shutdown(&self) {
+        if let Ok(stream) = self.writer.lock() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Where interleaved data goes (RTP/AVP/TCP).
