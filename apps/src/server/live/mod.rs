@@ -236,7 +236,7 @@ impl LivePath {
 
     /// What `--stats` reports about the path.
     pub fn stats(&self) -> crate::server::stats::PathStats {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let mut sorted: Vec<u32> = inner.fanout_us.iter().copied().collect();
         sorted.sort_unstable();
         let percentile = |p: f64| {
@@ -245,7 +245,6 @@ impl LivePath {
                 f64::from(sorted[i]) / 1000.0
             })
         };
-        let mut inner = self.lock();
         if let Some(upstream) = inner.runner.as_ref().and_then(|r| r.upstream()) {
             inner.upstream = Some(upstream);
         }
