@@ -68,6 +68,15 @@ struct Args {
     /// Seconds an on-demand live source keeps running after its last viewer leaves
     #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
     linger: f64,
+    /// A published path: clients publish Motion-JPEG to rtsp://HOST:PORT/NAME with
+    /// ANNOUNCE and RECORD (ffmpeg -f rtsp, GStreamer's rtspclientsink), over UDP or TCP;
+    /// viewers play it as any live path (repeatable)
+    #[arg(long = "publish", value_name = "NAME")]
+    publish: Vec<String>,
+    /// A new publisher on a path that has one replaces it (the old one is ended) instead
+    /// of being refused with 455
+    #[arg(long)]
+    publish_takeover: bool,
     /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -96,6 +105,8 @@ fn main() -> ExitCode {
         sources: args.sources,
         always_on: args.always_on,
         linger: Duration::from_secs_f64(args.linger),
+        publish: args.publish,
+        publish_takeover: args.publish_takeover,
     };
     let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../media/sample.Mjpeg");
     match mjpeg_rtsp::server::run(config, sample) {

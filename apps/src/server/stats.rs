@@ -25,6 +25,8 @@ pub struct Report {
     pub paths: Vec<PathStats>,
     /// The open sessions, ordered by id.
     pub sessions: Vec<SessionStats>,
+    /// Publishers' sessions (`--publish` paths), ordered by id.
+    pub publishers: Vec<crate::server::session::publisher::PublisherStats>,
     /// Sessions that ended since the previous report, in the order they ended.
     pub closed: Vec<Closed>,
 }
@@ -197,6 +199,18 @@ mod tests {
                 height: 480,
             }],
             sessions: vec![session()],
+            publishers: vec![crate::server::session::publisher::PublisherStats {
+                id: "C3".into(),
+                client: "127.0.0.1:4000".into(),
+                path: "phone".into(),
+                transport: "tcp",
+                state: "recording",
+                packets_in: 100,
+                octets_in: 120_000,
+                packets_dropped: 2,
+                rtcp_in: 1,
+                upstream: Default::default(),
+            }],
             closed: vec![Closed {
                 id: "B2".into(),
                 path: "clip.Mjpeg".into(),
@@ -217,6 +231,10 @@ mod tests {
         assert_eq!(s["rtcp_malformed"], 1);
         assert_eq!(value["closed"][0]["reason"], "teardown");
         assert_eq!(value["paths"][0]["source"], "up");
+        let p = &value["publishers"][0];
+        assert_eq!(p["state"], "recording");
+        assert_eq!(p["packets_dropped"], 2);
+        assert_eq!(p["upstream"]["packets_lost"], 0);
     }
 
     #[test]
