@@ -417,6 +417,12 @@ fn bad_announces_are_answered_and_the_server_keeps_serving() {
     );
     let url = server.url("phone");
     let mut client = server.connect();
+    let options = client.request("OPTIONS", "*", &[]);
+    let public = options.header("Public").unwrap_or("").to_string();
+    assert!(
+        public.contains("ANNOUNCE") && public.contains("RECORD"),
+        "{public}"
+    );
     let h264 = JPEG_SDP.replace("RTP/AVP 26", "RTP/AVP 96") + "a=rtpmap:96 H264/90000\r\n";
     let reply = announce(&mut client, &url, "application/sdp", h264.as_bytes());
     reply.assert_status(415);

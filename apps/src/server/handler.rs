@@ -22,7 +22,7 @@ use crate::rtsp::transport::{self, TransportError};
 use crate::rtsp::{Dialect, Incoming, Reply, TransportSpec, sdp};
 
 /// Methods the server implements (the `Public` header): these, and ANNOUNCE and RECORD
-/// on published paths.
+/// when it has published paths.
 const METHODS: [Method; 8] = [
     Method::Options,
     Method::Describe,
@@ -137,10 +137,15 @@ impl Refusal {
     }
 }
 
-fn public() -> Public {
+fn public(publishing: bool) -> Public {
+    let publish: &[Method] = if publishing {
+        &[Method::Announce, Method::Record]
+    } else {
+        &[]
+    };
     METHODS
         .iter()
-        .chain(&[Method::Announce, Method::Record])
+        .chain(publish)
         .fold(Public::builder(), |b, m| b.method(m.clone()))
         .build()
 }
@@ -194,7 +199,7 @@ impl Server {
             return Err(Refusal::Require(required.clone()));
         }
         match &request.method {
-            Method::Options => Ok(Reply::new(StatusCode::Ok).with(&public())),
+            Method::Options => Ok(Reply::new(StatusCode::Ok).with(&public(self.publishing.any()))),
             Method::Describe => self.describe(conn, request),
             Method::Setup => self.setup(conn, request),
             Method::Play => self.play(request),

@@ -58,6 +58,11 @@ impl Publishing {
         self.slots.entry(name.to_string()).or_default().clone()
     }
 
+    /// Whether the server has published paths (ANNOUNCE and RECORD in `Public`).
+    pub fn any(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
     pub fn is_published(&self, name: &str) -> bool {
         self.slots.contains_key(name)
     }
