@@ -8,7 +8,8 @@ set -eu
 # rtpbin, ...), the gst-launch/gst-inspect tools, ffmpeg/ffprobe for interop tests,
 # cjpeg/djpeg (test vectors, pixel checks), Xvfb for tests that open a window,
 # meson/ninja for the install path, python3-gi and GstRtspServer for the server benchmark
-# anchor (gst-rtsp-server), python3-gst-1.0 for the Python example (its overrides read
+# anchor (gst-rtsp-server), gstreamer1.0-rtsp for rtspclientsink (publishing tests),
+# python3-gst-1.0 for the Python example (its overrides read
 # GstValueArray fields such as rtcplossmonitor's sources).
 PACKAGES="
     pkg-config
@@ -21,6 +22,7 @@ PACKAGES="
     gstreamer1.0-plugins-bad
     gstreamer1.0-libav
     gstreamer1.0-x
+    gstreamer1.0-rtsp
     ffmpeg
     libjpeg-turbo-progs
     xvfb

@@ -84,6 +84,15 @@ struct Args {
     /// [default: 10]
     #[arg(long, value_parser = positive_seconds)]
     linger: Option<f64>,
+    /// A published path: clients publish Motion-JPEG to rtsp://HOST:PORT/NAME with
+    /// ANNOUNCE and RECORD (ffmpeg -f rtsp, GStreamer's rtspclientsink), over UDP or TCP;
+    /// viewers play it as any live path (repeatable)
+    #[arg(long = "publish", value_name = "NAME")]
+    publish: Vec<String>,
+    /// A new publisher on a path that has one replaces it (the old one is ended) instead
+    /// of being refused with 455
+    #[arg(long)]
+    publish_takeover: bool,
     /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -139,11 +148,17 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
             .iter()
             .chain(&args.relays)
             .any(|(n, _)| n == name)
+            || args.publish.iter().any(|n| n == name)
     };
     let mut sources: Vec<LiveSpec> = Vec::new();
     let mut relays: Vec<LiveSpec> = Vec::new();
+    let mut publish: Vec<String> = Vec::new();
     for (name, section) in file.paths {
         if named(&name) {
+            continue;
+        }
+        if section.publish == Some(true) {
+            publish.push(name);
             continue;
         }
         let spec = |description: String| LiveSpec {
@@ -166,6 +181,7 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
     };
     sources.extend(args.sources.into_iter().map(from_flag));
     relays.extend(args.relays.into_iter().map(from_flag));
+    publish.extend(args.publish);
     let mut paths = file.clips;
     paths.extend(args.paths);
     let stats = args.stats || server.stats.unwrap_or(false);
@@ -207,6 +223,8 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
         paths,
         sources,
         relays,
+        publish,
+        publish_takeover: args.publish_takeover || server.publish_takeover.unwrap_or(false),
     })
 }
 

@@ -49,6 +49,8 @@ pub struct ServerSection {
     pub always_on: Option<bool>,
     /// Seconds.
     pub linger: Option<f64>,
+    /// A new publisher replaces a path's current one (as `--publish-takeover`).
+    pub publish_takeover: Option<bool>,
 }
 
 /// `stats_format = "text" | "json"`.
@@ -74,8 +76,10 @@ impl From<StatsFormatName> for StatsFormat {
 pub struct PathSection {
     /// A gst-launch description whose output is JPEG images (as `--source`)...
     pub source: Option<String>,
-    /// ... or a camera's `rtsp://` or `http://` URL (as `--relay`).
+    /// ... or a camera's `rtsp://` or `http://` URL (as `--relay`) ...
     pub relay: Option<String>,
+    /// ... or `true`: clients publish to it (as `--publish`).
+    pub publish: Option<bool>,
     /// Run whether or not anyone watches (the server's `always_on` otherwise).
     pub always_on: Option<bool>,
     /// Seconds an on-demand source runs after its last viewer leaves.
@@ -95,7 +99,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
-    #[error("{path}: path {name:?} needs one of source or relay")]
+    #[error("{path}: path {name:?} needs one of source, relay or publish = true")]
     NoSource { path: PathBuf, name: String },
     #[error("{path}: path {name:?}: {what} must be a positive number of seconds")]
     Seconds {
@@ -132,7 +136,10 @@ impl FileConfig {
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         for (name, section) in &self.paths {
-            if section.source.is_some() == section.relay.is_some() {
+            let feeds = usize::from(section.source.is_some())
+                + usize::from(section.relay.is_some())
+                + usize::from(section.publish == Some(true));
+            if feeds != 1 {
                 return Err(ConfigError::NoSource {
                     path: path.to_path_buf(),
                     name: name.clone(),

@@ -111,6 +111,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
         writer: tx.clone(),
         sessions: Vec::new(),
         next_channel: 0,
+        announced: None,
     };
     let mut dialect = Dialect::Standard;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
@@ -136,8 +137,10 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                     }
                 }
                 Framed::Interleaved { channel, data } => {
-                    // RTCP from the client on a session's odd channel.
-                    interleaved_rtcp(&server, &conn, channel, &data);
+                    // A publisher's RTP or RTCP, or RTCP from a viewer on its odd channel.
+                    if !server.publisher_interleaved(&conn, channel, &data) {
+                        interleaved_rtcp(&server, &conn, channel, &data);
+                    }
                 }
                 Framed::Invalid { reason, cseq } => {
                     tracing::info!("{peer}: bad request ({reason}), closing");
@@ -197,6 +200,9 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
         {
             server.remove_session(id, Some("control connection closed"));
         }
+        // A publisher ends with its connection, whatever its transport: its stream is
+        // gone with it (ffmpeg and rtspclientsink keep the connection while recording).
+        server.end_publisher(id, "control connection closed");
     }
     drop(conn);
     drop(tx);

@@ -12,13 +12,17 @@ use rtsp_types::{Method, StatusCode, Version};
 use super::Server;
 use super::media::Media;
 use super::policy::{self, Policy};
+use super::publishing::Announcement;
+use super::session::publisher::RecordError;
 use super::session::{Dest, PlayError, Session};
+use crate::rtsp::announce::AnnounceError;
 use crate::rtsp::path::{self, CONTROL, PathError};
 use crate::rtsp::range::RangeError;
 use crate::rtsp::transport::{self, TransportError};
 use crate::rtsp::{Dialect, Incoming, Reply, TransportSpec, sdp};
 
-/// Methods the server implements (the `Public` header).
+/// Methods the server implements (the `Public` header): these, and ANNOUNCE and RECORD
+/// when it has published paths.
 const METHODS: [Method; 8] = [
     Method::Options,
     Method::Describe,
@@ -40,7 +44,7 @@ pub enum Refusal {
     CSeq,
     #[error("required features are not supported")]
     Require(Vec<String>),
-    #[error("this server only plays clips")]
+    #[error("this path only plays (publishers announce to a --publish path)")]
     NotAllowed,
     #[error("unknown method")]
     UnknownMethod,
@@ -72,6 +76,22 @@ pub enum Refusal {
     Play(#[from] PlayError),
     #[error("the server has no settable parameters")]
     NoParameters,
+    #[error("{0}")]
+    Announce(AnnounceError),
+    #[error(
+        "path {path} already has a publisher (session {holder}); the server's --publish-takeover lets a new one replace it"
+    )]
+    PathBusy { path: String, holder: String },
+    #[error("SETUP with mode=record needs an ANNOUNCE of this path on this connection first")]
+    NotAnnounced,
+    #[error("RECORD is for a publisher's session (SETUP with mode=record)")]
+    NotAPublisher,
+    #[error("this session publishes: PLAY and PAUSE are for viewers")]
+    PublisherSession,
+    #[error("no UDP ports for the publisher: {0}")]
+    Ports(String),
+    #[error("{0}")]
+    Record(#[from] RecordError),
 }
 
 impl Refusal {
@@ -93,6 +113,17 @@ impl Refusal {
             Refusal::Range(_) => StatusCode::HeaderFieldNotValidForResource,
             Refusal::Play(_) => StatusCode::InvalidRange,
             Refusal::NoParameters => StatusCode::ParameterNotUnderstood,
+            Refusal::Announce(AnnounceError::TooLarge { .. }) => {
+                StatusCode::RequestMessageBodyTooLarge
+            }
+            Refusal::Announce(e) if e.is_unsupported_media() => StatusCode::UnsupportedMediaType,
+            Refusal::Announce(_) => StatusCode::BadRequest,
+            Refusal::PathBusy { .. }
+            | Refusal::NotAnnounced
+            | Refusal::NotAPublisher
+            | Refusal::PublisherSession
+            | Refusal::Record(_) => StatusCode::MethodNotValidInThisState,
+            Refusal::Ports(_) => StatusCode::InternalServerError,
         }
     }
 
@@ -106,9 +137,15 @@ impl Refusal {
     }
 }
 
-fn public() -> Public {
+fn public(publishing: bool) -> Public {
+    let publish: &[Method] = if publishing {
+        &[Method::Announce, Method::Record]
+    } else {
+        &[]
+    };
     METHODS
         .iter()
+        .chain(publish)
         .fold(Public::builder(), |b, m| b.method(m.clone()))
         .build()
 }
@@ -130,6 +167,8 @@ pub struct Connection {
     pub sessions: Vec<String>,
     /// Interleaved channels already given out on this connection.
     pub next_channel: u8,
+    /// What a publisher on this connection announced, for its SETUP.
+    pub announced: Option<Announcement>,
 }
 
 impl Server {
@@ -142,7 +181,7 @@ impl Server {
         if reply.session().is_none()
             && reply.status() == StatusCode::Ok
             && let Some(id) = &request.session
-            && self.session(id).is_some()
+            && (self.session(id).is_some() || self.publishing.get(id).is_some())
         {
             reply.set_session(&self.session_header(id));
         }
@@ -160,23 +199,23 @@ impl Server {
             return Err(Refusal::Require(required.clone()));
         }
         match &request.method {
-            Method::Options => Ok(Reply::new(StatusCode::Ok).with(&public())),
+            Method::Options => Ok(Reply::new(StatusCode::Ok).with(&public(self.publishing.any()))),
             Method::Describe => self.describe(conn, request),
             Method::Setup => self.setup(conn, request),
             Method::Play => self.play(request),
             Method::Pause => self.pause(request),
             Method::Teardown => self.teardown(conn, request),
             Method::GetParameter | Method::SetParameter => self.parameter(request),
-            Method::Announce | Method::Record | Method::Redirect | Method::PlayNotify => {
-                Err(Refusal::NotAllowed)
-            }
+            Method::Announce => self.announce(conn, request),
+            Method::Record => self.record(request),
+            Method::Redirect | Method::PlayNotify => Err(Refusal::NotAllowed),
             Method::Extension(_) => Err(Refusal::UnknownMethod),
         }
     }
 
     /// The `Session` header for session `id`, with its timeout (which the lab writer
     /// leaves out: lab clients read a plain integer).
-    fn session_header(&self, id: &str) -> SessionHeader {
+    pub(super) fn session_header(&self, id: &str) -> SessionHeader {
         SessionHeader::with_timeout(id.to_string(), self.config.session_timeout.as_secs())
     }
 
@@ -227,6 +266,9 @@ impl Server {
     }
 
     fn setup(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        if request.record {
+            return self.setup_record(conn, request);
+        }
         let media = self.target(request)?;
         let spec = request.transport.clone().ok_or(Refusal::NoTransport)??;
         if let Some(id) = &request.session {
@@ -308,6 +350,9 @@ impl Server {
 
     fn find(&self, request: &Incoming) -> Result<Arc<Session>, Refusal> {
         let id = request.session.as_deref().ok_or(Refusal::NoSessionHeader)?;
+        if self.publishing.get(id).is_some() {
+            return Err(Refusal::PublisherSession);
+        }
         let session = self.session(id).ok_or(Refusal::NoSuchSession)?;
         if let Some(path) = &request.path
             && policy::checks_request_url(request.dialect)
@@ -354,6 +399,13 @@ impl Server {
     }
 
     fn teardown(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        if let Some(id) = &request.session
+            && self.publishing.get(id).is_some()
+        {
+            self.end_publisher(id, "teardown");
+            conn.sessions.retain(|s| s != id);
+            return Ok(Reply::new(StatusCode::Ok));
+        }
         let session = self.find(request)?;
         self.remove_session(&session.id, Some("teardown"));
         conn.sessions.retain(|id| *id != session.id);
@@ -366,7 +418,12 @@ impl Server {
 
     fn parameter(&self, request: &Incoming) -> Result<Reply, Refusal> {
         if let Some(id) = &request.session {
-            self.session(id).ok_or(Refusal::NoSuchSession)?.touch();
+            match self.session(id) {
+                Some(session) => session.touch(),
+                // A publisher's keep-alive: its RTP is what keeps it on.
+                None if self.publishing.get(id).is_some() => {}
+                None => return Err(Refusal::NoSuchSession),
+            }
         }
         if request.method == Method::SetParameter && request.body_len > 0 {
             return Err(Refusal::NoParameters);
@@ -374,7 +431,7 @@ impl Server {
         Ok(Reply::new(StatusCode::Ok))
     }
 
-    fn new_session_id(&self, dialect: Dialect) -> String {
+    pub(super) fn new_session_id(&self, dialect: Dialect) -> String {
         loop {
             let id = policy::session_id(dialect);
             if self.session(&id).is_none() {

@@ -26,6 +26,7 @@ pub mod live;
 pub mod media;
 pub mod pacer;
 pub mod policy;
+pub mod publishing;
 pub mod session;
 pub mod stats;
 mod udp;
@@ -68,6 +69,10 @@ pub struct Config {
     /// Relays: `description` is the `rtsp://` or `http://` URL of a camera, pulled on
     /// demand.
     pub relays: Vec<LiveSpec>,
+    /// Published paths (`--publish NAME`): fed by a client's ANNOUNCE and RECORD.
+    pub publish: Vec<String>,
+    /// A new publisher replaces a path's current one instead of being refused.
+    pub publish_takeover: bool,
 }
 
 /// A live path, what feeds it, and when it runs.
@@ -99,6 +104,8 @@ pub struct Server {
     started: Instant,
     /// Sessions ended since the last `--stats` report.
     closed: Mutex<Vec<stats::Closed>>,
+    /// Published paths and their publishers.
+    publishing: publishing::Publishing,
 }
 
 impl Server {
@@ -140,19 +147,38 @@ impl Server {
         }
         if let Some(why) = why {
             tracing::info!("session {id}: closed ({why})");
-            if self.config.stats_interval.is_some() {
-                let last = session.snapshot();
-                lock(&self.closed).push(stats::Closed {
-                    id: id.to_string(),
-                    path: session.media.name().to_string(),
-                    reason: why.to_string(),
-                    at_s: stats::uptime(self.started),
-                    frames_sent: ending.frames_sent,
-                    receiver_report: last.receiver_report,
-                    rtcp_byes: last.rtcp_byes,
-                    rtcp_malformed: last.rtcp_malformed,
-                });
-            }
+            let last = session.snapshot();
+            self.note_closed(
+                id,
+                session.media.name(),
+                why,
+                ending.frames_sent,
+                Some(&last),
+            );
+        }
+    }
+
+    /// Keeps an ended session (a viewer's, with its last figures, or a publisher's) for
+    /// the next `--stats` report.
+    fn note_closed(
+        &self,
+        id: &str,
+        path: &str,
+        why: &str,
+        frames_sent: u64,
+        last: Option<&stats::SessionStats>,
+    ) {
+        if self.config.stats_interval.is_some() {
+            lock(&self.closed).push(stats::Closed {
+                id: id.to_string(),
+                path: path.to_string(),
+                reason: why.to_string(),
+                at_s: stats::uptime(self.started),
+                frames_sent,
+                receiver_report: last.and_then(|l| l.receiver_report),
+                rtcp_byes: last.map_or(0, |l| l.rtcp_byes),
+                rtcp_malformed: last.map_or(0, |l| l.rtcp_malformed),
+            });
         }
     }
 
@@ -198,6 +224,7 @@ impl Server {
         for session in expired {
             self.remove_session(&session.id, Some("timed out"));
         }
+        self.expire_publishers();
     }
 
     /// Says how many lines each session held back in a flood that is over.
@@ -243,6 +270,7 @@ impl Server {
             uptime_s: stats::uptime(self.started),
             paths,
             sessions,
+            publishers: self.publishing.stats(),
             closed: std::mem::take(&mut *lock(&self.closed)),
         }
     }
@@ -271,6 +299,9 @@ impl Server {
         let ids: Vec<String> = lock(&self.sessions).keys().cloned().collect();
         for id in ids {
             self.remove_session(&id, Some("server shutting down"));
+        }
+        for publisher in self.publishing.all() {
+            self.end_publisher(&publisher.id, "server shutting down");
         }
         // The last report says how every session ended.
         if self.config.stats_interval.is_some() {
@@ -315,7 +346,10 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     gstmjpegrtp::plugin_register_static()?;
     limits::raise_file_limit();
     // With nothing named, the bundled sample; live sources alone serve only themselves.
-    let files = if config.paths.is_empty() && config.sources.is_empty() && config.relays.is_empty()
+    let files = if config.paths.is_empty()
+        && config.sources.is_empty()
+        && config.relays.is_empty()
+        && config.publish.is_empty()
     {
         vec![bundled_sample]
     } else {
@@ -331,7 +365,11 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             Err(e) => tracing::warn!("not serving {}: {e:#}", path.display()),
         }
     }
-    if clips.is_empty() && config.sources.is_empty() && config.relays.is_empty() {
+    if clips.is_empty()
+        && config.sources.is_empty()
+        && config.relays.is_empty()
+        && config.publish.is_empty()
+    {
         bail!(
             "no clips to serve in {}",
             files
@@ -422,6 +460,30 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         );
         paths.insert(spec.name, Media::Live(live));
     }
+    let mut publishing = publishing::Publishing::new(config.publish_takeover);
+    for name in &config.publish {
+        if paths.contains_key(name) {
+            bail!("two paths are named {name}");
+        }
+        crate::rtsp::path::target(name)
+            .ok()
+            .filter(|t| t.clip == *name)
+            .ok_or_else(|| anyhow::anyhow!("--publish {name}: not a plain path name"))?;
+        let slot = publishing.add_path(name);
+        // Always on: an idle input costs nothing, and the publisher needs it whether or
+        // not anyone watches.
+        let live = LivePath::new(
+            name.clone(),
+            Box::new(live::publish::PublishFeeder(slot)),
+            true,
+            Duration::from_secs(10),
+            config.mtu,
+            pacer.clone(),
+            (0, 0),
+        );
+        tracing::info!("path {name}: published (ANNOUNCE and RECORD)");
+        paths.insert(name.clone(), Media::Live(live));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -446,6 +508,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         sockets_ports,
         started: Instant::now(),
         closed: Mutex::default(),
+        publishing,
     });
     {
         let mut out = std::io::stdout().lock();

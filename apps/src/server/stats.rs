@@ -25,6 +25,8 @@ pub struct Report {
     pub paths: Vec<PathStats>,
     /// The open sessions, ordered by id.
     pub sessions: Vec<SessionStats>,
+    /// Publishers' sessions (`--publish` paths), ordered by id.
+    pub publishers: Vec<crate::server::session::publisher::PublisherStats>,
     /// Sessions that ended since the previous report, in the order they ended.
     pub closed: Vec<Closed>,
 }
@@ -214,6 +216,18 @@ mod tests {
                 upstream: None,
             }],
             sessions: vec![session()],
+            publishers: vec![crate::server::session::publisher::PublisherStats {
+                id: "C3".into(),
+                client: "127.0.0.1:4000".into(),
+                path: "phone".into(),
+                transport: "tcp",
+                state: "recording",
+                packets_in: 100,
+                octets_in: 120_000,
+                packets_dropped: 2,
+                rtcp_in: 1,
+                upstream: Default::default(),
+            }],
             closed: vec![Closed {
                 id: "B2".into(),
                 path: "clip.Mjpeg".into(),
@@ -237,6 +251,10 @@ mod tests {
         // Only relays have an upstream, only failed sources an error.
         assert!(value["paths"][0].get("upstream").is_none());
         assert!(value["paths"][0].get("error").is_none());
+        let p = &value["publishers"][0];
+        assert_eq!(p["state"], "recording");
+        assert_eq!(p["packets_dropped"], 2);
+        assert_eq!(p["upstream"]["packets_lost"], 0);
     }
 
     #[test]

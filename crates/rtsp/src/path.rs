@@ -43,6 +43,19 @@ pub fn target(path: &str) -> Result<Target, PathError> {
     Ok(Target { clip, media })
 }
 
+/// Reads a publisher's SETUP path: `/name`, `/name/` or `/name/<control>`, where
+/// `control` is the media's `a=control` from its ANNOUNCE (relative, or an absolute URL
+/// whose last segment is taken); returns the path's name.
+pub fn publish_target(path: &str, control: Option<&str>) -> Result<String, PathError> {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let (name, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let announced = control.map(|c| c.rsplit('/').next().unwrap_or(c));
+    if !rest.is_empty() && rest != CONTROL && Some(rest) != announced {
+        return Err(PathError::NotAName);
+    }
+    target(&format!("/{name}")).map(|t| t.clip)
+}
+
 /// `%XX` decoding; `None` for a broken escape or bytes that are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -96,6 +109,22 @@ mod tests {
             target(&format!("/{}", encode("a bü.mjpg"))),
             t("a bü.mjpg", false)
         );
+    }
+
+    #[test]
+    fn reads_a_publishers_setup_path() {
+        assert_eq!(
+            publish_target("/phone/stream=0", Some("stream=0")),
+            Ok("phone".into())
+        );
+        assert_eq!(
+            publish_target("/phone/streamid=0", Some("rtsp://h/phone/streamid=0")),
+            Ok("phone".into())
+        );
+        assert_eq!(publish_target("/phone", None), Ok("phone".into()));
+        assert!(publish_target("/phone/other", Some("stream=0")).is_err());
+        assert!(publish_target("/../x/stream=0", Some("stream=0")).is_err());
+        assert!(publish_target("/%2e%2e/stream=0", Some("stream=0")).is_err());
     }
 
     #[test]

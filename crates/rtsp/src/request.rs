@@ -5,6 +5,7 @@
 use rtsp_types::headers::{CSeq, Require, Session};
 use rtsp_types::{Message, Method, ParseError, Request, Version};
 
+use super::announce::{self, AnnounceError, Announced};
 use super::lab;
 use super::range::{PlayRange, RangeError};
 use super::transport::{TransportError, TransportSpec};
@@ -34,6 +35,10 @@ pub struct Incoming {
     /// The session id (any `;timeout` a client adds is dropped).
     pub session: Option<String>,
     pub transport: Option<Result<TransportSpec, TransportError>>,
+    /// The `Transport` asks to send to the server (`mode=record`, a publisher's SETUP).
+    pub record: bool,
+    /// What an ANNOUNCE's session description offers (`None` for other methods).
+    pub announce: Option<Result<Announced, AnnounceError>>,
     pub range: Option<Result<PlayRange, RangeError>>,
     /// Features the client requires (`Require`); the server supports none.
     pub require: Option<Vec<String>>,
@@ -180,6 +185,13 @@ fn from_standard(request: &Request<Vec<u8>>) -> Incoming {
         cseq: request.typed_header::<CSeq>().ok().flatten().map(|c| *c),
         session: session_id(request),
         transport: TransportSpec::from_request(request),
+        record: super::transport::asks_record(request),
+        announce: (*request.method() == Method::Announce).then(|| {
+            let content_type = request
+                .header(&rtsp_types::headers::CONTENT_TYPE)
+                .map(|v| v.as_str());
+            announce::read(content_type, request.body())
+        }),
         range: PlayRange::from_request(request),
         require: request
             .typed_header::<Require>()
@@ -218,6 +230,8 @@ fn from_lab(r: lab::LabRequest) -> Incoming {
         cseq: r.cseq,
         session: r.session,
         transport,
+        record: false,
+        announce: None,
         range: None,
         require: None,
         body_len: 0,

@@ -3,7 +3,7 @@
 
 use rtsp_types::headers::{
     Headers, RtpLowerTransport, RtpProfile, RtpTransport, RtpTransportParameters, TRANSPORT,
-    Transport, Transports, TypedHeader,
+    Transport, TransportMode, Transports, TypedHeader,
 };
 
 /// What was wrong with a `Transport` header.
@@ -120,6 +120,17 @@ impl TransportSpec {
     }
 }
 
+/// Whether a request's `Transport` asks to send media to the server (`mode=record`,
+/// RFC 2326 12.39): a publisher's SETUP after ANNOUNCE.
+pub fn asks_record(headers: impl AsRef<Headers>) -> bool {
+    match read_transports(headers) {
+        Some(Ok((transports, _))) => {
+            rtp_transports(&transports).any(|rtp| rtp.params.mode.contains(&TransportMode::Record))
+        }
+        _ => false,
+    }
+}
+
 /// What a server's SETUP reply says in its `Transport` header (read with `rtsp-types`):
 /// the server's RTP/RTCP ports and the interleaved channels, as far as it gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -159,6 +170,24 @@ pub fn udp_reply(client: (u16, Option<u16>), server: (u16, u16), ssrc: u32) -> T
         p.client_port = Some(client);
         p.server_port = Some((server.0, Some(server.1)));
         p.ssrc = vec![ssrc];
+    })
+}
+
+/// The server's `Transport` reply to a publisher over UDP: where to send its RTP and
+/// RTCP (`server_port`), `mode=record`.
+pub fn record_udp_reply(client: (u16, Option<u16>), server: (u16, u16)) -> Transports {
+    reply(None, |p| {
+        p.client_port = Some(client);
+        p.server_port = Some((server.0, Some(server.1)));
+        p.mode = vec![TransportMode::Record];
+    })
+}
+
+/// The server's `Transport` reply to a publisher over TCP interleaved, `mode=record`.
+pub fn record_tcp_reply(channels: (u8, u8)) -> Transports {
+    reply(Some(RtpLowerTransport::Tcp), |p| {
+        p.interleaved = Some((channels.0, Some(channels.1)));
+        p.mode = vec![TransportMode::Record];
     })
 }
 
@@ -228,6 +257,24 @@ mod tests {
         ] {
             assert!(TransportSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tells_a_publishers_setup() {
+        let asks = |value: &str| asks_record(value_message(value));
+        assert!(asks(
+            "RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record"
+        ));
+        assert!(asks("RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"RECORD\""));
+        assert!(!asks("RTP/AVP;unicast;client_port=5000-5001"));
+        assert!(!asks("RTP/AVP;unicast;client_port=5000-5001;mode=play"));
+        assert_eq!(
+            TransportSpec::parse("RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record"),
+            Ok(TransportSpec::Udp {
+                rtp_port: 5000,
+                rtcp_port: Some(5001)
+            })
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! viewers keep their sessions and the source is restarted with backoff (1 s doubling to
 //! 30 s); each change of state is logged once, not each retry.
 
+pub mod publish;
 pub mod relay;
 pub mod source;
 
@@ -312,6 +313,14 @@ impl LivePath {
             inner.restarts += 1;
             self.start(&mut inner);
         }
+    }
+
+    /// Starts the source again from scratch (a publisher's new stream: fresh
+    /// depayloader state); the path waits for its next frame.
+    pub fn restart(self: &Arc<Self>) {
+        let mut inner = self.lock();
+        inner.status = Status::Starting;
+        self.start(&mut inner);
     }
 
     fn start(self: &Arc<Self>, inner: &mut Inner) {

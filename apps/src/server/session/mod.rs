@@ -11,6 +11,7 @@
 //! The control side (requests) and the pacer (sending, `sending.rs`) share the state
 //! behind a mutex that each holds only briefly; `rtcp.rs` takes the client's reports.
 
+pub mod publisher;
 mod rtcp;
 mod sending;
 

@@ -240,7 +240,7 @@ fn media_stream(media: &sdp_types::Media, session_range: Option<&str>) -> MediaS
 /// RFC 4566 through `sdp-types`, guarded: sdp-types 0.1.8 asserts (panics) on some
 /// malformed descriptions (found by the `rtsp_reply` fuzz target), so every line is first
 /// checked to be `<letter>=...`, and a panic left in the parser is caught as an error.
-fn parse_sdp(sdp: &[u8]) -> Result<sdp_types::Session, DescribeError> {
+pub(crate) fn parse_sdp(sdp: &[u8]) -> Result<sdp_types::Session, DescribeError> {
     let text = std::str::from_utf8(sdp).map_err(|_| DescribeError::SdpNotUtf8)?;
     for line in text.lines().filter(|l| !l.is_empty()) {
         let b = line.as_bytes();
