@@ -42,6 +42,10 @@ impl Drop for GstRtspServer {
 
 impl GstRtspServer {
     fn start(frames: &[Vec<u8>], port: u16) -> GstRtspServer {
+        GstRtspServer::start_with(frames, port, &[])
+    }
+
+    fn start_with(frames: &[Vec<u8>], port: u16, options: &[&str]) -> GstRtspServer {
         let dir = tempfile::tempdir().unwrap();
         let clip = write_file(dir.path(), "cam.Mjpeg", &lab_file(frames));
         let mut child = Command::new("/usr/bin/python3")
@@ -53,6 +57,7 @@ impl GstRtspServer {
                 "25",
                 "--report-clients",
             ])
+            .args(options)
             .arg(&clip)
             .env("GST_PLUGIN_PATH", plugin_dir())
             .stdin(Stdio::null())
@@ -335,4 +340,22 @@ fn bad_upstreams_are_retried_with_the_reason_while_other_paths_play() {
     }
     assert!(server.closed_sessions().is_empty());
     assert!(!server.log().contains("u:p@"), "{}", server.log());
+}
+
+#[test]
+fn a_camera_that_refuses_udp_is_relayed_over_tcp() {
+    // gst-rtsp-server offering TCP only answers the relay's UDP SETUP with 461; the relay
+    // sets up again interleaved, and the viewer gets the frames all the same.
+    let upstream = GstRtspServer::start_with(&frames(), 0, &["--tcp-only"]);
+    let relay = format!("cam={}", upstream.url);
+    let server = ServerProcess::start_with_stats(&["--relay", relay.as_str()], 1);
+    let viewer = watch(&server, "cam");
+    let frames = depayload(&viewer.rtp.recv_frames(10, WAIT));
+    assert!(frames.len() >= 5, "{} whole frames", frames.len());
+    let report = server.wait_for_stats(
+        "the relay up",
+        |r| path_stats(r, "cam")["source"] == "up",
+        WAIT,
+    );
+    assert_eq!(path_stats(&report, "cam")["restarts"], 0, "{report}");
 }

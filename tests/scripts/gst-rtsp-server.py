@@ -53,6 +53,11 @@ def parse_args():
     )
     parser.add_argument("--fps", type=int, default=25, help="frames per second (default 25)")
     parser.add_argument(
+        "--tcp-only",
+        action="store_true",
+        help="offer RTP over TCP (interleaved) only: a SETUP for UDP is answered 461",
+    )
+    parser.add_argument(
         "--shared",
         action="store_true",
         help="one pipeline for every client (factory.set_shared), instead of one per client",
@@ -147,6 +152,8 @@ def main():
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
     factory.set_shared(shared)
+    if args.tcp_only:
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     if args.credentials:
         require_credentials(server, factory, args.credentials, args.digest)
     server.get_mount_points().add_factory("/" + name, factory)
