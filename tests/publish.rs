@@ -525,3 +525,57 @@ fn a_silent_publisher_times_out_and_frees_the_path() {
     let mut next = server.connect();
     raw_publisher(&mut next, &url);
 }
+
+#[test]
+fn a_udp_publishers_ports_take_packets_from_the_publisher_only() {
+    let server = ServerProcess::start_with_stats(&["--publish", "phone"], 1);
+    let url = server.url("phone");
+    let mut client = server.connect();
+    announce(&mut client, &url, "application/sdp", JPEG_SDP.as_bytes()).assert_status(200);
+    let ours = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = ours.local_addr().unwrap().port();
+    let setup = client.request(
+        "SETUP",
+        &format!("{url}/streamid=0"),
+        &[(
+            "Transport",
+            format!(
+                "RTP/AVP;unicast;client_port={port}-{};mode=record",
+                port + 1
+            )
+            .as_str(),
+        )],
+    );
+    setup.assert_status(200);
+    let (rtp_port, _) = setup.server_ports();
+    let id = setup.session();
+    client
+        .request("RECORD", &url, &[("Session", &id)])
+        .assert_status(200);
+    let packet = |seq: u16| {
+        let mut p = vec![0x80, 26];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 7]);
+        p.extend_from_slice(&[0; 20]);
+        p
+    };
+    // Someone else on the machine (another loopback address) who learned the port.
+    let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    for seq in 0..10 {
+        stranger
+            .send_to(&packet(seq), ("127.0.0.1", rtp_port))
+            .unwrap();
+    }
+    for seq in 10..15 {
+        ours.send_to(&packet(seq), ("127.0.0.1", rtp_port)).unwrap();
+    }
+    server.wait_for_stats(
+        "the stranger's packets dropped, the publisher's taken",
+        |r| {
+            publishers_on(r, "phone").iter().any(|p| {
+                p["packets_dropped"].as_u64() == Some(10) && p["packets_in"].as_u64() == Some(5)
+            })
+        },
+        WAIT,
+    );
+}

@@ -142,6 +142,7 @@ impl Publisher {
             socket.set_read_timeout(Some(POLL))?;
             let publisher = Arc::downgrade(self);
             let stop = self.stop.clone();
+            let from = self.peer.ip();
             std::thread::Builder::new()
                 .name(
                     if is_rtp {
@@ -151,7 +152,7 @@ impl Publisher {
                     }
                     .into(),
                 )
-                .spawn(move || receive(&socket, &publisher, &stop, is_rtp))?;
+                .spawn(move || receive(&socket, &publisher, &stop, is_rtp, from))?;
         }
         Ok(())
     }
@@ -244,6 +245,11 @@ impl Publisher {
         self.slot.push_rtp(data);
     }
 
+    /// A datagram from another address than the publisher's: dropped, counted.
+    pub fn drop_foreign(&self) {
+        self.lock().packets_dropped += 1;
+    }
+
     /// One packet on the RTCP port or channel (sender reports, BYE).
     pub fn on_rtcp(&self, data: &[u8]) {
         {
@@ -310,12 +316,26 @@ impl Publisher {
     }
 }
 
-/// Reads one of a UDP publisher's sockets until the publisher ends.
-fn receive(socket: &UdpSocket, publisher: &Weak<Publisher>, stop: &AtomicBool, is_rtp: bool) {
+/// Reads one of a UDP publisher's sockets until the publisher ends. Only datagrams from
+/// the publisher's own address (its control connection's) are taken: anyone else who
+/// learns the ports cannot push frames onto the path.
+fn receive(
+    socket: &UdpSocket,
+    publisher: &Weak<Publisher>,
+    stop: &AtomicBool,
+    is_rtp: bool,
+    from: std::net::IpAddr,
+) {
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Acquire) {
-        let n = match socket.recv(&mut buf) {
-            Ok(n) => n,
+        let n = match socket.recv_from(&mut buf) {
+            Ok((n, sender)) if sender.ip() == from => n,
+            Ok(_) => {
+                if let Some(publisher) = publisher.upgrade() {
+                    publisher.drop_foreign();
+                }
+                continue;
+            }
             Err(e)
                 if matches!(
                     e.kind(),
