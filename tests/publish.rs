@@ -579,3 +579,31 @@ fn a_udp_publishers_ports_take_packets_from_the_publisher_only() {
         WAIT,
     );
 }
+
+#[test]
+fn another_connection_cannot_end_or_record_for_a_publisher() {
+    let server = ServerProcess::start_with_stats(&["--publish", "phone"], 1);
+    let url = server.url("phone");
+    let mut owner = server.connect();
+    let id = raw_publisher(&mut owner, &url);
+    // A second client: refused the busy path, without learning who holds it...
+    let mut other = server.connect();
+    let busy = announce(&mut other, &url, "application/sdp", JPEG_SDP.as_bytes());
+    busy.assert_status(455);
+    assert!(!busy.text().contains(&id), "{}", busy.text());
+    // ... and even knowing the id, it can neither end the publisher nor RECORD for it.
+    other
+        .request("TEARDOWN", &url, &[("Session", &id)])
+        .assert_status(454);
+    other
+        .request("RECORD", &url, &[("Session", &id)])
+        .assert_status(454);
+    let report = server.fresh_stats(REPLY_TIMEOUT);
+    let publishers = publishers_on(&report, "phone");
+    assert_eq!(publishers.len(), 1, "{report}");
+    assert_eq!(publishers[0]["state"], "recording", "{report}");
+    // Its own connection can.
+    owner
+        .request("TEARDOWN", &url, &[("Session", &id)])
+        .assert_status(200);
+}

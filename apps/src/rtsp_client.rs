@@ -70,6 +70,8 @@ impl Control {
             (None, None) => bail!("{host} has no address"),
         };
         let _ = stream.set_nodelay(true);
+        // A server that stops reading must not hold a request (or a report) forever.
+        let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
         let reader = stream.try_clone()?;
         let (tx, rx) = mpsc::channel();
         let interleaved: Arc<Mutex<Option<InterleavedSink>>> = Arc::new(Mutex::new(None));
@@ -91,6 +93,15 @@ impl Control {
             interleaved,
             closed,
         })
+    }
+
+    /// The server's address on this connection.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.writer
+            .lock()
+            .ok()
+            .and_then(|stream| stream.peer_addr().ok())
+            .map(|a| a.ip())
     }
 
     /// Whether the connection is gone (closed by the server, or unreadable).
@@ -223,5 +234,13 @@ fn read_loop(
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
+    }
+}
+
+impl Drop for Control {
+    /// The reader thread holds a clone of the socket: without this the connection would
+    /// stay open (and the thread blocked) after every early return.
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }

@@ -101,7 +101,7 @@ pub enum ConfigError {
     },
     #[error("{path}: path {name:?} needs one of source, relay or publish = true")]
     NoSource { path: PathBuf, name: String },
-    #[error("{path}: path {name:?}: {what} must be a positive number of seconds")]
+    #[error("{path}: path {name:?}: {what} must be a number of seconds from 0.05 to 86400")]
     Seconds {
         path: PathBuf,
         name: String,

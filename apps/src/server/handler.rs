@@ -79,9 +79,9 @@ pub enum Refusal {
     #[error("{0}")]
     Announce(AnnounceError),
     #[error(
-        "path {path} already has a publisher (session {holder}); the server's --publish-takeover lets a new one replace it"
+        "path {path} already has a publisher; the server's --publish-takeover lets a new one replace it"
     )]
-    PathBusy { path: String, holder: String },
+    PathBusy { path: String },
     #[error("SETUP with mode=record needs an ANNOUNCE of this path on this connection first")]
     NotAnnounced,
     #[error("RECORD is for a publisher's session (SETUP with mode=record)")]
@@ -189,6 +189,13 @@ impl Server {
     }
 
     fn answer(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        // Any request naming a session keeps it alive (clients use OPTIONS or DESCRIBE as
+        // keep-alives too).
+        if let Some(id) = &request.session
+            && let Some(session) = self.session(id)
+        {
+            session.touch();
+        }
         if request.version != Version::V1_0 {
             return Err(Refusal::Version);
         }
@@ -207,7 +214,7 @@ impl Server {
             Method::Teardown => self.teardown(conn, request),
             Method::GetParameter | Method::SetParameter => self.parameter(request),
             Method::Announce => self.announce(conn, request),
-            Method::Record => self.record(request),
+            Method::Record => self.record(conn, request),
             Method::Redirect | Method::PlayNotify => Err(Refusal::NotAllowed),
             Method::Extension(_) => Err(Refusal::UnknownMethod),
         }
@@ -281,8 +288,8 @@ impl Server {
                 return Err(Refusal::SetupWhilePlaying);
             }
             self.remove_session(id, None);
-        }
-        if self.session_count() >= self.config.max_sessions {
+        } else if self.session_count() >= self.config.max_sessions {
+            // (A session set up again replaces itself: it never counts twice.)
             return Err(Refusal::SessionLimit);
         }
         let ip = conn.peer.ip();
@@ -331,7 +338,9 @@ impl Server {
         if let Media::Live(live) = &media {
             live.join(session);
         }
-        conn.sessions.push(id.clone());
+        if !conn.sessions.contains(&id) {
+            conn.sessions.push(id.clone());
+        }
         tracing::info!("session {id}: SETUP from {} ({dest})", conn.peer);
         let mut reply = Reply::new(StatusCode::Ok);
         match &dest {
@@ -399,9 +408,14 @@ impl Server {
     }
 
     fn teardown(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        // A publisher is ended from its own connection only: another client that learned
+        // its id must not take the path.
         if let Some(id) = &request.session
             && self.publishing.get(id).is_some()
         {
+            if !conn.sessions.contains(id) {
+                return Err(Refusal::NoSuchSession);
+            }
             self.end_publisher(id, "teardown");
             conn.sessions.retain(|s| s != id);
             return Ok(Reply::new(StatusCode::Ok));

@@ -255,6 +255,7 @@ impl Server {
                     source: "up",
                     sessions: sessions.iter().filter(|s| s.path == clip.name).count(),
                     frames_in: clip.frames.len() as u64,
+                    frames_skipped: 0,
                     restarts: 0,
                     width: clip.width,
                     height: clip.height,
@@ -395,8 +396,13 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             .ok()
             .filter(|t| t.clip == *name)
             .ok_or_else(|| anyhow::anyhow!("--source {name}=...: not a plain path name"))?;
-        let size = live::source::probe(description, config.mtu, SOURCE_PROBE)
-            .with_context(|| format!("live source {name} ({description})"))?;
+        let size =
+            live::source::probe(description, config.mtu, SOURCE_PROBE).with_context(|| {
+                format!(
+                    "live source {name} ({})",
+                    live::relay::redact_text(description)
+                )
+            })?;
         tracing::info!("path {name}: live source, {}x{}", size.0, size.1);
         source_sizes.push((spec.clone(), size));
     }
@@ -529,8 +535,29 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             .name("rtcp".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 65536];
-                while let Ok((n, from)) = rtcp_reader.recv_from(&mut buf) {
-                    server.on_rtcp(&buf[..n], from);
+                let mut said = false;
+                loop {
+                    match rtcp_reader.recv_from(&mut buf) {
+                        Ok((n, from)) => server.on_rtcp(&buf[..n], from),
+                        // An ICMP error for an earlier send, a signal: not a reason to
+                        // stop hearing every client's reports.
+                        Err(e) => {
+                            if !said {
+                                tracing::warn!("RTCP socket: {e} (still reading)");
+                                said = true;
+                            }
+                            if !matches!(
+                                e.kind(),
+                                std::io::ErrorKind::ConnectionRefused
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::Interrupted
+                                    | std::io::ErrorKind::WouldBlock
+                                    | std::io::ErrorKind::TimedOut
+                            ) {
+                                std::thread::sleep(std::time::Duration::from_millis(10));
+                            }
+                        }
+                    }
                 }
             })?;
     }

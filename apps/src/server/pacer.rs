@@ -124,13 +124,28 @@ fn run(rx: &Receiver<Job>, sockets: &Sockets) {
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        // Everything waiting, with only the newest frame of each live path: a pacer that
+        // fell behind (or a publisher sending a flood of tiny frames) skips frames rather
+        // than queueing them.
+        let mut frames: Vec<(Arc<LivePath>, Arc<LiveFrame>)> = Vec::new();
         while let Some(next) = job.take().or_else(|| rx.try_recv().ok()) {
             match next {
                 Job::Play(session, generation) => {
                     book(&mut timetable, session, generation, Instant::now())
                 }
-                Job::Live(path, frame) => fan_out(&path, &frame, sockets),
+                Job::Live(path, frame) => {
+                    match frames.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &path)) {
+                        Some(pending) => {
+                            path.skipped();
+                            pending.1 = frame;
+                        }
+                        None => frames.push((path, frame)),
+                    }
+                }
             }
+        }
+        for (path, frame) in frames {
+            fan_out(&path, &frame, sockets);
         }
         let now = Instant::now();
         let mut due = Vec::new();

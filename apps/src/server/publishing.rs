@@ -113,9 +113,8 @@ impl Server {
     fn check_free(&self, name: &str) -> Result<(), Refusal> {
         let holder = self.publishing.slots.get(name).and_then(|s| s.holder());
         match holder {
-            Some(holder) if !self.publishing.takeover => Err(Refusal::PathBusy {
+            Some(_) if !self.publishing.takeover => Err(Refusal::PathBusy {
                 path: name.to_string(),
-                holder,
             }),
             _ => Ok(()),
         }
@@ -242,9 +241,13 @@ impl Server {
     }
 
     /// RECORD (RFC 2326 10.11) on a publisher's session.
-    pub(super) fn record(&self, request: &Incoming) -> Result<Reply, Refusal> {
+    pub(super) fn record(&self, conn: &Connection, request: &Incoming) -> Result<Reply, Refusal> {
         let (name, _) = self.published_path(request)?;
         let id = request.session.as_deref().ok_or(Refusal::NoSessionHeader)?;
+        // RECORD comes on the publisher's own connection.
+        if self.publishing.get(id).is_some() && !conn.sessions.iter().any(|s| s == id) {
+            return Err(Refusal::NoSuchSession);
+        }
         let Some(publisher) = self.publishing.get(id) else {
             return Err(if self.session(id).is_some() {
                 Refusal::NotAPublisher

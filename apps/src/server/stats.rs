@@ -45,6 +45,9 @@ pub struct PathStats {
     pub sessions: usize,
     /// Frames the live source produced (each is payloaded once for all viewers).
     pub frames_in: u64,
+    /// Live frames not sent because a newer one of the path was already waiting (the
+    /// server fell behind its source).
+    pub frames_skipped: u64,
     /// Times a failed live source was started again.
     pub restarts: u64,
     pub width: u32,
@@ -207,6 +210,7 @@ mod tests {
                 source: "up",
                 sessions: 1,
                 frames_in: 10,
+                frames_skipped: 0,
                 restarts: 0,
                 width: 640,
                 height: 480,

@@ -63,7 +63,8 @@ fn seconds(t: NptTime) -> Option<f64> {
     let (whole, ns) = match t {
         NptTime::Now => return None,
         NptTime::Seconds(s, ns) => (s as f64, ns),
-        NptTime::Hms(h, m, s, ns) => ((h * 3600 + u64::from(m) * 60 + u64::from(s)) as f64, ns),
+        // Hours as a float: a huge hour count must not overflow.
+        NptTime::Hms(h, m, s, ns) => (h as f64 * 3600.0 + f64::from(m) * 60.0 + f64::from(s), ns),
     };
     Some(whole + f64::from(ns.unwrap_or(0)) / 1e9)
 }
@@ -162,6 +163,8 @@ mod tests {
             Err(RangeError::EndsBeforeStart(_))
         ));
         assert!(parse("npt=x").is_err());
+        // No overflow on absurd hours.
+        assert!(parse("npt=18446744073709551615:00:00-").is_ok());
     }
 
     #[test]

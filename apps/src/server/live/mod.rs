@@ -138,6 +138,8 @@ struct Inner {
     width: u32,
     height: u32,
     frames_in: u64,
+    /// Frames not sent because a newer one was waiting (the pacer fell behind).
+    frames_skipped: u64,
     restarts: u64,
     /// The latest fan-out latencies (appsink to the frame's last packet sent), in µs.
     fanout_us: std::collections::VecDeque<u32>,
@@ -199,6 +201,7 @@ impl LivePath {
                 width: size.0,
                 height: size.1,
                 frames_in: 0,
+                frames_skipped: 0,
                 restarts: 0,
                 fanout_us: std::collections::VecDeque::with_capacity(FANOUT_SAMPLES),
                 upstream: None,
@@ -222,6 +225,11 @@ impl LivePath {
 
     pub fn status(&self) -> Status {
         self.lock().status
+    }
+
+    /// A frame was not sent: a newer one of the path was waiting too.
+    pub fn skipped(&self) {
+        self.lock().frames_skipped += 1;
     }
 
     /// A frame's fan-out is done: `took` from the appsink to its last packet sent.
@@ -256,6 +264,7 @@ impl LivePath {
             source: inner.status.name(),
             sessions: inner.viewers.len(),
             frames_in: inner.frames_in,
+            frames_skipped: inner.frames_skipped,
             restarts: inner.restarts,
             width: inner.width,
             height: inner.height,
@@ -377,6 +386,8 @@ impl LivePath {
     }
 
     fn failed(&self, inner: &mut Inner, why: String) {
+        // GStreamer's messages may quote a URL with its credentials.
+        let why = relay::redact_text(&why);
         let wait = inner.backoff;
         if inner.last_failure.as_deref() != Some(why.as_str()) {
             tracing::warn!(

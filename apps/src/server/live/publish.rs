@@ -40,7 +40,10 @@ impl PublishSlot {
 
     /// Gives the path to session `id`; returns the session it took it from.
     pub fn claim(&self, id: &str) -> Option<String> {
-        self.lock().holder.replace(id.to_string())
+        let mut inner = self.lock();
+        // The previous holder's reports stop here (its connection's writer is let go).
+        inner.rtcp_sink = None;
+        inner.holder.replace(id.to_string())
     }
 
     /// Session `id` no longer publishes (nothing changes if another holds the path).

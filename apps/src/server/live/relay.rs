@@ -56,9 +56,34 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// `text` (a pipeline description, an error message) with the credentials of every URL in
+/// it replaced by `***`: `rtspsrc location=rtsp://user:pw@cam/1` shows as
+/// `rtspsrc location=rtsp://***@cam/1`.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at a path, a query, a fragment, a space or a quote.
+        let end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
+            .unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(userinfo) => {
+                out.push_str("***@");
+                rest = &after[userinfo + 1..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A relay's URL, checked when the server starts (nothing connects then).
 pub fn parse_url(url: &str) -> Result<Url> {
-    let parsed = Url::parse(url).map_err(|e| anyhow!("{}: not a URL: {e}", redact(url)))?;
+    let parsed = Url::parse(url).map_err(|e| anyhow!("{}: not a URL: {e}", redact_text(url)))?;
     match parsed.scheme() {
         "rtsp" | "http" => {}
         other => bail!(
@@ -294,11 +319,16 @@ impl Upstreaming {
         }
         check(&reply)?;
         let setup = self.control.client.read_setup(&reply)?;
+        // The camera is where the control connection went (no second name lookup, which
+        // could pick another address family).
         let host = url.host_str().ok_or_else(|| anyhow!("no host"))?;
-        let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))?
-            .next()
-            .ok_or_else(|| anyhow!("{host} has no address"))?
-            .ip();
+        let ip = match self.control.peer_ip() {
+            Some(ip) => ip,
+            None => std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))?
+                .next()
+                .ok_or_else(|| anyhow!("{host} has no address"))?
+                .ip(),
+        };
         // RTCP goes to the upstream's second port, or the one after its RTP port.
         let port = match setup.transport.and_then(|t| t.server_port) {
             Some((rtp, rtcp)) => rtcp.unwrap_or(rtp.wrapping_add(1)),
@@ -308,8 +338,8 @@ impl Upstreaming {
         for socket in [&rtp, &rtcp] {
             socket.set_read_timeout(Some(TICK))?;
         }
-        self.receive_udp(rtp.try_clone()?, input, true)?;
-        self.receive_udp(rtcp.try_clone()?, input, false)?;
+        self.receive_udp(rtp.try_clone()?, input, true, ip)?;
+        self.receive_udp(rtcp.try_clone()?, input, false, ip)?;
         let out = rtcp;
         let stopped = self.udp_stop.clone();
         input.on_rtcp_out(move |packet| {
@@ -320,7 +350,15 @@ impl Upstreaming {
         Ok(true)
     }
 
-    fn receive_udp(&self, socket: UdpSocket, input: &RtpInput, rtp: bool) -> Result<()> {
+    /// Reads one of the relay's UDP ports; only the camera's datagrams are taken (anyone
+    /// else who learns the port could otherwise inject frames, or a BYE).
+    fn receive_udp(
+        &self,
+        socket: UdpSocket,
+        input: &RtpInput,
+        rtp: bool,
+        camera: std::net::IpAddr,
+    ) -> Result<()> {
         let input = input.clone();
         let stop = self.udp_stop.clone();
         let last = self.last.clone();
@@ -330,8 +368,9 @@ impl Upstreaming {
             .spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Acquire) {
-                    let Ok(n) = socket.recv(&mut buf) else {
-                        continue;
+                    let n = match socket.recv_from(&mut buf) {
+                        Ok((n, from)) if from.ip() == camera => n,
+                        _ => continue,
                     };
                     if stop.load(Ordering::Acquire) {
                         return;
@@ -566,6 +605,19 @@ fn pull_http(url: &Url, input: &JpegInput, stop: &AtomicBool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_in_any_text_are_hidden() {
+        assert_eq!(
+            redact_text("rtspsrc location=rtsp://user:pw@cam:554/1 ! rtpjpegdepay"),
+            "rtspsrc location=rtsp://***@cam:554/1 ! rtpjpegdepay"
+        );
+        assert_eq!(
+            redact_text("a \"http://u:p@h/x\" and rtsp://h2/y and rtsp://v:w@h3"),
+            "a \"http://***@h/x\" and rtsp://h2/y and rtsp://***@h3"
+        );
+        assert_eq!(redact_text("no url here"), "no url here");
+    }
+
     use super::*;
 
     #[test]

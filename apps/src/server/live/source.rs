@@ -52,6 +52,8 @@ const SINK: &str = "mjpeg_rtsp_sink";
 /// (`v4l2src ! image/jpeg,width=1280`), as in gst-launch.
 fn build(description: &str, mtu: u32) -> Result<(gst::Pipeline, gst::Element, gst_app::AppSink)> {
     let full = format!("{description} ! rtpmjpegpay name={PAY} mtu={mtu} ! appsink name={SINK}");
+    // What messages show of the description: without any URL's credentials.
+    let description = &super::relay::redact_text(description);
     let element = gst::parse::launch(&full).map_err(|e| {
         match e.kind::<gst::ParseError>() {
             Some(gst::ParseError::Link) => anyhow!(
@@ -141,9 +143,11 @@ impl Runner {
                         _ => None,
                     })
                     .unwrap_or_else(|| "the pipeline did not start".to_string());
-                let _ = pipeline.set_state(gst::State::Null);
+                stop_elsewhere(pipeline);
                 bail!(
-                    "{why} (is the device there and free? try the description alone: gst-launch-1.0 {description} ! fakesink)"
+                    "{} (is the device there and free? try the description alone: gst-launch-1.0 {} ! fakesink)",
+                    super::relay::redact_text(&why),
+                    super::relay::redact_text(description)
                 );
             }
         };
@@ -163,7 +167,7 @@ impl Runner {
         let bus_thread = match bus_thread {
             Ok(thread) => thread,
             Err(e) => {
-                let _ = pipeline.set_state(gst::State::Null);
+                stop_elsewhere(pipeline);
                 return Err(e.into());
             }
         };
@@ -292,6 +296,7 @@ const RTP_INPUT: &str = "appsrc name=mjpeg_rtsp_rtcp_in is-live=true format=time
      ! mjpeg_rtsp_monitor.rtcp_sink \
    mjpeg_rtsp_monitor.rtcp_src ! appsink name=mjpeg_rtsp_rtcp_out sync=false async=false \
    appsrc name=mjpeg_rtsp_rtp is-live=true do-timestamp=true format=time \
+     max-bytes=8000000 leaky-type=downstream \
      caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26\" \
      ! rtcplossmonitor name=mjpeg_rtsp_monitor ! rtpmjpegdepay";
 
@@ -400,4 +405,14 @@ pub fn probe(description: &str, mtu: u32, timeout: Duration) -> Result<(u32, u32
         Ok(Err(why)) => Err(anyhow!("{why}")),
         Err(_) => bail!("no frame within {timeout:?}"),
     }
+}
+
+/// Stops a pipeline that failed to start, on a thread of its own: the caller holds the
+/// path's lock, which the pipeline's streaming thread may be waiting for.
+fn stop_elsewhere(pipeline: gst::Pipeline) {
+    let _ = std::thread::Builder::new()
+        .name("live-stop".into())
+        .spawn(move || {
+            let _ = pipeline.set_state(gst::State::Null);
+        });
 }

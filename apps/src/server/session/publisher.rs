@@ -345,6 +345,10 @@ fn receive(
                         | std::io::ErrorKind::ConnectionRefused
                 ) =>
             {
+                // A publisher gone without its end (a failed start) frees its sockets.
+                if publisher.strong_count() == 0 {
+                    return;
+                }
                 continue;
             }
             Err(_) => return,

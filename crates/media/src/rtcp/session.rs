@@ -328,6 +328,10 @@ pub struct RtcpEvents {
 }
 
 /// The session from one receiver's point of view.
+/// The most sources a session keeps: RTP sessions here have one sender and a few
+/// receivers, and every packet's lookup is linear.
+pub const MAX_SOURCES: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct Session {
     pub ssrc: u32,
@@ -374,9 +378,16 @@ impl Session {
     fn source_mut(&mut self, ssrc: u32) -> &mut Source {
         let i = match self.sources.iter().position(|s| s.ssrc == ssrc) {
             Some(i) => i,
-            None => {
+            None if self.sources.len() < MAX_SOURCES => {
                 self.sources.push(Source::new(ssrc));
                 self.sources.len() - 1
+            }
+            // A peer naming ever new SSRCs (a hostile one: real sessions have a few)
+            // only churns the last entry; the sources heard first keep theirs.
+            None => {
+                let last = self.sources.len() - 1;
+                self.sources[last] = Source::new(ssrc);
+                last
             }
         };
         &mut self.sources[i]

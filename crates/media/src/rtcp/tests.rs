@@ -751,3 +751,27 @@ fn rtp_payload_ranges() {
     r[0] = 0x90;
     assert!(RtpHeader::payload_range(&r, r.len(), 0).is_err());
 }
+
+#[test]
+fn a_peer_naming_ever_new_ssrcs_cannot_grow_the_session() {
+    let mut session = Session::new(1, "x");
+    // The real stream first, then floods of BYEs for made-up sources (up to 31 a packet).
+    for q in 0..5u16 {
+        session.on_rtp(&rtp(q, 0, 0xABCD), 100, 0, None).unwrap();
+    }
+    for round in 0..200u32 {
+        let mut bye = Bye::builder();
+        for k in 0..31u32 {
+            bye = bye.add_source(0x1000_0000 + round * 31 + k);
+        }
+        let packet = Compound::builder()
+            .add_packet(ReceiverReport::builder(0x77))
+            .add_packet(bye);
+        session.on_rtcp(&write(packet), 0, 0).unwrap();
+    }
+    assert!(session.sources().len() <= session::MAX_SOURCES);
+    // The stream heard first keeps its figures.
+    let first = &session.sources()[0];
+    assert_eq!(first.ssrc, 0xABCD);
+    assert_eq!(first.sequence().map(|s| s.extended_max()), Some(4));
+}
