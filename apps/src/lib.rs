@@ -9,9 +9,11 @@
 //! - [`player`]: the RTSP client, receive path and pipeline of `mjpeg-player`.
 //! - [`rtsp_client`]: the blocking RTSP control connection the player and the server's
 //!   relays share (requests, replies, 401 challenges, interleaved data).
+//! - [`appsink`]: appsink/appsrc plumbing the server and the player share.
 //! - [`logging`]: the `tracing` subscriber both programs log through (`-v`, `RUST_LOG`).
 //! - [`log_limit`]: the rate limit on log lines a received packet can trigger.
 
+pub mod appsink;
 pub mod log_limit;
 pub mod logging;
 pub mod player;

@@ -187,32 +187,16 @@ impl Player {
             .by_name("rtcp_out")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| anyhow!("no rtcp_out appsink"))?;
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(buffer) = sample.buffer()
-                        && let Ok(map) = buffer.map_readable()
-                    {
-                        send(map.as_slice());
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        crate::appsink::on_bytes(&sink, send);
         Ok(())
     }
 
     pub fn push_rtp(&self, packet: &[u8]) {
-        let _ = self
-            .rtp
-            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+        crate::appsink::push_copy(&self.rtp, packet);
     }
 
     pub fn push_rtcp(&self, packet: &[u8]) {
-        let _ = self
-            .rtcp_in
-            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+        crate::appsink::push_copy(&self.rtcp_in, packet);
     }
 
     /// Hands every frame the depayloader outputs (a whole JPEG) to `take`, in the

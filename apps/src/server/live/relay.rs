@@ -168,6 +168,29 @@ impl LastMedia {
     }
 }
 
+/// Runs `pull` on a thread of its own; when it fails (and the relay was not being
+/// stopped), the path hears why, its URL without credentials first.
+fn spawn_puller(
+    name: &str,
+    url: Url,
+    stop: &Arc<AtomicBool>,
+    events: Arc<dyn Events>,
+    pull: impl FnOnce(&Url, &Arc<AtomicBool>) -> Result<()> + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let why = match pull(&url, &stop) {
+                Ok(()) => return,
+                Err(e) => format!("{}: {e:#}", redact(url.as_str())),
+            };
+            if !stop.load(Ordering::Acquire) {
+                events.stopped(why);
+            }
+        })
+}
+
 /// `--relay NAME=rtsp://...`.
 pub struct RtspRelay {
     url: Url,
@@ -179,19 +202,10 @@ impl super::Feeder for RtspRelay {
         let stop = Arc::new(AtomicBool::new(false));
         let url = self.url.clone();
         let thread = {
-            let stop = stop.clone();
             let input = input.clone();
-            std::thread::Builder::new()
-                .name("relay-rtsp".into())
-                .spawn(move || {
-                    let why = match pull_rtsp(&url, &input, &stop) {
-                        Ok(()) => return,
-                        Err(e) => format!("{}: {e:#}", redact(url.as_str())),
-                    };
-                    if !stop.load(Ordering::Acquire) {
-                        events.stopped(why);
-                    }
-                })?
+            spawn_puller("relay-rtsp", url, &stop, events, move |url, stop| {
+                pull_rtsp(url, &input, stop)
+            })?
         };
         Ok(Box::new(Relay {
             stop,
@@ -481,20 +495,9 @@ impl super::Feeder for HttpRelay {
         let (runner, input) = Runner::start_jpeg_input(mtu, events.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let url = self.url.clone();
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("relay-http".into())
-                .spawn(move || {
-                    let why = match pull_http(&url, &input, &stop) {
-                        Ok(()) => return,
-                        Err(e) => format!("{}: {e:#}", redact(url.as_str())),
-                    };
-                    if !stop.load(Ordering::Acquire) {
-                        events.stopped(why);
-                    }
-                })?
-        };
+        let thread = spawn_puller("relay-http", url, &stop, events, move |url, stop| {
+            pull_http(url, &input, stop)
+        })?;
         Ok(Box::new(Relay {
             stop,
             thread: Some(thread),

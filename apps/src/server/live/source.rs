@@ -236,33 +236,17 @@ pub struct Upstream {
 impl RtpInput {
     /// One RTP packet from upstream.
     pub fn push_rtp(&self, packet: &[u8]) {
-        let _ = self
-            .rtp
-            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+        crate::appsink::push_copy(&self.rtp, packet);
     }
 
     /// One compound RTCP packet from upstream (its sender reports).
     pub fn push_rtcp(&self, packet: &[u8]) {
-        let _ = self
-            .rtcp
-            .push_buffer(gst::Buffer::from_slice(packet.to_vec()));
+        crate::appsink::push_copy(&self.rtcp, packet);
     }
 
     /// Where our receiver reports about the upstream go.
     pub fn on_rtcp_out(&self, send: impl Fn(&[u8]) + Send + 'static) {
-        self.rtcp_out.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(buffer) = sample.buffer()
-                        && let Ok(map) = buffer.map_readable()
-                    {
-                        send(map.as_slice());
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        crate::appsink::on_bytes(&self.rtcp_out, send);
     }
 
     /// The upstream's loss and jitter so far (its first source).
