@@ -102,13 +102,66 @@ pub trait Feeder: Send + Sync + 'static {
 pub struct PipelineFeeder(pub String);
 
 impl Feeder for PipelineFeeder {
+    /// Builds and starts the pipeline on a thread of its own: a state change may block
+    /// (an element connecting to an unreachable host), and this runs on the control
+    /// plane with the path's lock held. A failure reaches the path as a stop, and is
+    /// retried like any other.
     fn start(&self, mtu: u32, events: Arc<dyn Events>) -> anyhow::Result<Box<dyn Running>> {
-        Ok(Box::new(source::Runner::start(&self.0, mtu, events)?))
+        let started = Arc::new(Starting::default());
+        let slot = started.clone();
+        let description = self.0.clone();
+        std::thread::Builder::new()
+            .name("live-start".into())
+            .spawn(move || {
+                let runner = source::Runner::start(&description, mtu, events.clone());
+                let mut runner_slot = lock_slot(&slot.runner);
+                match runner {
+                    // Stopped meanwhile: the runner goes at once (not under this lock).
+                    Ok(runner) if slot.stopped.load(std::sync::atomic::Ordering::Acquire) => {
+                        drop(runner_slot);
+                        drop(runner);
+                    }
+                    Ok(runner) => *runner_slot = Some(runner),
+                    Err(e) => {
+                        drop(runner_slot);
+                        if !slot.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                            events.stopped(format!("{e:#}"));
+                        }
+                    }
+                }
+            })?;
+        Ok(Box::new(StartingRunner(started)))
     }
 
     fn describe(&self) -> String {
         self.0.clone()
     }
+}
+
+/// A pipeline being started on its own thread, then running.
+#[derive(Default)]
+struct Starting {
+    runner: Mutex<Option<source::Runner>>,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+/// Dropping it stops the pipeline, whether it is still starting or running.
+struct StartingRunner(Arc<Starting>);
+
+impl Running for StartingRunner {}
+
+impl Drop for StartingRunner {
+    fn drop(&mut self) {
+        self.0
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        let runner = lock_slot(&self.0.runner).take();
+        drop(runner);
+    }
+}
+
+fn lock_slot<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct LivePath {
