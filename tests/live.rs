@@ -21,48 +21,11 @@ fn live_server(extra: &[&str]) -> ServerProcess {
     ServerProcess::start_with_stats(&args, 1)
 }
 
-fn run_tool(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tool runs");
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let out = child.wait_with_output().expect("output");
-            return (
-                status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "{cmd:?} did not finish in {limit:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn path_stats(report: &serde_json::Value, name: &str) -> serde_json::Value {
-    report["paths"]
-        .as_array()
-        .and_then(|paths| paths.iter().find(|p| p["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no path {name} in {report}"))
-}
-
 #[test]
 fn ffprobe_and_ffmpeg_over_udp_and_tcp_play_a_live_path() {
     let server = live_server(&[]);
     let url = server.url("test");
-    let (ok, out, err) = run_tool(
+    let (status, out, err) = run_to_end(
         Command::new("ffprobe").args([
             "-v",
             "error",
@@ -74,12 +37,12 @@ fn ffprobe_and_ffmpeg_over_udp_and_tcp_play_a_live_path() {
         ]),
         Duration::from_secs(30),
     );
-    assert!(ok, "ffprobe: {err}");
+    assert!(status.success(), "ffprobe: {err}");
     for line in ["codec_name=mjpeg", "width=320", "height=240"] {
         assert!(out.lines().any(|l| l == line), "{line} not in {out}");
     }
     for transport in ["udp", "tcp"] {
-        let (ok, _, err) = run_tool(
+        let (status, _, err) = run_to_end(
             Command::new("ffmpeg").args([
                 "-v",
                 "error",
@@ -95,12 +58,12 @@ fn ffprobe_and_ffmpeg_over_udp_and_tcp_play_a_live_path() {
             ]),
             Duration::from_secs(30),
         );
-        assert!(ok, "ffmpeg over {transport}: {err}");
+        assert!(status.success(), "ffmpeg over {transport}: {err}");
         assert!(err.trim().is_empty(), "ffmpeg over {transport} said: {err}");
     }
     // One source for every viewer: frames came in once, at the source's rate.
     let report = server.fresh_stats(REPLY_TIMEOUT);
-    let path = path_stats(&report, "test");
+    let path = path_in(&report, "test");
     assert_eq!(path["kind"], "live");
     assert!(path["frames_in"].as_u64().unwrap() >= 50, "{path}");
 }
@@ -160,7 +123,7 @@ fn mjpeg_player_plays_a_live_path_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stats.json");
     let player = plugin_dir().join("mjpeg-player");
-    let (ok, _, err) = run_tool(
+    let (status, _, err) = run_to_end(
         Command::new(&player)
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
@@ -169,7 +132,7 @@ fn mjpeg_player_plays_a_live_path_without_loss() {
             .arg(server.url("test")),
         Duration::from_secs(30),
     );
-    assert!(ok, "mjpeg-player: {err}");
+    assert!(status.success(), "mjpeg-player: {err}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(json["frames_shown"], 50, "{json}");
@@ -276,13 +239,13 @@ fn sources_start_with_their_first_viewer_and_stop_after_the_last() {
     // Checked at start, then stopped: nobody watches.
     let idle = server.wait_for_stats(
         "an idle source",
-        |r| path_stats(r, "test")["source"] == "idle",
+        |r| path_in(r, "test")["source"] == "idle",
         REPLY_TIMEOUT,
     );
-    let frames_before = path_stats(&idle, "test")["frames_in"].as_u64().unwrap();
+    let frames_before = path_in(&idle, "test")["frames_in"].as_u64().unwrap();
     let quiet = server.fresh_stats(REPLY_TIMEOUT);
     assert_eq!(
-        path_stats(&quiet, "test")["frames_in"].as_u64().unwrap(),
+        path_in(&quiet, "test")["frames_in"].as_u64().unwrap(),
         frames_before
     );
     let url = server.url("test");
@@ -293,7 +256,7 @@ fn sources_start_with_their_first_viewer_and_stop_after_the_last() {
     s.rtp.recv_frames(5, REPLY_TIMEOUT);
     server.wait_for_stats(
         "the source up with a viewer",
-        |r| path_stats(r, "test")["source"] == "up" && path_stats(r, "test")["sessions"] == 1,
+        |r| path_in(r, "test")["source"] == "up" && path_in(r, "test")["sessions"] == 1,
         REPLY_TIMEOUT,
     );
     s.client
@@ -301,7 +264,7 @@ fn sources_start_with_their_first_viewer_and_stop_after_the_last() {
         .assert_status(200);
     server.wait_for_stats(
         "the source stopped after its last viewer",
-        |r| path_stats(r, "test")["source"] == "idle" && path_stats(r, "test")["sessions"] == 0,
+        |r| path_in(r, "test")["source"] == "idle" && path_in(r, "test")["sessions"] == 0,
         REPLY_TIMEOUT,
     );
 }
@@ -331,7 +294,7 @@ fn a_source_that_fails_is_restarted_and_its_viewers_keep_their_sessions() {
     }
     let report = server.wait_for_stats(
         "a restart",
-        |r| path_stats(r, "test")["restarts"].as_u64() >= Some(1),
+        |r| path_in(r, "test")["restarts"].as_u64() >= Some(1),
         REPLY_TIMEOUT,
     );
     assert!(session_in(&report, &s.id).is_some(), "the session survived");
@@ -390,7 +353,7 @@ fn descriptions_the_server_cannot_serve_are_refused_at_start() {
 fn play_json(url: &str, args: &[&str], limit: Duration) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stats.json");
-    let (ok, _, err) = run_tool(
+    let (status, _, err) = run_to_end(
         Command::new(plugin_dir().join("mjpeg-player"))
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
@@ -401,7 +364,7 @@ fn play_json(url: &str, args: &[&str], limit: Duration) -> serde_json::Value {
             .arg(url),
         limit,
     );
-    assert!(ok, "mjpeg-player: {err}");
+    assert!(status.success(), "mjpeg-player: {err}");
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
 
@@ -448,7 +411,7 @@ fn the_player_waits_out_an_outage_while_its_session_lives() {
     assert!(json["stalls"].as_u64() >= Some(2), "{json}");
     let report = server.fresh_stats(REPLY_TIMEOUT);
     assert!(
-        path_stats(&report, "test")["restarts"].as_u64() >= Some(3),
+        path_in(&report, "test")["restarts"].as_u64() >= Some(3),
         "{report}"
     );
 }
@@ -483,12 +446,12 @@ fn a_config_file_sets_up_the_server_and_flags_override_it() {
     assert_eq!(names, ["clip.Mjpeg", "small", "test"]);
     let report = server.wait_for_stats(
         "the always-on path up",
-        |r| path_stats(r, "small")["source"] == "up",
+        |r| path_in(r, "small")["source"] == "up",
         REPLY_TIMEOUT,
     );
-    assert_eq!(path_stats(&report, "test")["width"], 64, "{report}");
-    assert_eq!(path_stats(&report, "test")["source"], "idle", "{report}");
-    let clip_stats = path_stats(&report, "clip.Mjpeg");
+    assert_eq!(path_in(&report, "test")["width"], 64, "{report}");
+    assert_eq!(path_in(&report, "test")["source"], "idle", "{report}");
+    let clip_stats = path_in(&report, "clip.Mjpeg");
     assert_eq!(clip_stats["kind"], "clip");
     // The file's fps (5) times the clip: 3 frames are 0.6 s.
     let mut client = server.connect();

@@ -94,14 +94,6 @@ fn gst_publisher(url: &str, protocols: &str) -> Running {
     )
 }
 
-fn path_in(report: &Value, name: &str) -> Value {
-    report["paths"]
-        .as_array()
-        .and_then(|paths| paths.iter().find(|p| p["name"] == name))
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn publishers_on(report: &Value, name: &str) -> Vec<Value> {
     report["publishers"]
         .as_array()
@@ -134,34 +126,8 @@ fn frames_in(server: &ServerProcess, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn run_tool(cmd: &mut Command, limit: Duration) -> (bool, String) {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tool runs");
-    let mut child = Running(child);
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            let mut err = String::new();
-            if let Some(mut stderr) = child.0.stderr.take() {
-                use std::io::Read;
-                let _ = stderr.read_to_string(&mut err);
-            }
-            return (status.success(), err);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{cmd:?} did not finish in {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn ffmpeg_reads(url: &str, transport: &str, frames: u32) {
-    let (ok, err) = run_tool(
+    let (status, _, err) = run_to_end(
         Command::new("ffmpeg").args([
             "-nostdin",
             "-v",
@@ -178,7 +144,10 @@ fn ffmpeg_reads(url: &str, transport: &str, frames: u32) {
         ]),
         WAIT,
     );
-    assert!(ok, "ffmpeg reading {url} over {transport}: {err}");
+    assert!(
+        status.success(),
+        "ffmpeg reading {url} over {transport}: {err}"
+    );
 }
 
 fn rtspsrc_decodes(url: &str, frames: usize) {
@@ -222,7 +191,7 @@ fn rtspsrc_decodes(url: &str, frames: usize) {
 fn player_reads(url: &str, frames: u32) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stats.json");
-    let (ok, err) = run_tool(
+    let (status, _, err) = run_to_end(
         Command::new(plugin_dir().join("mjpeg-player"))
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
@@ -236,7 +205,7 @@ fn player_reads(url: &str, frames: u32) -> Value {
             .arg(url),
         WAIT,
     );
-    assert!(ok, "mjpeg-player: {err}");
+    assert!(status.success(), "mjpeg-player: {err}");
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
 

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use mjpeg_rtsp_tests::mjpeg_http::MjpegHttpServer;
 use mjpeg_rtsp_tests::rtsp::*;
 use mjpeg_rtsp_tests::*;
-use serde_json::Value;
 
 /// Generous for a loaded machine; only a failing test waits this long.
 const WAIT: Duration = Duration::from_secs(20);
@@ -101,14 +100,6 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
-fn path_stats(report: &Value, name: &str) -> Value {
-    report["paths"]
-        .as_array()
-        .and_then(|paths| paths.iter().find(|p| p["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no path {name} in {report}"))
-}
-
 /// A viewer over UDP, playing.
 fn watch(server: &ServerProcess, name: &str) -> UdpSession {
     let url = server.url(name);
@@ -133,7 +124,7 @@ fn three_viewers(upstream_url: &str, upstream_connections: &dyn Fn() -> usize) -
     let server = ServerProcess::start_with_stats(&["--relay", relay.as_str()], 1);
     a_few_reports(&server);
     let idle = server.fresh_stats(REPLY_TIMEOUT);
-    let cam = path_stats(&idle, "cam");
+    let cam = path_in(&idle, "cam");
     assert_eq!(cam["source"], "idle", "{cam}");
     assert_eq!(cam["kind"], "relay", "{cam}");
     assert_eq!(upstream_connections(), 0, "an unwatched relay connected");
@@ -149,7 +140,7 @@ fn three_viewers(upstream_url: &str, upstream_connections: &dyn Fn() -> usize) -
     let report = server.wait_for_stats(
         "the relay up with three viewers",
         |r| {
-            let p = path_stats(r, "cam");
+            let p = path_in(r, "cam");
             p["source"] == "up" && p["sessions"] == 3 && p["width"] == 320 && p["height"] == 240
         },
         WAIT,
@@ -159,7 +150,7 @@ fn three_viewers(upstream_url: &str, upstream_connections: &dyn Fn() -> usize) -
         1,
         "the upstream was pulled more than once"
     );
-    assert_eq!(path_stats(&report, "cam")["restarts"], 0);
+    assert_eq!(path_in(&report, "cam")["restarts"], 0);
     server
 }
 
@@ -169,10 +160,10 @@ fn three_viewers_pull_gst_rtsp_server_once_and_its_loss_and_jitter_show() {
     let server = three_viewers(&upstream.url, &|| upstream.clients());
     let report = server.wait_for_stats(
         "the upstream's packets counted",
-        |r| path_stats(r, "cam")["upstream"]["packets_received"].as_u64() > Some(50),
+        |r| path_in(r, "cam")["upstream"]["packets_received"].as_u64() > Some(50),
         WAIT,
     );
-    let up = &path_stats(&report, "cam")["upstream"];
+    let up = &path_in(&report, "cam")["upstream"];
     assert_eq!(up["packets_lost"], 0, "{up}");
     assert_eq!(up["loss"], 0.0, "{up}");
     assert!(up["jitter_ms"].as_f64().is_some(), "{up}");
@@ -201,7 +192,7 @@ fn resumes_after_restart<U>(start: impl Fn(u16) -> U, url: impl Fn(&U) -> String
     drop(upstream);
     server.wait_for_stats(
         "the relay failing",
-        |r| path_stats(r, "cam")["source"] == "retrying",
+        |r| path_in(r, "cam")["source"] == "retrying",
         WAIT,
     );
     // Drain what was sent before the outage.
@@ -226,8 +217,7 @@ fn resumes_after_restart<U>(start: impl Fn(u16) -> U, url: impl Fn(&U) -> String
     let report = server.wait_for_stats(
         "the relay up again",
         |r| {
-            path_stats(r, "cam")["source"] == "up"
-                && path_stats(r, "cam")["restarts"].as_u64() >= Some(1)
+            path_in(r, "cam")["source"] == "up" && path_in(r, "cam")["restarts"].as_u64() >= Some(1)
         },
         WAIT,
     );
@@ -317,10 +307,10 @@ fn bad_upstreams_are_retried_with_the_reason_while_other_paths_play() {
     for (name, _, reason) in &bad {
         let report = server.wait_for_stats(
             &format!("{name} failing"),
-            |r| path_stats(r, name)["error"].is_string(),
+            |r| path_in(r, name)["error"].is_string(),
             WAIT,
         );
-        let path = path_stats(&report, name);
+        let path = path_in(&report, name);
         assert_eq!(path["source"], "retrying", "{path}");
         let error = path["error"].as_str().unwrap().to_lowercase();
         assert!(error.contains(reason), "{name}: {error}");
@@ -331,7 +321,7 @@ fn bad_upstreams_are_retried_with_the_reason_while_other_paths_play() {
         "the bad relays restarted",
         |r| {
             bad.iter()
-                .all(|(name, _, _)| path_stats(r, name)["restarts"].as_u64() >= Some(1))
+                .all(|(name, _, _)| path_in(r, name)["restarts"].as_u64() >= Some(1))
         },
         WAIT,
     );
@@ -354,8 +344,8 @@ fn a_camera_that_refuses_udp_is_relayed_over_tcp() {
     assert!(frames.len() >= 5, "{} whole frames", frames.len());
     let report = server.wait_for_stats(
         "the relay up",
-        |r| path_stats(r, "cam")["source"] == "up",
+        |r| path_in(r, "cam")["source"] == "up",
         WAIT,
     );
-    assert_eq!(path_stats(&report, "cam")["restarts"], 0, "{report}");
+    assert_eq!(path_in(&report, "cam")["restarts"], 0, "{report}");
 }

@@ -1,7 +1,7 @@
 //! Real clients against the server: ffprobe, ffmpeg and GStreamer's rtspsrc, over UDP
 //! and TCP.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,44 +11,6 @@ use mjpeg_rtsp_tests::rtsp::*;
 use mjpeg_rtsp_tests::*;
 
 use super::serve;
-
-/// Runs `cmd` to its end (killed after `limit`): status, stdout, stderr.
-fn run_with_limit(mut cmd: Command, limit: Duration) -> (std::process::ExitStatus, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tool runs");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut out, &mut s).ok();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut err, &mut s).ok();
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish in {limit:?}: {}",
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, out.join().unwrap(), err.join().unwrap())
-}
 
 #[test]
 fn ffprobe_sees_one_mjpeg_stream_of_the_clip_size() {
@@ -63,7 +25,7 @@ fn ffprobe_sees_one_mjpeg_stream_of_the_clip_size() {
         "default=noprint_wrappers=1",
         &served.url,
     ]);
-    let (status, out, err) = run_with_limit(cmd, Duration::from_secs(30));
+    let (status, out, err) = run_to_end(&mut cmd, Duration::from_secs(30));
     assert!(status.success(), "ffprobe failed: {err}");
     assert!(err.trim().is_empty(), "ffprobe complained: {err}");
     let lines: Vec<&str> = out.lines().collect();
@@ -106,7 +68,7 @@ fn ffmpeg_decodes(transport: &str) {
         "null",
         "-",
     ]);
-    let (status, out, err) = run_with_limit(cmd, Duration::from_secs(40));
+    let (status, out, err) = run_to_end(&mut cmd, Duration::from_secs(40));
     assert!(status.success(), "ffmpeg over {transport} failed: {err}");
     assert!(
         err.trim().is_empty(),

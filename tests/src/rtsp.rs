@@ -85,6 +85,15 @@ impl Stdout {
     }
 }
 
+/// The path `name` as `report` lists it (`paths[]`); null if it is not there.
+pub fn path_in(report: &Value, name: &str) -> Value {
+    report["paths"]
+        .as_array()
+        .and_then(|paths| paths.iter().find(|p| p["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// The session `id` as `report` lists it (`sessions[]`), if it is open.
 pub fn session_in<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
     report["sessions"]
