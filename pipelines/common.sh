@@ -69,7 +69,7 @@ start_server() {
     server="$root/target/debug/mjpeg-rtsp-server"
     [ -x "$server" ] || { echo "$(basename "$0"): $server is not built: run 'make'" >&2; exit 1; }
     urls=$(mktemp)
-    "$server" --bind 127.0.0.1 --port 0 "$1" >"$urls" &
+    "$server" --bind 127.0.0.1 --port 0 --http-port 0 "$1" >"$urls" &
     server_pid=$!
     trap 'kill "$server_pid" 2>/dev/null; rm -f "$urls"' EXIT INT TERM
     for _ in $(seq 100); do
@@ -78,5 +78,9 @@ start_server() {
         sleep 0.1
     done
     url=$(head -n 1 "$urls")
+    # The status page's URL follows the clip's (printed together).
+    sleep 0.1
+    page=$(grep -m 1 '^http://' "$urls" || true)
     echo "$(basename "$0"): playing $url" >&2
+    [ -z "$page" ] || echo "$(basename "$0"): status page $page, MJPEG for browsers at ${page}$(basename "$1")/stream.mjpg" >&2
 }

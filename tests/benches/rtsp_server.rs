@@ -167,7 +167,7 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
     let mut cmd = match server {
         Server::Ours => {
             let mut c = Command::new(binary("mjpeg-rtsp-server"));
-            c.args(["--bind", "127.0.0.1", "--port", "0", "--fps"])
+            c.args(["--bind", "127.0.0.1", "--port", "0", "--no-http", "--fps"])
                 .arg(FPS.to_string())
                 .arg("--loop")
                 .arg(clip);
@@ -175,7 +175,7 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
         }
         Server::OursLive => {
             let mut c = Command::new(binary("mjpeg-rtsp-server"));
-            c.args(["--bind", "127.0.0.1", "--port", "0", "--always-on"])
+            c.args(["--bind", "127.0.0.1", "--port", "0", "--no-http", "--always-on"])
                 .arg("--source")
                 .arg(format!("live={LIVE_SOURCE}"))
                 .args(["--stats", "--stats-format", "json", "--stats-interval", "1"]);

@@ -55,6 +55,8 @@ struct StdoutLines {
     other: Vec<String>,
     /// The server closed its stdout: it exited, no report comes any more.
     closed: bool,
+    /// The HTTP URL it printed after the RTSP URLs (`http://HOST:PORT/`).
+    http: Option<String>,
 }
 
 impl Stdout {
@@ -68,7 +70,9 @@ impl Stdout {
     /// server never blocks on a full pipe.
     fn read(&self, stdout: impl Read, urls: mpsc::Sender<String>) {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with('{') {
+            if line.starts_with("http://") {
+                self.lock().http = Some(line);
+            } else if line.starts_with('{') {
                 let parsed = serde_json::from_str::<Value>(&line);
                 let mut lines = self.lock();
                 match parsed {
@@ -111,8 +115,17 @@ impl ServerProcess {
     /// Starts the server on 127.0.0.1 and a free port with `args` (options, then clip
     /// paths), and waits until it printed `clips` URLs.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], clips: usize) -> ServerProcess {
+        // HTTP on any free port, unless the test chooses.
+        let http_chosen = args
+            .iter()
+            .any(|a| a.as_ref() == "--http-port" || a.as_ref() == "--no-http");
         let mut child = Command::new(server_binary())
             .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(if http_chosen {
+                &[][..]
+            } else {
+                &["--http-port", "0"][..]
+            })
             .args(args)
             .env_remove("GST_DEBUG")
             .stdin(Stdio::null())
@@ -193,6 +206,30 @@ impl ServerProcess {
             .find(|u| u.ends_with(&suffix))
             .unwrap_or_else(|| panic!("no URL for {encoded_name} in {:?}", self.urls))
             .clone()
+    }
+
+    /// The HTTP base URL the server printed, without the final slash
+    /// (`http://127.0.0.1:PORT`); panics if it serves no HTTP.
+    pub fn http(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut lines = self.stdout.lock();
+        loop {
+            if let Some(url) = &lines.http {
+                return url.trim_end_matches('/').to_string();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero() && !lines.closed,
+                "the server printed no HTTP URL; its log:\n{}",
+                self.log()
+            );
+            lines = self
+                .stdout
+                .changed
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// `rtsp://127.0.0.1:PORT`

@@ -27,6 +27,14 @@ struct Args {
     /// TCP port for RTSP (0: any free port) [default: 8554]
     #[arg(long)]
     port: Option<u16>,
+    /// TCP port for HTTP: MJPEG for browsers at /NAME/stream.mjpg, snapshots at
+    /// /NAME/snapshot.jpg, the status page at /, /api/paths, /api/sessions and /metrics
+    /// (0: any free port; the URL is printed at start) [default: 8080]
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// Serve no HTTP
+    #[arg(long, conflicts_with = "http_port")]
+    no_http: bool,
     /// Address to listen on [default: 0.0.0.0]
     #[arg(long)]
     bind: Option<IpAddr>,
@@ -199,6 +207,12 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
             .or(server.bind)
             .unwrap_or(IpAddr::from([0, 0, 0, 0])),
         port: args.port.or(server.port).unwrap_or(8554),
+        http_port: match (args.no_http, args.http_port) {
+            (true, _) => None,
+            (false, Some(port)) => Some(port),
+            (false, None) if server.http == Some(false) => None,
+            (false, None) => Some(server.http_port.unwrap_or(8080)),
+        },
         fps,
         mtu,
         looping: args.looping || server.looping.unwrap_or(false),

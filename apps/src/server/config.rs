@@ -30,6 +30,10 @@ pub struct FileConfig {
 pub struct ServerSection {
     pub bind: Option<IpAddr>,
     pub port: Option<u16>,
+    /// The HTTP port (0: any free one).
+    pub http_port: Option<u16>,
+    /// `false`: as `--no-http`.
+    pub http: Option<bool>,
     pub fps: Option<u32>,
     pub mtu: Option<u32>,
     #[serde(rename = "loop")]

@@ -36,6 +36,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
                 server.expire_sessions();
                 server.tend_sources();
                 server.log_suppressed();
+                server.sample();
             }
         })
     };

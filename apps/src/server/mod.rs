@@ -21,6 +21,8 @@ pub mod adapt;
 pub mod config;
 mod connection;
 pub mod handler;
+pub mod history;
+pub mod http;
 mod limits;
 pub mod live;
 pub mod media;
@@ -52,6 +54,9 @@ pub struct Config {
     pub bind: IpAddr,
     /// 0: any free port (the URLs printed at start say which).
     pub port: u16,
+    /// HTTP (MJPEG for browsers, snapshots, the status page, the API and metrics); `None`
+    /// serves none, 0 any free port.
+    pub http_port: Option<u16>,
     pub fps: u32,
     pub mtu: u32,
     pub looping: bool,
@@ -106,6 +111,13 @@ pub struct Server {
     closed: Mutex<Vec<stats::Closed>>,
     /// Published paths and their publishers.
     publishing: publishing::Publishing,
+    /// HTTP MJPEG viewers, by id.
+    http_viewers: Mutex<HashMap<String, Arc<http::viewer::HttpViewer>>>,
+    next_http_viewer: std::sync::atomic::AtomicU64,
+    /// What ended sessions and viewers sent, per path and transport (for `/metrics`).
+    ended: Mutex<std::collections::BTreeMap<(String, &'static str), http::metrics::Sent>>,
+    /// Every session and path, sampled once a second.
+    history: Mutex<history::History>,
 }
 
 impl Server {
@@ -115,6 +127,80 @@ impl Server {
 
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
+    }
+
+    pub fn http_viewer_count(&self) -> usize {
+        lock(&self.http_viewers).len()
+    }
+
+    /// A new HTTP viewer of `path`, in the statistics until [`end_http_viewer`].
+    pub fn add_http_viewer(&self, client: SocketAddr, path: &str) -> Arc<http::viewer::HttpViewer> {
+        let n = self
+            .next_http_viewer
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let viewer = Arc::new(http::viewer::HttpViewer {
+            id: format!("H{n}"),
+            client,
+            path: path.to_string(),
+            started: Instant::now(),
+            frames_sent: Default::default(),
+            bytes_sent: Default::default(),
+            frames_skipped: Default::default(),
+            frame: Default::default(),
+        });
+        tracing::debug!("HTTP viewer {} of {path} from {client}", viewer.id);
+        lock(&self.http_viewers).insert(viewer.id.clone(), viewer.clone());
+        viewer
+    }
+
+    /// An HTTP viewer's stream ended (it left, or the clip did).
+    pub fn end_http_viewer(&self, viewer: &http::viewer::HttpViewer) {
+        if lock(&self.http_viewers).remove(&viewer.id).is_none() {
+            return;
+        }
+        let last = viewer.snapshot();
+        tracing::debug!(
+            "HTTP viewer {} of {}: ended after {} frames ({} passed over)",
+            viewer.id,
+            viewer.path,
+            last.frames_sent,
+            last.frames_dropped
+        );
+        self.add_ended(&last);
+        self.note_closed(
+            &viewer.id,
+            &viewer.path,
+            "disconnected",
+            last.frames_sent,
+            None,
+        );
+    }
+
+    /// Adds an ended session's figures to its path's totals.
+    fn add_ended(&self, last: &stats::SessionStats) {
+        let mut ended = lock(&self.ended);
+        let sent = ended
+            .entry((last.path.clone(), last.transport))
+            .or_default();
+        sent.frames += last.frames_sent;
+        sent.packets += last.packets_sent;
+        sent.bytes += last.octets_sent;
+        if last.transport == "http" {
+            sent.skipped += last.frames_dropped;
+        }
+    }
+
+    /// What ended sessions sent, per path and transport.
+    pub fn ended_totals(&self) -> Vec<((String, &'static str), http::metrics::Sent)> {
+        lock(&self.ended)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// The per-second samples.
+    pub fn history(&self) -> std::sync::MutexGuard<'_, history::History> {
+        lock(&self.history)
     }
 
     fn add_session(&self, session: Arc<Session>) {
@@ -145,6 +231,7 @@ impl Server {
         if let Some(bye) = ending.bye {
             bye.send(&self.sockets.rtcp);
         }
+        self.add_ended(&session.snapshot());
         if let Some(why) = why {
             tracing::info!("session {id}: closed ({why})");
             let last = session.snapshot();
@@ -238,11 +325,57 @@ impl Server {
         }
     }
 
-    /// The `--stats` report of now.
+    /// The `--stats` report of now; the sessions closed since the report before are
+    /// taken into it.
     pub fn stats(&self) -> stats::Report {
+        let mut report = self.stats_now();
+        report.closed = std::mem::take(&mut *lock(&self.closed));
+        report
+    }
+
+    /// Every path and session as of now (without `closed`), with their rates.
+    pub fn stats_now(&self) -> stats::Report {
+        let mut report = self.counts();
+        let history = lock(&self.history);
+        for session in &mut report.sessions {
+            session.fps = history.session_fps(&session.id);
+        }
+        for path in &mut report.paths {
+            if let Some(clip) = match self.paths.get(&path.name) {
+                Some(Media::Clip(clip)) => Some(clip),
+                _ => None,
+            } {
+                let fps = f64::from(clip.fps);
+                path.fps = Some(fps);
+                path.bitrate_bps =
+                    Some((path.bytes_in as f64 * 8.0 * fps / clip.frames.len() as f64).round());
+            } else if let Some((fps, bps)) = history.path_rates(&path.name) {
+                path.fps = Some(fps);
+                path.bitrate_bps = Some(bps);
+            }
+        }
+        report
+    }
+
+    /// Once a second: the counts the rates come from.
+    fn sample(&self) {
+        let report = self.counts();
+        lock(&self.history).sample(
+            Instant::now(),
+            report.uptime_s,
+            &report.sessions,
+            &report.paths,
+        );
+    }
+
+    /// Every path and session's counts (no rates, no `closed`).
+    fn counts(&self) -> stats::Report {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
         let mut sessions: Vec<stats::SessionStats> =
             sessions.iter().map(|s| s.snapshot()).collect();
+        let viewers: Vec<Arc<http::viewer::HttpViewer>> =
+            lock(&self.http_viewers).values().cloned().collect();
+        sessions.extend(viewers.iter().map(|v| v.snapshot()));
         sessions.sort_by(|a, b| a.id.cmp(&b.id));
         let mut paths: Vec<stats::PathStats> = self
             .paths
@@ -253,8 +386,18 @@ impl Server {
                     name: clip.name.clone(),
                     kind: "clip",
                     source: "up",
-                    sessions: sessions.iter().filter(|s| s.path == clip.name).count(),
+                    sessions: sessions
+                        .iter()
+                        .filter(|s| s.path == clip.name && s.transport != "http")
+                        .count(),
+                    http_viewers: sessions
+                        .iter()
+                        .filter(|s| s.path == clip.name && s.transport == "http")
+                        .count(),
                     frames_in: clip.frames.len() as u64,
+                    bytes_in: clip.frames.iter().map(|f| f.jpeg.len() as u64).sum(),
+                    fps: None,
+                    bitrate_bps: None,
                     frames_skipped: 0,
                     restarts: 0,
                     width: clip.width,
@@ -272,7 +415,7 @@ impl Server {
             paths,
             sessions,
             publishers: self.publishing.stats(),
-            closed: std::mem::take(&mut *lock(&self.closed)),
+            closed: Vec::new(),
         }
     }
 
@@ -497,6 +640,19 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         .block_on(tokio::net::TcpListener::bind((config.bind, config.port)))
         .with_context(|| format!("listening on {}:{}", config.bind, config.port))?;
     let port = listener.local_addr()?.port();
+    let http_listener = match config.http_port {
+        Some(http_port) => Some(
+            runtime
+                .block_on(tokio::net::TcpListener::bind((config.bind, http_port)))
+                .with_context(|| {
+                    format!(
+                        "HTTP: listening on {}:{http_port} (--http-port PORT, or --no-http)",
+                        config.bind
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let host = match config.bind {
         IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
         IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
@@ -515,6 +671,10 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         started: Instant::now(),
         closed: Mutex::default(),
         publishing,
+        http_viewers: Mutex::default(),
+        next_http_viewer: std::sync::atomic::AtomicU64::new(1),
+        ended: Mutex::default(),
+        history: Mutex::default(),
     });
     {
         let mut out = std::io::stdout().lock();
@@ -526,6 +686,10 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
                 "rtsp://{host}:{port}/{}",
                 crate::rtsp::path::encode(name)
             )?;
+        }
+        // After the RTSP URLs: the status page (streams are at /NAME/stream.mjpg).
+        if let Some(listener) = &http_listener {
+            writeln!(out, "http://{host}:{}/", listener.local_addr()?.port())?;
         }
         out.flush()?;
     }
@@ -561,7 +725,12 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
                 }
             })?;
     }
-    runtime.block_on(connection::serve(server.clone(), listener));
+    runtime.block_on(async {
+        if let Some(http_listener) = http_listener {
+            tokio::spawn(http::serve(server.clone(), http_listener));
+        }
+        connection::serve(server.clone(), listener).await
+    });
     server.shutdown();
     Ok(())
 }

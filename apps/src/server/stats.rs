@@ -41,10 +41,20 @@ pub struct PathStats {
     /// A live source's state: `idle` (on demand, no viewers), `starting`, `up` or
     /// `retrying` (failed, restarted after a backoff); `up` for a clip.
     pub source: &'static str,
-    /// Sessions set up on the path.
+    /// RTSP sessions set up on the path.
     pub sessions: usize,
-    /// Frames the live source produced (each is payloaded once for all viewers).
+    /// HTTP MJPEG viewers (and snapshots waiting for a frame) of a live path.
+    pub http_viewers: usize,
+    /// Frames the live source produced (each is payloaded once for all viewers); for a
+    /// clip, its frames.
     pub frames_in: u64,
+    /// JPEG bytes in those frames.
+    pub bytes_in: u64,
+    /// Frames per second over the latest second: the source's for a live path (`null`
+    /// until a second has been measured), the clip's rate for a clip.
+    pub fps: Option<f64>,
+    /// JPEG bits per second over the latest second (a clip: its mean at its rate).
+    pub bitrate_bps: Option<f64>,
     /// Live frames not sent because a newer one of the path was already waiting (the
     /// server fell behind its source).
     pub frames_skipped: u64,
@@ -74,10 +84,16 @@ pub struct SessionStats {
     pub client: String,
     /// The clip's name.
     pub path: String,
-    /// `rtsp` or `lab`.
+    /// `rtsp`, `lab` or `http`.
     pub dialect: &'static str,
-    /// `udp`, `tcp` (interleaved) or `lab-udp` (whole JPEGs to one port).
+    /// `udp`, `tcp` (interleaved), `lab-udp` (whole JPEGs to one port) or `http`
+    /// (multipart MJPEG).
     pub transport: &'static str,
+    /// Seconds since the session was set up (an HTTP viewer: connected).
+    pub duration_s: f64,
+    /// Frames per second sent over the latest second (`null` until a second has been
+    /// measured).
+    pub fps: Option<f64>,
     /// `ready` or `playing`.
     pub state: &'static str,
     /// Whether the play reached its end (of the clip or of the requested range).
@@ -85,7 +101,9 @@ pub struct SessionStats {
     /// The next clip frame to send.
     pub frame: usize,
     pub frames_sent: u64,
-    /// Frames not sent: a TCP client reading too slowly, or a lab frame over 64 KiB.
+    /// Frames not sent: a TCP client reading too slowly, or a lab frame over 64 KiB; an
+    /// HTTP viewer: frames passed over because its socket could not take them in time
+    /// (it gets the newest one instead).
     pub frames_dropped: u64,
     pub packets_sent: u64,
     /// RTP payload bytes sent.
@@ -180,6 +198,8 @@ mod tests {
             path: "clip.Mjpeg".into(),
             dialect: "rtsp",
             transport: "udp",
+            duration_s: 3.5,
+            fps: Some(25.0),
             state: "playing",
             ended: false,
             frame: 7,
@@ -209,7 +229,11 @@ mod tests {
                 kind: "live",
                 source: "up",
                 sessions: 1,
+                http_viewers: 2,
                 frames_in: 10,
+                bytes_in: 400_000,
+                fps: Some(25.0),
+                bitrate_bps: Some(8_000_000.0),
                 frames_skipped: 0,
                 restarts: 0,
                 width: 640,

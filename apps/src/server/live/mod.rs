@@ -41,6 +41,8 @@ pub struct LiveFrame {
     pub number: u64,
     /// When it left the appsink (the fan-out's latency is measured from here).
     pub made: Instant,
+    /// The same moment on the wall clock (HTTP viewers' `X-Timestamp`).
+    pub made_wall: std::time::SystemTime,
 }
 
 impl LiveFrame {
@@ -57,6 +59,7 @@ impl LiveFrame {
             capture_ns,
             number: 0,
             made: Instant::now(),
+            made_wall: std::time::SystemTime::now(),
         })
     }
 }
@@ -174,6 +177,9 @@ pub struct LivePath {
     mtu: u32,
     pacer: Pacer,
     inner: Mutex<Inner>,
+    /// The newest frame while the source is up, for HTTP viewers and snapshots: each
+    /// takes the newest whenever it can, so nothing queues behind a slow one.
+    latest: tokio::sync::watch::Sender<Option<Arc<LiveFrame>>>,
 }
 
 struct Inner {
@@ -182,6 +188,9 @@ struct Inner {
     run: u64,
     status: Status,
     viewers: Vec<Arc<Session>>,
+    /// HTTP viewers and snapshot requests waiting for a frame (they keep an on-demand
+    /// source running as RTSP viewers do).
+    http_viewers: usize,
     /// When the last viewer left.
     idle_since: Option<Instant>,
     retry_at: Option<Instant>,
@@ -191,6 +200,8 @@ struct Inner {
     width: u32,
     height: u32,
     frames_in: u64,
+    /// JPEG bytes the source produced.
+    bytes_in: u64,
     /// Frames not sent because a newer one was waiting (the pacer fell behind).
     frames_skipped: u64,
     restarts: u64,
@@ -247,6 +258,7 @@ impl LivePath {
                 run: 0,
                 status: Status::Idle,
                 viewers: Vec::new(),
+                http_viewers: 0,
                 idle_since: Some(Instant::now()),
                 retry_at: None,
                 backoff: FIRST_BACKOFF,
@@ -254,11 +266,13 @@ impl LivePath {
                 width: size.0,
                 height: size.1,
                 frames_in: 0,
+                bytes_in: 0,
                 frames_skipped: 0,
                 restarts: 0,
                 fanout_us: std::collections::VecDeque::with_capacity(FANOUT_SAMPLES),
                 upstream: None,
             }),
+            latest: tokio::sync::watch::Sender::new(None),
         });
         if always_on {
             path.start(&mut path.lock());
@@ -316,7 +330,11 @@ impl LivePath {
             kind,
             source: inner.status.name(),
             sessions: inner.viewers.len(),
+            http_viewers: inner.http_viewers,
             frames_in: inner.frames_in,
+            bytes_in: inner.bytes_in,
+            fps: None,
+            bitrate_bps: None,
             frames_skipped: inner.frames_skipped,
             restarts: inner.restarts,
             width: inner.width,
@@ -350,25 +368,53 @@ impl LivePath {
     pub fn leave(&self, session: &Session) {
         let mut inner = self.lock();
         inner.viewers.retain(|s| !std::ptr::eq(s.as_ref(), session));
-        if inner.viewers.is_empty() {
+        if inner.viewers.is_empty() && inner.http_viewers == 0 {
             inner.idle_since = Some(Instant::now());
         }
+    }
+
+    /// An HTTP viewer (or a snapshot waiting for a frame) comes: the source starts if it
+    /// was idle, and runs until the returned guard is dropped (and its linger is over).
+    pub fn join_http(self: &Arc<Self>) -> HttpViewing {
+        let mut inner = self.lock();
+        inner.http_viewers += 1;
+        inner.idle_since = None;
+        if inner.status == Status::Idle {
+            self.start(&mut inner);
+        }
+        HttpViewing(self.clone())
+    }
+
+    /// The newest frame, as it changes (`None` while the source is not running).
+    pub fn frames(&self) -> tokio::sync::watch::Receiver<Option<Arc<LiveFrame>>> {
+        self.latest.subscribe()
+    }
+
+    /// The newest frame while the source is up.
+    pub fn latest(&self) -> Option<Arc<LiveFrame>> {
+        if self.status() != Status::Up {
+            return None;
+        }
+        self.latest.borrow().clone()
     }
 
     /// Once a second: stops a source nobody watches, restarts a failed one when its
     /// backoff is over.
     pub fn tick(self: &Arc<Self>, now: Instant) {
         let mut inner = self.lock();
-        let wanted = self.always_on || !inner.viewers.is_empty();
+        let watched = !inner.viewers.is_empty() || inner.http_viewers > 0;
+        let wanted = self.always_on || watched;
         let lingered = inner
             .idle_since
             .is_some_and(|since| now.duration_since(since) >= self.linger);
-        if !self.always_on && inner.viewers.is_empty() && lingered && inner.status != Status::Idle {
+        if !self.always_on && !watched && lingered && inner.status != Status::Idle {
             tracing::info!("path {}: no viewers, source stopped", self.name);
             inner.status = Status::Idle;
             inner.retry_at = None;
             inner.run += 1;
             stop(inner.runner.take());
+            // A stopped source has no current frame: a snapshot waits for a new one.
+            self.latest.send_replace(None);
             return;
         }
         if wanted && inner.status == Status::Retrying && inner.retry_at.is_none_or(|at| now >= at) {
@@ -421,10 +467,13 @@ impl LivePath {
             }
             frame.number = inner.frames_in;
             inner.frames_in += 1;
+            inner.bytes_in += frame.jpeg.len() as u64;
             inner.width = frame.width;
             inner.height = frame.height;
         }
-        self.pacer.live(self.clone(), Arc::new(frame));
+        let frame = Arc::new(frame);
+        self.latest.send_replace(Some(frame.clone()));
+        self.pacer.live(self.clone(), frame);
     }
 
     fn on_stopped(&self, run: u64, why: String) {
@@ -455,6 +504,19 @@ impl LivePath {
         inner.status = Status::Retrying;
         inner.retry_at = Some(Instant::now() + wait);
         inner.backoff = (wait * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// An HTTP viewer of a live path, while it watches.
+pub struct HttpViewing(Arc<LivePath>);
+
+impl Drop for HttpViewing {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.http_viewers = inner.http_viewers.saturating_sub(1);
+        if inner.viewers.is_empty() && inner.http_viewers == 0 {
+            inner.idle_since = Some(Instant::now());
+        }
     }
 }
 

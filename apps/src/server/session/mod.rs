@@ -212,6 +212,8 @@ pub struct Session {
     pub peer: SocketAddr,
     /// Loop at the end of the clip instead of ending.
     pub looping: bool,
+    /// When it was set up.
+    pub created: Instant,
     state: Mutex<State>,
 }
 
@@ -274,6 +276,7 @@ impl Session {
             cname,
             peer,
             looping,
+            created: now,
             state: Mutex::new(state),
         }
     }
@@ -433,6 +436,8 @@ impl Session {
             path: self.media.name().to_string(),
             dialect: self.policy.name(),
             transport: state.dest.name(),
+            duration_s: (self.created.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            fps: None,
             state: match state.phase {
                 Phase::Playing => "playing",
                 Phase::Ready => "ready",
