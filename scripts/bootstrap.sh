@@ -10,7 +10,9 @@ set -eu
 # meson/ninja for the install path, python3-gi and GstRtspServer for the server benchmark
 # anchor (gst-rtsp-server), gstreamer1.0-rtsp for rtspclientsink (publishing tests),
 # python3-gst-1.0 for the Python example (its overrides read
-# GstValueArray fields such as rtcplossmonitor's sources).
+# GstValueArray fields such as rtcplossmonitor's sources); chromium (headless) for the
+# status page's browser test, python3-opencv and curl as HTTP MJPEG peers, python3-venv
+# for the tests' Python packages from PyPI (in target/py).
 PACKAGES="
     pkg-config
     libgstreamer1.0-dev
@@ -33,7 +35,14 @@ PACKAGES="
     python3-gst-1.0
     gir1.2-gst-rtsp-server-1.0
     ninja-build
+    chromium
+    python3-opencv
+    python3-venv
+    curl
 "
+# The tests' Python packages, from PyPI into target/py (with the system's gi and cv2):
+# prometheus-client parses /metrics, websocket-client drives chromium's DevTools.
+PY_PACKAGES="prometheus-client==0.26.0 websocket-client==1.9.2"
 MIN_RUST=1.92
 
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -70,4 +79,15 @@ have=$(rustc --version | cut -d' ' -f2)
 if [ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -n1)" != "$MIN_RUST" ]; then
     echo "bootstrap: Rust $MIN_RUST or newer is needed, this machine has $have" >&2
     exit 1
+fi
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/target/py"
+if ! "$venv/bin/python" -c "import prometheus_client, websocket" >/dev/null 2>&1; then
+    echo "bootstrap: Python packages for the tests into $venv: $PY_PACKAGES"
+    rm -rf "$venv"
+    mkdir -p "$root/target"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q --disable-pip-version-check $PY_PACKAGES
 fi

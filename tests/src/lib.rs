@@ -423,3 +423,15 @@ pub fn run_to_end(
         err.join().unwrap_or_default(),
     )
 }
+
+/// The tests' Python (target/py: a venv with the system's gi and cv2, and the PyPI
+/// packages the bootstrap installs); panics naming the fix when it is missing.
+pub fn python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test` (or scripts/bootstrap.sh) to create it",
+        python.display()
+    );
+    python
+}
