@@ -170,6 +170,7 @@ mod tests {
         let text = include_str!("../../../config/mjpeg-rtsp-server.toml");
         let config = FileConfig::parse(text).expect("the example parses");
         assert_eq!(config.server.port, Some(8554));
+        assert_eq!(config.server.http_port, Some(8080));
         assert_eq!(config.server.stats_format, Some(StatsFormatName::Json));
         assert!(config.paths.contains_key("cam"));
         assert!(

@@ -154,13 +154,13 @@ impl Server {
     }
 
     /// An HTTP viewer's stream ended (it left, or the clip did).
-    pub fn end_http_viewer(&self, viewer: &http::viewer::HttpViewer) {
+    pub fn end_http_viewer(&self, viewer: &http::viewer::HttpViewer, why: &str) {
         if lock(&self.http_viewers).remove(&viewer.id).is_none() {
             return;
         }
         let last = viewer.snapshot();
         tracing::debug!(
-            "HTTP viewer {} of {}: ended after {} frames ({} passed over)",
+            "HTTP viewer {} of {}: {why} after {} frames ({} passed over)",
             viewer.id,
             viewer.path,
             last.frames_sent,

@@ -131,7 +131,12 @@ struct Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         if let Some(server) = self.server.upgrade() {
-            server.end_http_viewer(&self.viewer);
+            let why = if self.done {
+                "end of the clip"
+            } else {
+                "disconnected"
+            };
+            server.end_http_viewer(&self.viewer, why);
         }
     }
 }
