@@ -50,21 +50,9 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
             }
         })
     });
-    let accept = async {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let server = server.clone();
-                    tokio::spawn(async move { connection(server, stream, peer).await });
-                }
-                Err(e) => {
-                    // Out of file descriptors, typically: let connections finish first.
-                    tracing::info!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    };
+    let accept = accept_each(&listener, "RTSP", |stream, peer| {
+        connection(server.clone(), stream, peer)
+    });
     tokio::select! {
         _ = accept => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
@@ -72,6 +60,26 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
     housekeeping.abort();
     if let Some(stats) = stats {
         stats.abort();
+    }
+}
+
+/// Accepts connections for ever, each served by a task of its own.
+pub(super) async fn accept_each<F, Fut>(listener: &TcpListener, what: &str, mut serve: F)
+where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve(stream, peer));
+            }
+            Err(e) => {
+                // Out of file descriptors, typically: let connections finish first.
+                tracing::info!("{what}: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

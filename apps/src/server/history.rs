@@ -51,14 +51,14 @@ impl Track {
         }
     }
 
-    /// Takes a new count; returns the frame rate since the one before.
-    fn update(&mut self, count: Count) -> Option<f64> {
+    /// Takes a new count: the rates since the one before.
+    fn update(&mut self, count: Count) {
         let seconds = count
             .at
             .saturating_duration_since(self.last.at)
             .as_secs_f64();
         if seconds < 0.1 {
-            return self.rate.map(|r| r.0);
+            return;
         }
         // A count that went back (a restarted source, a reused name) starts over.
         let frames = count.frames.checked_sub(self.last.frames);
@@ -68,7 +68,6 @@ impl Track {
             _ => None,
         };
         self.last = count;
-        self.rate.map(|r| r.0)
     }
 }
 
@@ -77,6 +76,27 @@ impl Track {
 pub struct History {
     sessions: HashMap<String, Track>,
     paths: HashMap<String, Track>,
+}
+
+/// Moves each track on to its new count (`(key, frames, bytes)`); keys not given are
+/// forgotten.
+fn advance<'a>(
+    tracks: &mut HashMap<String, Track>,
+    now: Instant,
+    counts: impl Iterator<Item = (&'a str, u64, u64)>,
+) {
+    let mut seen = HashMap::with_capacity(tracks.len());
+    for (key, frames, bytes) in counts {
+        let count = Count {
+            at: now,
+            frames,
+            bytes,
+        };
+        let mut track = tracks.remove(key).unwrap_or_else(|| Track::new(count));
+        track.update(count);
+        seen.insert(key.to_string(), track);
+    }
+    *tracks = seen;
 }
 
 /// Rounds for the reports: a rate to 0.1, a share to 0.01.
@@ -94,47 +114,39 @@ impl History {
         sessions: &[SessionStats],
         paths: &[PathStats],
     ) {
-        let mut seen = HashMap::with_capacity(sessions.len());
+        advance(
+            &mut self.sessions,
+            now,
+            sessions
+                .iter()
+                .map(|s| (s.id.as_str(), s.frames_sent, s.octets_sent)),
+        );
+        advance(
+            &mut self.paths,
+            now,
+            paths
+                .iter()
+                .map(|p| (p.name.as_str(), p.frames_in, p.bytes_in)),
+        );
         for session in sessions {
-            let count = Count {
-                at: now,
-                frames: session.frames_sent,
-                bytes: session.octets_sent,
+            let Some(track) = self.sessions.get_mut(&session.id) else {
+                continue;
             };
-            let mut track = self
-                .sessions
-                .remove(&session.id)
-                .unwrap_or_else(|| Track::new(count));
-            if let Some(fps) = track.update(count) {
-                if track.samples.len() == SAMPLES {
-                    track.samples.pop_front();
-                }
-                let report = session.receiver_report.filter(|r| r.reports > 0);
-                track.samples.push_back(Sample {
-                    t_s: round(uptime_s, 1),
-                    fps: round(fps, 1),
-                    loss_pct: report.map(|r| round(r.fraction_lost * 100.0, 2)),
-                    jitter_ms: report.map(|r| round(r.jitter_ms, 2)),
-                });
+            // Only a rate measured just now makes a sample.
+            let Some((fps, _)) = track.rate.filter(|_| track.last.at == now) else {
+                continue;
+            };
+            if track.samples.len() == SAMPLES {
+                track.samples.pop_front();
             }
-            seen.insert(session.id.clone(), track);
+            let report = session.receiver_report.filter(|r| r.reports > 0);
+            track.samples.push_back(Sample {
+                t_s: round(uptime_s, 1),
+                fps: round(fps, 1),
+                loss_pct: report.map(|r| round(r.fraction_lost * 100.0, 2)),
+                jitter_ms: report.map(|r| round(r.jitter_ms, 2)),
+            });
         }
-        self.sessions = seen;
-        let mut seen = HashMap::with_capacity(paths.len());
-        for path in paths {
-            let count = Count {
-                at: now,
-                frames: path.frames_in,
-                bytes: path.bytes_in,
-            };
-            let mut track = self
-                .paths
-                .remove(&path.name)
-                .unwrap_or_else(|| Track::new(count));
-            track.update(count);
-            seen.insert(path.name.clone(), track);
-        }
-        self.paths = seen;
     }
 
     /// A session's frames per second over the latest second.

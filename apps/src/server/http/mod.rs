@@ -45,18 +45,10 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Accepts HTTP connections until the runtime ends.
 pub async fn serve(server: Arc<Server>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let server = server.clone();
-                tokio::spawn(async move { connection(server, stream, peer).await });
-            }
-            Err(e) => {
-                tracing::info!("HTTP accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    super::connection::accept_each(&listener, "HTTP", |stream, peer| {
+        connection(server.clone(), stream, peer)
+    })
+    .await;
 }
 
 async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
