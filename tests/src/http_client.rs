@@ -802,3 +802,80 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/PID/status")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(n: u8) -> Vec<u8> {
+        vec![0xFF, 0xD8, 0xFF, 0xE0, n, n, n, 0xFF, 0xD9]
+    }
+
+    fn part(jpeg: &[u8], length: usize) -> Vec<u8> {
+        let mut out = format!(
+            "Content-Type: image/jpeg\r\nContent-Length: {length}\r\nX-Timestamp: 1.5\r\n\r\n"
+        )
+        .into_bytes();
+        out.extend_from_slice(jpeg);
+        out.extend_from_slice(b"\r\n--mjpegframe\r\n");
+        out
+    }
+
+    fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in body.chunks(size) {
+            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    /// Reads `body` de-chunked from `piece`-byte writes: the parts, or the first error.
+    fn read(body: &[u8], piece: usize) -> Result<Vec<Part>, String> {
+        let wire = chunked(body, 7);
+        let mut dechunker = Dechunker::default();
+        let mut reader = PartReader::new();
+        let mut parts = Vec::new();
+        for bytes in wire.chunks(piece) {
+            let mut out = Vec::new();
+            dechunker.push(bytes, &mut out)?;
+            reader.push(&out, Instant::now(), 1, &mut parts)?;
+        }
+        assert!(dechunker.is_done());
+        Ok(parts)
+    }
+
+    #[test]
+    fn whole_parts_are_read_in_any_pieces() {
+        let mut body = b"--mjpegframe\r\n".to_vec();
+        for n in 0..3 {
+            body.extend(part(&jpeg(n), 9));
+        }
+        for piece in [1, 3, 10, 1000] {
+            let parts = read(&body, piece).unwrap();
+            let jpegs: Vec<_> = parts.iter().map(|p| p.jpeg.clone().unwrap()).collect();
+            assert_eq!(jpegs, (0..3).map(jpeg).collect::<Vec<_>>(), "{piece}");
+            assert!(
+                parts
+                    .iter()
+                    .all(|p| p.timestamp == 1.5 && p.content_length == 9)
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_length_a_cut_jpeg_and_a_missing_delimiter_are_errors() {
+        let mut long = b"--mjpegframe\r\n".to_vec();
+        long.extend(part(&jpeg(1), 10));
+        long.extend(part(&jpeg(2), 9));
+        assert!(read(&long, 5).is_err());
+        let mut cut = b"--mjpegframe\r\n".to_vec();
+        cut.extend(part(&jpeg(1)[..7], 7));
+        assert!(read(&cut, 5).unwrap_err().contains("not a whole JPEG"));
+        let mut undelimited = part(&jpeg(1), 9);
+        undelimited.extend(part(&jpeg(2), 9));
+        assert!(read(&undelimited, 5).unwrap_err().contains("delimiter"));
+    }
+}
