@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 pub mod bench;
+pub mod http_client;
 pub mod lab_server;
 pub mod mjpeg_http;
 pub mod relay;
@@ -52,6 +53,18 @@ pub fn lab_file(frames: &[Vec<u8>]) -> Vec<u8> {
         gstmjpegrtp::mjpeg::lab::write_frame(&mut out, frame).expect("frame fits the lab format");
     }
     out
+}
+
+/// The JPEGs of a lab-format (`.Mjpeg`) file.
+pub fn lab_frames(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let frame = gstmjpegrtp::mjpeg::lab::read_frame(data, pos).expect("a lab-format frame");
+        frames.push(data[frame.jpeg_offset..frame.jpeg_offset + frame.jpeg_len].to_vec());
+        pos = frame.next;
+    }
+    frames
 }
 
 /// Byte offset of each frame's JPEG (after its length prefix) in [`lab_file`]`(frames)`.

@@ -442,6 +442,11 @@ impl ServerProcess {
         last.unwrap_or_else(|| panic!("no report at exit; {}", self.stats_context()))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
