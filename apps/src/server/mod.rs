@@ -118,6 +118,8 @@ pub struct Server {
     ended: Mutex<std::collections::BTreeMap<(String, &'static str), http::metrics::Sent>>,
     /// Every session and path, sampled once a second.
     history: Mutex<history::History>,
+    /// The RTSP port it listens on (for the status page's `rtsp://` links).
+    rtsp_port: u16,
 }
 
 impl Server {
@@ -196,6 +198,11 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect()
+    }
+
+    /// The port RTSP clients connect to.
+    pub fn rtsp_port(&self) -> u16 {
+        self.rtsp_port
     }
 
     /// The per-second samples.
@@ -675,6 +682,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         next_http_viewer: std::sync::atomic::AtomicU64::new(1),
         ended: Mutex::default(),
         history: Mutex::default(),
+        rtsp_port: port,
     });
     {
         let mut out = std::io::stdout().lock();

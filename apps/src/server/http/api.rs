@@ -12,6 +12,8 @@ use crate::server::stats::{PathStats, SessionStats};
 #[derive(Debug, Serialize)]
 pub struct Paths {
     pub uptime_s: f64,
+    /// The port of the server's RTSP URLs (the host is the one the client reached).
+    pub rtsp_port: u16,
     pub paths: Vec<PathEntry>,
 }
 
@@ -46,6 +48,7 @@ pub fn paths(server: &Server) -> Paths {
     let report = server.stats_now();
     Paths {
         uptime_s: report.uptime_s,
+        rtsp_port: server.rtsp_port(),
         paths: report
             .paths
             .into_iter()
