@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import cv2
@@ -326,6 +327,67 @@ def run_checks(tools, args, expected):
         f"thumbnail centre is rgb{tuple(centre[:3])}, the source is rgb{expected}",
     )
     print(f"thumbnail centre rgb{tuple(centre[:3])} (source rgb{expected}, off by {diff})")
+
+    # The stream plays in a plain <img>: Chromium decodes its parts (the picture is the
+    # source's), and the server sees it take them at the source's rate as an HTTP viewer;
+    # once the <img> is gone, so is the viewer.
+    def http_viewers():
+        with urllib.request.urlopen(args.url.rstrip("/") + "/api/sessions", timeout=5) as r:
+            sessions = json.load(r)["sessions"]
+        return [s for s in sessions if s["transport"] == "http" and s["path"] == args.path]
+
+    check(http_viewers() == [], "an HTTP viewer before the <img> was made")
+    stream_url = "/" + urllib.parse.quote(args.path) + "/stream.mjpg"
+    tools.eval(
+        f"""(() => {{
+            const img = new Image();
+            img.id = '__streamCheck';
+            img.src = {js(stream_url)};
+            document.body.appendChild(img);
+            return true;
+        }})()"""
+    )
+    played = wait_for(
+        "the <img> of the MJPEG stream shows a frame",
+        lambda: tools.eval(
+            f"""(() => {{
+                const img = document.getElementById('__streamCheck');
+                if (!img.complete || img.naturalWidth === 0) return null;
+                const canvas = document.createElement('canvas');
+                canvas.width = img.naturalWidth;
+                canvas.height = img.naturalHeight;
+                const ctx = canvas.getContext('2d');
+                ctx.drawImage(img, 0, 0);
+                return {{
+                    width: img.naturalWidth,
+                    height: img.naturalHeight,
+                    centre: Array.from(ctx.getImageData(canvas.width >> 1, canvas.height >> 1, 1, 1).data),
+                }};
+            }})()"""
+        ),
+        lambda v: v is not None,
+    )
+    check(
+        (played["width"], played["height"]) == (args.width, args.height),
+        f"the <img> stream is {played['width']}x{played['height']}",
+    )
+    diff = max(abs(a - b) for a, b in zip(played["centre"][:3], expected))
+    check(diff <= 24, f"the <img> stream's centre is rgb{tuple(played['centre'][:3])}")
+    first = http_viewers()
+    check(len(first) == 1, f"the server lists {len(first)} HTTP viewers for the <img>")
+    time.sleep(2.0)
+    later = http_viewers()
+    check(len(later) == 1, f"the <img>'s viewer went away: {later}")
+    sent = later[0]["frames_sent"] - first[0]["frames_sent"]
+    check(sent >= 40, f"Chromium took {sent} frames in 2 s from a 25 fps source")
+    tools.eval("document.getElementById('__streamCheck').remove(); window.stop(); true")
+    wait_for(
+        "the <img>'s HTTP viewer to end once it is gone",
+        lambda: len(http_viewers()),
+        lambda v: v == 0,
+        timeout=10,
+    )
+    print(f"<img> stream: {played['width']}x{played['height']}, {sent} frames in 2 s, viewer gone after")
 
     # The hostile name is shown as text, and nothing it holds became markup.
     hostile = tools.eval(
