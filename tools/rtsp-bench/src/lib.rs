@@ -83,27 +83,22 @@ impl Default for Config {
 }
 
 /// Lifts this process's soft open-file limit to the hard one: every session or viewer
-/// holds a socket. Returns the limit in force.
-pub fn raise_file_limit() -> Option<u64> {
+/// holds a socket.
+pub fn raise_file_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit through a pointer to a local.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
+        return;
     }
     if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads one rlimit through a pointer to a local.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Some(raised.rlim_cur as u64);
-        }
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads one rlimit through a pointer to a local. When refused,
+        // connections past the old limit fail and are counted as such.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     }
-    Some(limit.rlim_cur as u64)
 }
 
 /// The server's address from an `rtsp://` URL (port 554 when it names none).

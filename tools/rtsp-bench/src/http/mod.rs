@@ -376,11 +376,13 @@ pub fn run(config: &HttpConfig) -> anyhow::Result<HttpReport> {
         .server_pid
         .and_then(|p| procstat::cpu_sample(Some(p)));
     let self0 = procstat::cpu_sample(None);
+    let machine0 = procstat::machine_sample();
     sleep_to(times.window_end);
     let server1 = config
         .server_pid
         .and_then(|p| procstat::cpu_sample(Some(p)));
     let self1 = procstat::cpu_sample(None);
+    let machine1 = procstat::machine_sample();
     let memory = config.server_pid.and_then(procstat::memory);
 
     let mut outcomes: Vec<(usize, ViewerOutcome)> = Vec::with_capacity(viewers);
@@ -396,6 +398,8 @@ pub fn run(config: &HttpConfig) -> anyhow::Result<HttpReport> {
     report.server_pid = config.server_pid;
     report.server_cpu_pct = procstat::cpu_percent(server0, server1);
     report.self_cpu_pct = procstat::cpu_percent(self0, self1);
+    report.machine_cpu_pct = procstat::machine_percent(machine0, machine1);
+    report.cores = machine1.map_or(0, |m| m.cores);
     report.server_rss_bytes = memory.map(|m| m.rss);
     report.server_anon_rss_bytes = memory.map(|m| m.anon);
     Ok(report)

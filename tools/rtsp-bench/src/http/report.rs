@@ -67,6 +67,10 @@ pub struct HttpReport {
     pub server_rss_bytes: Option<u64>,
     pub server_anon_rss_bytes: Option<u64>,
     pub self_cpu_pct: Option<f64>,
+    /// The whole machine's CPU use over the window (100 % = one core), and its cores: what
+    /// is left once the server and this process are taken out was used by others.
+    pub machine_cpu_pct: Option<f64>,
+    pub cores: usize,
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -306,6 +310,15 @@ impl HttpReport {
                     self.threads
                 ),
             ),
+            (
+                "machine",
+                format!(
+                    "CPU {} % of {} % ({} cores) in all",
+                    num(self.machine_cpu_pct, 1),
+                    self.cores * 100,
+                    self.cores
+                ),
+            ),
         ];
         for (name, value) in rows {
             let _ = writeln!(o, "  {name:<12} {value}");
@@ -381,6 +394,8 @@ impl HttpReport {
             ("server_rss_bytes", u(self.server_rss_bytes)),
             ("server_anon_rss_bytes", u(self.server_anon_rss_bytes)),
             ("self_cpu_pct", f(self.self_cpu_pct)),
+            ("machine_cpu_pct", f(self.machine_cpu_pct)),
+            ("cores", self.cores.to_string()),
         ];
         let body: Vec<String> = fields
             .into_iter()
