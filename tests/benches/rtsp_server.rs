@@ -175,10 +175,17 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
         }
         Server::OursLive => {
             let mut c = Command::new(binary("mjpeg-rtsp-server"));
-            c.args(["--bind", "127.0.0.1", "--port", "0", "--no-http", "--always-on"])
-                .arg("--source")
-                .arg(format!("live={LIVE_SOURCE}"))
-                .args(["--stats", "--stats-format", "json", "--stats-interval", "1"]);
+            c.args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-http",
+                "--always-on",
+            ])
+            .arg("--source")
+            .arg(format!("live={LIVE_SOURCE}"))
+            .args(["--stats", "--stats-format", "json", "--stats-interval", "1"]);
             c
         }
         Server::GstPerClient | Server::GstShared | Server::GstLive => {
