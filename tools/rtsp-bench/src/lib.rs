@@ -13,7 +13,11 @@
 //!   core's RFC 3550 receiver statistics (`mjpeg_media::rtcp`: A.1, A.3, A.8).
 //! - [`procstat`]: CPU time and memory from `/proc`.
 //! - [`report`]: the aggregate, as a table or JSON.
+//!
+//! [`http`] is the other mode: many HTTP Motion-JPEG viewers (`multipart/x-mixed-replace`)
+//! of one stream, or of a raw multipart TCP stream.
 
+pub mod http;
 pub mod procstat;
 pub mod receiver;
 pub mod report;
@@ -75,6 +79,25 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             options: true,
         }
+    }
+}
+
+/// Lifts this process's soft open-file limit to the hard one: every session or viewer
+/// holds a socket.
+pub fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a pointer to a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads one rlimit through a pointer to a local. When refused,
+        // connections past the old limit fail and are counted as such.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     }
 }
 

@@ -47,6 +47,51 @@ fn ticks_per_second() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
+/// The whole machine's CPU time: busy and all, in clock ticks summed over its cores, and
+/// how many cores.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineSample {
+    pub busy: u64,
+    pub total: u64,
+    pub cores: usize,
+}
+
+/// The machine's CPU time now, from `/proc/stat`.
+pub fn machine_sample() -> Option<MachineSample> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let (busy, total) = parse_machine_ticks(stat.lines().next()?)?;
+    let cores = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    Some(MachineSample { busy, total, cores })
+}
+
+/// The machine's use between two samples, in percent of one core (100 × cores when every
+/// core was busy).
+pub fn machine_percent(a: Option<MachineSample>, b: Option<MachineSample>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    let total = b.total.checked_sub(a.total)?;
+    let busy = b.busy.checked_sub(a.busy)?;
+    (total > 0).then(|| busy as f64 / total as f64 * 100.0 * b.cores.max(1) as f64)
+}
+
+/// (busy, total) ticks of `/proc/stat`'s `cpu` line: idle and iowait are not busy; guest
+/// time is already in user time.
+pub fn parse_machine_ticks(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
 /// A process's resident memory, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
@@ -84,6 +129,25 @@ mod tests {
                     9 0 12345 1000000 500 18446744073709551615";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn reads_the_machine_s_busy_time() {
+        let line = "cpu  100 5 50 800 40 3 2 0 7 0";
+        assert_eq!(parse_machine_ticks(line), Some((160, 1000)));
+        assert_eq!(parse_machine_ticks("cpu0 1 2 3 4 5 6 7 8"), None);
+        let a = MachineSample {
+            busy: 100,
+            total: 1000,
+            cores: 2,
+        };
+        let b = MachineSample {
+            busy: 400,
+            total: 2000,
+            cores: 2,
+        };
+        assert_eq!(machine_percent(Some(a), Some(b)), Some(60.0));
+        assert!(machine_sample().is_some_and(|m| m.cores >= 1 && m.total >= m.busy));
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct MultipartReader {
     garbage: usize,
     parts: u64,
     dropped: u64,
+    /// The header lines (name, value) of the last whole header block read.
+    headers: Vec<(String, String)>,
 }
 
 impl MultipartReader {
@@ -145,6 +147,7 @@ impl MultipartReader {
             garbage: 0,
             parts: 0,
             dropped: 0,
+            headers: Vec::new(),
         }
     }
 
@@ -184,6 +187,16 @@ impl MultipartReader {
     /// Bytes held, waiting for the rest of a part.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// A header of the last part whose header block was read whole (such as a camera's or
+    /// a server's `X-Timestamp`), by case-insensitive name, the first one when repeated:
+    /// right after [`MultipartReader::next_part`] returns a part, that part's.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The next whole JPEG, or why a part was dropped; `None` until more bytes arrive.
@@ -323,6 +336,7 @@ impl MultipartReader {
         let mut pos = 0;
         let mut length = None;
         let mut content_type = None;
+        let mut headers = Vec::new();
         loop {
             let Some(end) = memchr::memchr(b'\n', &self.buf[pos..]) else {
                 if self.buf.len() > self.limits.max_headers {
@@ -348,6 +362,7 @@ impl MultipartReader {
                 continue;
             };
             let value = value.trim();
+            headers.push((name.trim().to_string(), value.to_string()));
             if name.trim().eq_ignore_ascii_case("content-length") {
                 length = Some(value.to_string());
             } else if name.trim().eq_ignore_ascii_case("content-type") {
@@ -356,6 +371,7 @@ impl MultipartReader {
         }
         self.buf.drain(..pos);
         self.scanned = 0;
+        self.headers = headers;
         let length = match length.map(|l| l.parse::<usize>().map_err(|_| l)) {
             None => None,
             Some(Ok(n)) if n > self.limits.max_part => {
@@ -494,6 +510,38 @@ mod tests {
             assert!(reader.is_closed());
             assert_eq!(reader.buffered(), 0);
         }
+    }
+
+    #[test]
+    fn each_part_s_own_headers_are_kept_until_the_next_part() {
+        let mut data = Vec::new();
+        for n in 0..3u8 {
+            data.extend(
+                format!("--b\r\nContent-Type: image/jpeg\r\nx-timestamp: 17.{n}\r\n").as_bytes(),
+            );
+            if n == 1 {
+                data.extend(b"X-Other: yes\r\n");
+            }
+            data.extend(b"\r\n");
+            data.extend(jpeg(n));
+            data.extend(b"\r\n");
+        }
+        data.extend(b"--b\r\n");
+        let mut reader = MultipartReader::new("b", Limits::default());
+        let mut seen = Vec::new();
+        for piece in data.chunks(5) {
+            reader.push(piece);
+            while let Some(part) = reader.next_part() {
+                assert_eq!(part.unwrap()[4], seen.len() as u8);
+                seen.push((
+                    reader.header("X-Timestamp").map(str::to_string),
+                    reader.header("x-other").is_some(),
+                ));
+            }
+        }
+        let ts = |n| Some(format!("17.{n}"));
+        assert_eq!(seen, vec![(ts(0), false), (ts(1), true), (ts(2), false)]);
+        assert_eq!(reader.header("Content-Type"), Some("image/jpeg"));
     }
 
     #[test]
