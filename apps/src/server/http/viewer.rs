@@ -110,12 +110,42 @@ enum Source {
     },
 }
 
-/// One frame to send, and when it was made.
-struct Picture {
-    jpeg: Bytes,
-    made: SystemTime,
-    /// The clip's last frame (the stream ends after it).
-    last: bool,
+/// One frame to send.
+enum Picture {
+    /// A live frame, as the part every viewer of the path sends.
+    Part(Bytes),
+    /// A clip's frame; `last` ends the stream after it.
+    Clip { jpeg: Bytes, last: bool },
+}
+
+/// A JPEG's part: its headers, the JPEG and the delimiter of the next part (sent at
+/// once, so that a browser shows the frame without waiting for the next one).
+fn part_head(jpeg_len: usize, made: SystemTime) -> String {
+    let unix = made
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    format!(
+        "Content-Type: image/jpeg\r\nContent-Length: {jpeg_len}\r\nX-Timestamp: {unix:.6}\r\n\r\n"
+    )
+}
+
+/// A live frame's part, made once for all its HTTP viewers (one copy of the JPEG per
+/// frame, whatever the number of viewers).
+fn live_part(frame: &LiveFrame) -> Bytes {
+    frame
+        .http_part
+        .get_or_init(|| {
+            let jpeg = frame.jpeg.as_slice();
+            let head = part_head(jpeg.len(), frame.made_wall);
+            let tail = format!("\r\n--{BOUNDARY}\r\n");
+            let mut part = Vec::with_capacity(head.len() + jpeg.len() + tail.len());
+            part.extend_from_slice(head.as_bytes());
+            part.extend_from_slice(jpeg);
+            part.extend_from_slice(tail.as_bytes());
+            Bytes::from(part)
+        })
+        .clone()
 }
 
 /// A viewer's stream: its source and its place in the statistics.
@@ -156,12 +186,7 @@ impl Stream {
                             .fetch_add(frame.number - n - 1, Ordering::Relaxed);
                     }
                     *last = Some(frame.number);
-                    let made = frame.made_wall;
-                    return Some(Picture {
-                        jpeg: Bytes::from_owner(LiveJpeg(frame)),
-                        made,
-                        last: false,
-                    });
+                    return Some(Picture::Part(live_part(&frame)));
                 }
                 frames.changed().await.ok()?;
             },
@@ -191,9 +216,8 @@ impl Stream {
                 *next = due + 1;
                 let index = (absolute % len) as usize;
                 self.viewer.frame.store(index as u64, Ordering::Relaxed);
-                Some(Picture {
+                Some(Picture::Clip {
                     jpeg: Bytes::from_owner(ClipJpeg(clip.clone(), index)),
-                    made: SystemTime::now(),
                     last: !*looping && absolute + 1 >= len,
                 })
             }
@@ -208,33 +232,31 @@ impl Stream {
         if self.done {
             return None;
         }
-        let picture = self.next_picture().await?;
-        let unix = picture
-            .made
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let head = format!(
-            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {unix:.6}\r\n\r\n",
-            picture.jpeg.len()
-        );
-        let tail = if picture.last {
-            // The stream just ends: ffmpeg's reader calls a close delimiter (RFC 2046's
-            // `--boundary--`) invalid data, and every reader takes the end as the last
-            // part's end.
-            self.done = true;
-            Bytes::from_static(b"\r\n")
-        } else {
-            Bytes::from(format!("\r\n--{BOUNDARY}\r\n"))
+        let pieces = match self.next_picture().await? {
+            Picture::Part(part) => vec![part],
+            Picture::Clip { jpeg, last } => {
+                let head = Bytes::from(part_head(jpeg.len(), SystemTime::now()));
+                let tail = if last {
+                    // The stream just ends: ffmpeg's reader calls a close delimiter (RFC
+                    // 2046's `--boundary--`) invalid data, and every reader takes the end
+                    // as the last part's end.
+                    self.done = true;
+                    Bytes::from_static(b"\r\n")
+                } else {
+                    Bytes::from(format!("\r\n--{BOUNDARY}\r\n"))
+                };
+                vec![head, jpeg, tail]
+            }
         };
         self.viewer.frames_sent.fetch_add(1, Ordering::Relaxed);
-        self.viewer.bytes_sent.fetch_add(
-            (head.len() + picture.jpeg.len() + tail.len()) as u64,
-            Ordering::Relaxed,
-        );
-        // Popped from the end: the head goes first.
-        self.pending = vec![tail, picture.jpeg];
-        Some(Bytes::from(head))
+        let bytes: usize = pieces.iter().map(Bytes::len).sum();
+        self.viewer
+            .bytes_sent
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        // Popped from the end: the first piece goes first.
+        self.pending = pieces;
+        self.pending.reverse();
+        self.pending.pop()
     }
 }
 

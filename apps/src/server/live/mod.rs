@@ -43,6 +43,9 @@ pub struct LiveFrame {
     pub made: Instant,
     /// The same moment on the wall clock (HTTP viewers' `X-Timestamp`).
     pub made_wall: std::time::SystemTime,
+    /// The frame as one multipart part for HTTP viewers, made by the first viewer that
+    /// sends it and shared by all (one write per viewer instead of three).
+    pub http_part: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl LiveFrame {
@@ -60,6 +63,7 @@ impl LiveFrame {
             number: 0,
             made: Instant::now(),
             made_wall: std::time::SystemTime::now(),
+            http_part: std::sync::OnceLock::new(),
         })
     }
 }
