@@ -959,3 +959,66 @@ fn bad_requests_get_clear_answers_and_leave_a_viewer_beside_them_streaming() {
         "{received} parts of {made} frames made"
     );
 }
+
+#[test]
+fn a_viewer_that_stops_reading_is_closed_and_frees_its_slot_and_the_source() {
+    // On demand (not always on), with a short linger: the stalled viewer alone keeps the
+    // source running until it is closed.
+    let server = ServerProcess::start(&["--linger", "0.5", "--source", CAM], 1);
+    let base = server.http();
+    // A client that asks for the stream and then never reads, with a small receive
+    // buffer: its window closes after a few frames.
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr_of(&base).into()).unwrap();
+    let mut stalled: TcpStream = socket.into();
+    stalled
+        .write_all(b"GET /cam/stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let listed = |sessions: &Value| {
+        sessions["sessions"]
+            .as_array()
+            .map_or(0, |s| s.iter().filter(|s| s["transport"] == "http").count())
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            listed(&get(&base, "/api/sessions", "").json()) == 1
+        }),
+        "the viewer is not listed"
+    );
+    let line = server.wait_for_log(&["took nothing for 10 s, closed"], Duration::from_secs(30));
+    assert!(line.contains("HTTP viewer H"), "{line}");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            listed(&get(&base, "/api/sessions", "").json()) == 0
+        }),
+        "the stalled viewer is still listed"
+    );
+    // With nobody watching, the on-demand source stops after its linger.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let paths = get(&base, "/api/paths", "").json();
+            path_entry(&paths, "cam")["source"] == "idle"
+        }),
+        "the source kept running: {}",
+        get(&base, "/api/paths", "").text()
+    );
+    // Its connection is gone: reading ends (after what the kernel had buffered).
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let end = std::io::Read::read_to_end(&mut stalled, &mut sink);
+    assert!(
+        end.is_ok()
+            || end
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection is still open: {end:?}"
+    );
+}

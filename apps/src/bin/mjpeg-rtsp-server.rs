@@ -68,7 +68,8 @@ struct Args {
     /// Seconds between --stats reports [default: 5]
     #[arg(long, value_parser = positive_seconds)]
     stats_interval: Option<f64>,
-    /// Most sessions at once [default: 4096]
+    /// Most sessions at once: RTSP sessions, publishers and HTTP MJPEG viewers together
+    /// [default: 4096]
     #[arg(long)]
     max_sessions: Option<usize>,
     /// A live path: NAME=PIPELINE, a gst-launch description whose output is JPEG images,

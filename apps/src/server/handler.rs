@@ -288,7 +288,7 @@ impl Server {
                 return Err(Refusal::SetupWhilePlaying);
             }
             self.remove_session(id, None);
-        } else if self.session_count() >= self.config.max_sessions {
+        } else if self.at_capacity() {
             // (A session set up again replaces itself: it never counts twice.)
             return Err(Refusal::SessionLimit);
         }

@@ -135,24 +135,67 @@ impl Server {
         lock(&self.http_viewers).len()
     }
 
-    /// A new HTTP viewer of `path`, in the statistics until [`end_http_viewer`].
-    pub fn add_http_viewer(&self, client: SocketAddr, path: &str) -> Arc<http::viewer::HttpViewer> {
+    /// `--max-sessions` is reached: RTSP sessions, publishers and HTTP viewers together.
+    pub fn at_capacity(&self) -> bool {
+        self.session_count() + self.publishing.all().len() + self.http_viewer_count()
+            >= self.config.max_sessions
+    }
+
+    /// A new HTTP viewer of `path`, in the statistics until [`end_http_viewer`];
+    /// `cancel` ends its connection.
+    pub fn add_http_viewer(
+        &self,
+        client: SocketAddr,
+        path: &str,
+        cancel: Arc<tokio::sync::Notify>,
+    ) -> Arc<http::viewer::HttpViewer> {
         let n = self
             .next_http_viewer
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let viewer = Arc::new(http::viewer::HttpViewer {
-            id: format!("H{n}"),
+        let viewer = Arc::new(http::viewer::HttpViewer::new(
+            format!("H{n}"),
             client,
-            path: path.to_string(),
-            started: Instant::now(),
-            frames_sent: Default::default(),
-            bytes_sent: Default::default(),
-            frames_skipped: Default::default(),
-            frame: Default::default(),
-        });
+            path,
+            cancel,
+        ));
         tracing::debug!("HTTP viewer {} of {path} from {client}", viewer.id);
         lock(&self.http_viewers).insert(viewer.id.clone(), viewer.clone());
         viewer
+    }
+
+    /// Ends HTTP viewers whose socket took nothing for [`http::WRITE_DEADLINE`] (a client
+    /// that stopped reading, or vanished without a word): they would hold their slot,
+    /// and keep an on-demand source running, for ever.
+    fn expire_http_viewers(&self) {
+        let viewers: Vec<Arc<http::viewer::HttpViewer>> =
+            lock(&self.http_viewers).values().cloned().collect();
+        for viewer in viewers {
+            if viewer
+                .stalled_for()
+                .is_some_and(|d| d >= http::WRITE_DEADLINE)
+                && !viewer
+                    .stalled
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::info!(
+                    "HTTP viewer {} of {} from {}: took nothing for {} s, closed",
+                    viewer.id,
+                    viewer.path,
+                    viewer.client,
+                    http::WRITE_DEADLINE.as_secs()
+                );
+                viewer.cancel.notify_one();
+            }
+        }
+    }
+
+    /// Ends every HTTP viewer, at exit (their connections go with the runtime).
+    fn end_http_viewers(&self, why: &str) {
+        let viewers: Vec<Arc<http::viewer::HttpViewer>> =
+            lock(&self.http_viewers).values().cloned().collect();
+        for viewer in viewers {
+            self.end_http_viewer(&viewer, why);
+        }
     }
 
     /// An HTTP viewer's stream ended (it left, or the clip did).
@@ -319,6 +362,7 @@ impl Server {
             self.remove_session(&session.id, Some("timed out"));
         }
         self.expire_publishers();
+        self.expire_http_viewers();
     }
 
     /// Says how many lines each session held back in a flood that is over.
@@ -454,6 +498,7 @@ impl Server {
         for publisher in self.publishing.all() {
             self.end_publisher(&publisher.id, "server shutting down");
         }
+        self.end_http_viewers("server shutting down");
         // The last report says how every session ended.
         if self.config.stats_interval.is_some() {
             self.print_stats();

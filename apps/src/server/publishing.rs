@@ -169,7 +169,7 @@ impl Server {
             return Err(Refusal::OneClipPerSession);
         }
         self.check_free(&name)?;
-        if self.session_count() + self.publishing.all().len() >= self.config.max_sessions {
+        if self.at_capacity() {
             return Err(Refusal::SessionLimit);
         }
         let id = self.new_session_id(request.dialect);

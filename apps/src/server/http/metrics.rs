@@ -28,21 +28,26 @@ pub struct Sent {
     pub skipped: u64,
 }
 
-pub fn response(server: &Server) -> Response<Body> {
+pub async fn response(server: &Server) -> Response<Body> {
     let report = server.stats_now();
     let ended = server.ended_totals();
-    match render(&report, &ended) {
-        Ok(body) => {
-            let mut response = Response::new(full(body));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            response
-        }
+    // Off the control plane's thread: thousands of sessions make a large text.
+    let rendered = tokio::task::spawn_blocking(move || render(&report, &ended)).await;
+    match rendered {
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Ok(rendered) => match rendered {
+            Ok(body) => {
+                let mut response = Response::new(full(body));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            }
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        },
     }
 }
 
@@ -74,6 +79,8 @@ fn render(
     };
     for ((path, transport), sent) in ended {
         let labels = path_transport(path, transport);
+        // A path and transport whose sessions all ended reads 0, not nothing.
+        sessions.get_or_create(&labels).set(0);
         frames_sent.get_or_create(&labels).inc_by(sent.frames);
         packets_sent.get_or_create(&labels).inc_by(sent.packets);
         bytes_sent.get_or_create(&labels).inc_by(sent.bytes);

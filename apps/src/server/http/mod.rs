@@ -38,6 +38,8 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 const BUFFER: usize = 16 * 1024;
 /// Unsent bytes the kernel keeps per viewer before the socket stops taking more.
 const NOTSENT_LOWAT: u32 = 16 * 1024;
+/// A viewer whose socket takes nothing for this long is closed (as RTSP's writers).
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a snapshot of a live path whose source is not up waits for a frame.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 
@@ -54,18 +56,29 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
 async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     limit_unsent(&stream);
-    let service = hyper::service::service_fn(move |request| {
-        let server = server.clone();
-        async move { Ok::<_, Infallible>(respond(&server, request, peer).await) }
-    });
+    // Told when the connection's viewer stalled: the connection is then dropped.
+    let cancel = Arc::new(tokio::sync::Notify::new());
+    let service = {
+        let cancel = cancel.clone();
+        hyper::service::service_fn(move |request| {
+            let server = server.clone();
+            let cancel = cancel.clone();
+            async move { Ok::<_, Infallible>(respond(&server, request, peer, cancel).await) }
+        })
+    };
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_DEADLINE)
         .max_buf_size(BUFFER)
         .max_headers(64)
         .serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = connection.await {
-        tracing::debug!("HTTP {peer}: {e}");
+    tokio::select! {
+        result = connection => {
+            if let Err(e) = result {
+                tracing::debug!("HTTP {peer}: {e}");
+            }
+        }
+        _ = cancel.notified() => {}
     }
 }
 
@@ -182,8 +195,9 @@ async fn respond(
     server: &Arc<Server>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    cancel: Arc<tokio::sync::Notify>,
 ) -> Response<Body> {
-    let answer = answer(server, &request, peer).await;
+    let answer = answer(server, &request, peer, cancel).await;
     match answer {
         Ok(response) => response,
         Err(refused) => {
@@ -214,6 +228,7 @@ async fn answer(
     server: &Arc<Server>,
     request: &Request<Incoming>,
     peer: SocketAddr,
+    cancel: Arc<tokio::sync::Notify>,
 ) -> Result<Response<Body>, Refused> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Err(Refused::Method);
@@ -228,9 +243,9 @@ async fn answer(
     };
     match route(request.uri().path())? {
         Route::Page => Ok(page()),
-        Route::Paths => Ok(json(&api::paths(server))),
-        Route::Sessions => Ok(json(&api::sessions(server))),
-        Route::Metrics => Ok(metrics::response(server)),
+        Route::Paths => Ok(json(api::paths(server)).await),
+        Route::Sessions => Ok(json(api::sessions(server)).await),
+        Route::Metrics => Ok(metrics::response(server).await),
         Route::Stream(name) => {
             let media = media(&name)?;
             let t = start_time(request.uri().query())?;
@@ -245,10 +260,10 @@ async fn answer(
             if head {
                 return Ok(viewer::head());
             }
-            if server.session_count() + server.http_viewer_count() >= server.config.max_sessions {
+            if server.at_capacity() {
                 return Err(Refused::Full);
             }
-            Ok(viewer::start(server, media, t, peer))
+            Ok(viewer::start(server, media, t, peer, cancel))
         }
         Route::Snapshot(name) => {
             let t = start_time(request.uri().query())?;
@@ -306,8 +321,14 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
-    match serde_json::to_vec(value) {
+/// Serialized off the control plane's thread: with thousands of sessions and their
+/// history, the text is megabytes.
+async fn json<T: serde::Serialize + Send + 'static>(value: T) -> Response<Body> {
+    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&value))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match body {
         Ok(body) => {
             let mut response = Response::new(full(body));
             let headers = response.headers_mut();

@@ -46,9 +46,48 @@ pub struct HttpViewer {
     pub frames_skipped: AtomicU64,
     /// The clip frame sent last (0 for a live path).
     pub frame: AtomicU64,
+    /// Since when (ms after `started`, plus one; 0: not writing) the socket has not taken
+    /// the piece handed to it.
+    writing_since: AtomicU64,
+    /// Ends the viewer's connection (told when it stalled).
+    pub cancel: Arc<tokio::sync::Notify>,
+    /// It was ended for taking nothing for too long.
+    pub stalled: std::sync::atomic::AtomicBool,
 }
 
 impl HttpViewer {
+    pub fn new(
+        id: String,
+        client: SocketAddr,
+        path: &str,
+        cancel: Arc<tokio::sync::Notify>,
+    ) -> HttpViewer {
+        HttpViewer {
+            id,
+            client,
+            path: path.to_string(),
+            started: Instant::now(),
+            frames_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            frames_skipped: AtomicU64::new(0),
+            frame: AtomicU64::new(0),
+            writing_since: AtomicU64::new(0),
+            cancel,
+            stalled: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    /// How long its socket has not taken what was handed to it (`None` while it waits
+    /// for a frame).
+    pub fn stalled_for(&self) -> Option<std::time::Duration> {
+        let since = self.writing_since.load(Ordering::Relaxed);
+        (since != 0).then(|| std::time::Duration::from_millis(self.millis().saturating_sub(since)))
+    }
+
     pub fn snapshot(&self) -> SessionStats {
         SessionStats {
             id: self.id.clone(),
@@ -163,6 +202,8 @@ impl Drop for Stream {
         if let Some(server) = self.server.upgrade() {
             let why = if self.done {
                 "end of the clip"
+            } else if self.viewer.stalled.load(Ordering::Relaxed) {
+                "stalled (its socket took nothing)"
             } else {
                 "disconnected"
             };
@@ -204,12 +245,13 @@ impl Stream {
                 tokio::time::sleep_until(due_at(*next)).await;
                 // Late (the socket was slow): the one due now, passing over the others.
                 let elapsed = tokio::time::Instant::now().saturating_duration_since(*origin);
-                let due = ((elapsed.as_secs_f64() * fps) as u64).max(*next);
-                let mut absolute = *start as u64 + due;
-                if !*looping && absolute >= len {
-                    // Passed the end while waiting: the last frame still closes the stream.
-                    absolute = len - 1;
+                let mut due = ((elapsed.as_secs_f64() * fps) as u64).max(*next);
+                if !*looping {
+                    // Passed the end while waiting: the last frame still closes the stream
+                    // (frames past the end were never there to skip).
+                    due = due.min(len - 1 - *start as u64);
                 }
+                let absolute = *start as u64 + due;
                 self.viewer
                     .frames_skipped
                     .fetch_add(due - *next, Ordering::Relaxed);
@@ -224,8 +266,21 @@ impl Stream {
         }
     }
 
-    /// The next piece of the body.
+    /// The next piece of the body. hyper asks for it once the previous one has (nearly)
+    /// left, so the time between handing a piece out and the next call is how long the
+    /// socket has been stuck.
     async fn next_piece(&mut self) -> Option<Bytes> {
+        self.viewer.writing_since.store(0, Ordering::Relaxed);
+        let piece = self.take_piece().await;
+        if piece.is_some() {
+            self.viewer
+                .writing_since
+                .store(self.viewer.millis(), Ordering::Relaxed);
+        }
+        piece
+    }
+
+    async fn take_piece(&mut self) -> Option<Bytes> {
         if let Some(piece) = self.pending.pop() {
             return Some(piece);
         }
@@ -279,8 +334,14 @@ fn stream_response(body: Body) -> Response<Body> {
 }
 
 /// Starts a viewer of `media` (a clip from `t` seconds).
-pub fn start(server: &Arc<Server>, media: Media, t: f64, peer: SocketAddr) -> Response<Body> {
-    let viewer = server.add_http_viewer(peer, media.name());
+pub fn start(
+    server: &Arc<Server>,
+    media: Media,
+    t: f64,
+    peer: SocketAddr,
+    cancel: Arc<tokio::sync::Notify>,
+) -> Response<Body> {
+    let viewer = server.add_http_viewer(peer, media.name(), cancel);
     let source = match media {
         Media::Live(live) => Source::Live {
             frames: live.frames(),
@@ -342,7 +403,12 @@ pub fn clip_snapshot(clip: &Arc<Clip>, frame: usize, request: &HeaderMap) -> Res
     let matches = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+        .is_some_and(|v| {
+            // Weak comparison (RFC 9110 13.1.2): a `W/` tag matches too.
+            v.split(',')
+                .map(|t| t.trim())
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+        });
     let mut response = if matches {
         let mut response = Response::new(full(Bytes::new()));
         *response.status_mut() = StatusCode::NOT_MODIFIED;

@@ -432,6 +432,7 @@ impl LivePath {
     pub fn restart(self: &Arc<Self>) {
         let mut inner = self.lock();
         inner.status = Status::Starting;
+        self.latest.send_replace(None);
         self.start(&mut inner);
     }
 
@@ -457,7 +458,7 @@ impl LivePath {
     }
 
     fn on_frame(self: &Arc<Self>, run: u64, mut frame: LiveFrame) {
-        {
+        let frame = {
             let mut inner = self.lock();
             if inner.run != run {
                 return;
@@ -474,9 +475,11 @@ impl LivePath {
             inner.bytes_in += frame.jpeg.len() as u64;
             inner.width = frame.width;
             inner.height = frame.height;
-        }
-        let frame = Arc::new(frame);
-        self.latest.send_replace(Some(frame.clone()));
+            let frame = Arc::new(frame);
+            // Under the lock: a stop that clears it cannot come in between.
+            self.latest.send_replace(Some(frame.clone()));
+            frame
+        };
         self.pacer.live(self.clone(), frame);
     }
 
@@ -506,6 +509,8 @@ impl LivePath {
         }
         inner.last_failure = Some(why);
         inner.status = Status::Retrying;
+        // New viewers wait for the source's next frame, not its last before the failure.
+        self.latest.send_replace(None);
         inner.retry_at = Some(Instant::now() + wait);
         inner.backoff = (wait * 2).min(MAX_BACKOFF);
     }

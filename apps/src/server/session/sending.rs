@@ -180,6 +180,8 @@ impl Session {
                     });
                     state.seq = state.seq.wrapping_add(1);
                     state.counts.add(packet.body_len());
+                    state.sent_packets += 1;
+                    state.sent_octets += packet.body_len() as u64;
                 }
                 true
             }
@@ -205,6 +207,7 @@ impl Session {
                 let mut bytes = Vec::new();
                 let mut seq = state.seq;
                 let mut counts = state.counts;
+                let (mut packets, mut octets) = (0u64, 0u64);
                 for packet in frame.packets() {
                     let header = rtp_header(packet.marker_and_type(), seq, ts, self.ssrc);
                     interleaved::append(
@@ -214,6 +217,8 @@ impl Session {
                     );
                     seq = seq.wrapping_add(1);
                     counts.add(packet.body_len());
+                    packets += 1;
+                    octets += packet.body_len() as u64;
                 }
                 // A full writer means the client reads slower than we send: drop the
                 // frame whole, unnumbered (TCP congestion, not network loss).
@@ -221,6 +226,8 @@ impl Session {
                 if ok {
                     state.seq = seq;
                     state.counts = counts;
+                    state.sent_packets += packets;
+                    state.sent_octets += octets;
                 }
                 ok
             }
