@@ -965,7 +965,7 @@ fn bad_requests_get_clear_answers_and_leave_a_viewer_beside_them_streaming() {
 fn a_viewer_that_stops_reading_is_closed_and_frees_its_slot_and_the_source() {
     // On demand (not always on), with a short linger: the stalled viewer alone keeps the
     // source running until it is closed.
-    let server = ServerProcess::start(&["--linger", "0.5", "--source", CAM], 1);
+    let server = ServerProcess::start_with_stats(&["--linger", "0.5", "--source", CAM], 1);
     let base = server.http();
     // A client that asks for the stream and then never reads, with a small receive
     // buffer: its window closes after a few frames.
@@ -999,6 +999,17 @@ fn a_viewer_that_stops_reading_is_closed_and_frees_its_slot_and_the_source() {
             listed(&get(&base, "/api/sessions", "").json()) == 0
         }),
         "the stalled viewer is still listed"
+    );
+    // The statistics say why it ended.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            server
+                .closed_sessions()
+                .iter()
+                .any(|c| c["reason"] == "stalled (its socket took nothing)")
+        }),
+        "no stalled viewer in the closed sessions: {:?}",
+        server.closed_sessions()
     );
     // With nobody watching, the on-demand source stops after its linger.
     assert!(

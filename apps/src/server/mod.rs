@@ -212,13 +212,7 @@ impl Server {
             last.frames_dropped
         );
         self.add_ended(&last);
-        self.note_closed(
-            &viewer.id,
-            &viewer.path,
-            "disconnected",
-            last.frames_sent,
-            None,
-        );
+        self.note_closed(&viewer.id, &viewer.path, why, last.frames_sent, None);
     }
 
     /// Adds an ended session's figures to its path's totals.

@@ -157,8 +157,8 @@ enum Picture {
     Clip { jpeg: Bytes, last: bool },
 }
 
-/// A JPEG's part: its headers, the JPEG and the delimiter of the next part (sent at
-/// once, so that a browser shows the frame without waiting for the next one).
+/// A JPEG's part headers. The JPEG follows, then at once the next part's delimiter, so
+/// that a browser shows the frame without waiting for the next one.
 fn part_head(jpeg_len: usize, made: SystemTime) -> String {
     let unix = made
         .duration_since(SystemTime::UNIX_EPOCH)
