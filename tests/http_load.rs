@@ -21,7 +21,17 @@ const CAM: &str = "cam=videotestsrc is-live=true \
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn live_server() -> ServerProcess {
-    let server = ServerProcess::start(&["--always-on", "--source", CAM], 1);
+    // Hundreds of viewers from one address.
+    let server = ServerProcess::start(
+        &[
+            "--max-connections-per-ip",
+            "0",
+            "--always-on",
+            "--source",
+            CAM,
+        ],
+        1,
+    );
     let base = server.http();
     let up = wait_until(Duration::from_secs(20), || {
         cam(&get(&base, "/api/paths", "").json())["frames_in"]

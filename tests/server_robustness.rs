@@ -103,7 +103,9 @@ fn still_answers(served: &Served) {
 
 #[test]
 fn idle_connections_and_a_slow_sender_do_not_stop_a_player() {
-    let mut served = serve(&[]);
+    // More idle connections than one address may hold by default: this is about idle
+    // ones, not the per-address limit.
+    let mut served = serve(&["--max-connections-per-ip", "0"]);
     let idle: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(served.server.addr).expect("an idle connection"))
         .collect();
@@ -676,4 +678,77 @@ fn a_flood_of_malformed_rtcp_is_logged_a_few_lines_a_second() {
         "{session}"
     );
     p.still_receives(5);
+}
+
+#[test]
+fn one_address_holds_at_most_its_connections_and_others_are_still_answered() {
+    const LIMIT: usize = 100; // the default
+    let served = serve(&[]);
+    let addr = served.server.addr;
+    let http = mjpeg_rtsp_tests::http_client::addr_of(&served.server.http());
+    // 120 connections from 127.0.0.1: the first 100 are held, the rest closed at once.
+    let mut held: Vec<TcpStream> = (0..120)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    // Whether the server closed `stream` (given it a moment): a read sees the end.
+    let closed_at_once = |stream: &mut TcpStream| {
+        std::thread::sleep(Duration::from_millis(20));
+        stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let read = std::io::Read::read(stream, &mut byte);
+        stream.set_nonblocking(false).unwrap();
+        !matches!(read, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = held.iter_mut().map(closed_at_once).filter(|c| *c).count();
+    assert_eq!(closed, 120 - LIMIT, "connections closed past the limit");
+    // HTTP counts with RTSP: one more from 127.0.0.1 is closed too.
+    let mut more = TcpStream::connect(http).unwrap();
+    assert!(
+        closed_at_once(&mut more),
+        "an HTTP connection past the limit"
+    );
+    served
+        .server
+        .wait_for_log(&["127.0.0.1 holds 100 connections"], Duration::from_secs(5));
+    // Another address is answered, over RTSP and HTTP.
+    let from = |port: u16| {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .unwrap();
+        socket
+            .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        TcpStream::from(socket)
+    };
+    let mut rtsp = from(addr.port());
+    rtsp.write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+        .unwrap();
+    rtsp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = [0u8; 64];
+    let n = std::io::Read::read(&mut rtsp, &mut reply).unwrap();
+    assert!(
+        reply[..n].starts_with(b"RTSP/1.0 200"),
+        "{:?}",
+        String::from_utf8_lossy(&reply[..n])
+    );
+    let mut page = from(http.port());
+    page.write_all(b"GET /api/paths HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    page.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = std::io::Read::read(&mut page, &mut reply).unwrap();
+    assert!(reply[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &reply[..n]);
+    // Places freed are taken again.
+    held.truncate(50);
+    let again = wait_until(Duration::from_secs(5), || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        !closed_at_once(&mut s)
+    });
+    assert!(again, "no connection from 127.0.0.1 after 50 were closed");
 }

@@ -173,6 +173,7 @@ fn start(server: Server) -> Result<Running, String> {
         Server::Ours => {
             let mut c = Command::new(binary("mjpeg-rtsp-server"));
             c.args(["--bind", "127.0.0.1", "--port", "0", "--http-port", "0"])
+                .args(["--max-connections-per-ip", "0"])
                 .args(["--always-on", "--source"])
                 .arg(format!("live={SOURCE}"));
             c

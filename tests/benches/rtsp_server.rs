@@ -167,7 +167,8 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
     let mut cmd = match server {
         Server::Ours => {
             let mut c = Command::new(binary("mjpeg-rtsp-server"));
-            c.args(["--bind", "127.0.0.1", "--port", "0", "--no-http", "--fps"])
+            c.args(["--bind", "127.0.0.1", "--port", "0", "--no-http"])
+                .args(["--max-connections-per-ip", "0", "--fps"])
                 .arg(FPS.to_string())
                 .arg("--loop")
                 .arg(clip);
@@ -181,6 +182,8 @@ fn start(server: Server, clip: &Path, registry: &Path) -> Result<Running, String
                 "--port",
                 "0",
                 "--no-http",
+                "--max-connections-per-ip",
+                "0",
                 "--always-on",
             ])
             .arg("--source")

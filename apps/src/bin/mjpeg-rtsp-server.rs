@@ -72,6 +72,10 @@ struct Args {
     /// [default: 4096]
     #[arg(long)]
     max_sessions: Option<usize>,
+    /// Connections one client address may hold at once, RTSP and HTTP together; past
+    /// it, its new connections are closed at once (0: no limit) [default: 100]
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
     /// A live path: NAME=PIPELINE, a gst-launch description whose output is JPEG images,
     /// served at rtsp://HOST:PORT/NAME (repeatable). For example
     /// cam='v4l2src device=/dev/video0 ! image/jpeg,width=1280,height=720' or
@@ -235,6 +239,10 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
             .or(server.stats_format.map(StatsFormat::from))
             .unwrap_or_default(),
         max_sessions: args.max_sessions.or(server.max_sessions).unwrap_or(4096),
+        max_connections_per_ip: args
+            .max_connections_per_ip
+            .or(server.max_connections_per_ip)
+            .unwrap_or(mjpeg_rtsp::server::per_ip::DEFAULT_MAX),
         paths,
         sources,
         relays,

@@ -45,6 +45,8 @@ pub struct ServerSection {
     /// Seconds.
     pub session_timeout: Option<u64>,
     pub max_sessions: Option<usize>,
+    /// 0: no limit.
+    pub max_connections_per_ip: Option<usize>,
     pub stats: Option<bool>,
     pub stats_format: Option<StatsFormatName>,
     /// Seconds.

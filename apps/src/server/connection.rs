@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::Server;
 use super::handler::Connection;
+use super::per_ip::PerIp;
 use crate::rtsp::request::{self, Framed, MAX_REQUEST};
 use crate::rtsp::{Dialect, Reply, lab};
 
@@ -50,7 +51,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
             }
         })
     });
-    let accept = accept_each(&listener, "RTSP", |stream, peer| {
+    let accept = accept_each(&listener, "RTSP", server.per_ip.clone(), |stream, peer| {
         connection(server.clone(), stream, peer)
     });
     tokio::select! {
@@ -63,16 +64,29 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
     }
 }
 
-/// Accepts connections for ever, each served by a task of its own.
-pub(super) async fn accept_each<F, Fut>(listener: &TcpListener, what: &str, mut serve: F)
-where
+/// Accepts connections for ever, each served by a task of its own; an address past
+/// `--max-connections-per-ip` has its new ones closed at once.
+pub(super) async fn accept_each<F, Fut>(
+    listener: &TcpListener,
+    what: &str,
+    per_ip: Arc<PerIp>,
+    mut serve: F,
+) where
     F: FnMut(TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(serve(stream, peer));
+                let Some(place) = per_ip.admit(peer.ip()) else {
+                    drop(stream);
+                    continue;
+                };
+                let served = serve(stream, peer);
+                tokio::spawn(async move {
+                    served.await;
+                    drop(place);
+                });
             }
             Err(e) => {
                 // Out of file descriptors, typically: let connections finish first.

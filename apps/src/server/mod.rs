@@ -27,6 +27,7 @@ mod limits;
 pub mod live;
 pub mod media;
 pub mod pacer;
+pub mod per_ip;
 pub mod policy;
 pub mod publishing;
 pub mod session;
@@ -68,6 +69,8 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     pub stats_format: stats::StatsFormat,
     pub max_sessions: usize,
+    /// Connections one client address may hold at once (RTSP and HTTP); 0: no limit.
+    pub max_connections_per_ip: usize,
     pub paths: Vec<PathBuf>,
     /// Live paths fed by a gst-launch description.
     pub sources: Vec<LiveSpec>,
@@ -120,6 +123,8 @@ pub struct Server {
     history: Mutex<history::History>,
     /// The RTSP port it listens on (for the status page's `rtsp://` links).
     rtsp_port: u16,
+    /// Connections per client address, RTSP and HTTP together.
+    per_ip: std::sync::Arc<per_ip::PerIp>,
 }
 
 impl Server {
@@ -705,6 +710,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
+    let per_ip = per_ip::PerIp::new(config.max_connections_per_ip);
     let server = Arc::new(Server {
         config,
         paths,
@@ -722,6 +728,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         ended: Mutex::default(),
         history: Mutex::default(),
         rtsp_port: port,
+        per_ip,
     });
     {
         let mut out = std::io::stdout().lock();

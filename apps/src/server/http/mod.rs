@@ -47,7 +47,7 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Accepts HTTP connections until the runtime ends.
 pub async fn serve(server: Arc<Server>, listener: TcpListener) {
-    super::connection::accept_each(&listener, "HTTP", |stream, peer| {
+    super::connection::accept_each(&listener, "HTTP", server.per_ip.clone(), |stream, peer| {
         connection(server.clone(), stream, peer)
     })
     .await;
