@@ -17,6 +17,7 @@
 //!   only sent from: what clients send to it (NAT punches) is never read, and the kernel
 //!   drops it once the socket's buffer is full.
 
+pub mod access;
 pub mod adapt;
 pub mod config;
 mod connection;
@@ -78,6 +79,8 @@ pub struct Config {
     pub publish: Vec<String>,
     /// A new publisher replaces a path's current one instead of being refused.
     pub publish_takeover: bool,
+    /// Users, their rights, and public paths (none: all open).
+    pub access: access::Rules,
 }
 
 /// A live path, what feeds it, and when it runs.
@@ -120,6 +123,8 @@ pub struct Server {
     history: Mutex<history::History>,
     /// The RTSP port it listens on (for the status page's `rtsp://` links).
     rtsp_port: u16,
+    /// Who may do what (RTSP and HTTP alike).
+    pub access: access::Access,
 }
 
 impl Server {
@@ -705,6 +710,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
+    let access = access::Access::new(config.access.clone())?;
     let server = Arc::new(Server {
         config,
         paths,
@@ -722,6 +728,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         ended: Mutex::default(),
         history: Mutex::default(),
         rtsp_port: port,
+        access,
     });
     {
         let mut out = std::io::stdout().lock();
