@@ -256,6 +256,31 @@ mod tests {
             empty.check(Path::new("f.toml")),
             Err(ConfigError::NoSource { .. })
         ));
+        let user = |body: &str| {
+            let config = FileConfig::parse(&format!("[[users]]\n{body}")).unwrap();
+            config.check(Path::new("f.toml"))
+        };
+        let hash = "ab".repeat(32);
+        assert!(user(&format!("name = \"a\"\npassword_sha256 = \"{hash}\"")).is_ok());
+        for bad in [
+            "name = \"a\"".to_string(),
+            "name = \"a\"\npassword = \"p\"\npassword_sha256 = \"{hash}\"".replace("{hash}", &hash),
+            "name = \"a\"\npassword_sha256 = \"xyz\"".to_string(),
+            "name = \"a:b\"\npassword = \"p\"".to_string(),
+            "name = \"\"\npassword = \"p\"".to_string(),
+            "name = \"a\"\npassword = \"p\"\n[[users]]\nname = \"a\"\npassword = \"q\"".to_string(),
+        ] {
+            assert!(matches!(user(&bad), Err(ConfigError::User { .. })), "{bad}");
+        }
+        let with_users = FileConfig::parse(
+            "[server]\npublic_paths = [\"c\"]\n[paths.p]\npublish = true\npublic = true\n\
+             [[users]]\nname = \"v\"\npassword = \"secret-pw\"\nread = [\"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(with_users.users[0].read, ["*"]);
+        assert_eq!(with_users.server.public_paths, ["c"]);
+        assert_eq!(with_users.paths["p"].public, Some(true));
+        assert!(!format!("{with_users:?}").contains("secret-pw"));
         let negative = FileConfig::parse("[paths.cam]\nsource = \"x\"\nlinger = -1.0\n").unwrap();
         assert!(matches!(
             negative.check(Path::new("f.toml")),
