@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"jpeg_parse mjpeg_index rtp_depay rtp_roundtrip rtcp_session rtsp_request rtsp_reply multipart_reader rtsp_announce"}
+targets=${FUZZ_TARGETS:-"jpeg_parse mjpeg_index rtp_depay rtp_roundtrip rtcp_session rtsp_request rtsp_reply multipart_reader rtsp_announce server_authorization"}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use mjpeg_rtsp::rtsp::server_auth::{REALM, Secret, password_sha256};
+use mjpeg_rtsp::server::access::{Rules, User};
 use mjpeg_rtsp::server::config::FileConfig;
 use mjpeg_rtsp::server::stats::StatsFormat;
 use mjpeg_rtsp::server::{Config, LiveSpec};
@@ -106,6 +108,11 @@ struct Args {
     /// of being refused with 455
     #[arg(long)]
     publish_takeover: bool,
+    /// Print the password_sha256 of user NAME for the configuration file's [[users]]
+    /// (the hex SHA-256 of NAME:mjpeg-rtsp:PASSWORD), reading the password from the first
+    /// line of standard input, and exit
+    #[arg(long, value_name = "NAME")]
+    hash_password: Option<String>,
     /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -115,6 +122,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(name) = &args.hash_password {
+        return hash_password(name);
+    }
     mjpeg_rtsp::logging::init("mjpeg-rtsp-server", args.verbose);
     let file = match &args.config {
         Some(path) => match FileConfig::load(path) {
@@ -145,6 +155,7 @@ fn main() -> ExitCode {
 
 /// The flags over the file over the defaults.
 fn config(args: Args, file: FileConfig) -> Result<Config, String> {
+    let access = access_rules(&file);
     let server = file.server;
     let seconds = |what: &str, value: f64| {
         positive_seconds(&value.to_string()).map_err(|e| format!("{what}: {e}"))
@@ -248,7 +259,50 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
         relays,
         publish,
         publish_takeover: args.publish_takeover || server.publish_takeover.unwrap_or(false),
+        access,
     })
+}
+
+/// The users of the file, and its public paths: `[server] public_paths` and the
+/// `[paths.NAME]` with `public = true`.
+fn access_rules(file: &FileConfig) -> Rules {
+    let users = file.users.iter().map(|u| User {
+        name: u.name.clone(),
+        // `FileConfig::load` checked that exactly one is there.
+        secret: match (&u.password, &u.password_sha256) {
+            (Some(password), _) => Secret::Plain(password.clone()),
+            (None, hash) => Secret::Sha256(hash.clone().unwrap_or_default().to_ascii_lowercase()),
+        },
+        read: u.read.clone(),
+        publish: u.publish.clone(),
+    });
+    let public = file.server.public_paths.iter().cloned().chain(
+        file.paths
+            .iter()
+            .filter(|(_, section)| section.public == Some(true))
+            .map(|(name, _)| name.clone()),
+    );
+    Rules {
+        users: users.collect(),
+        public: public.collect(),
+    }
+}
+
+/// `--hash-password NAME`: the password from stdin's first line (without its line end).
+fn hash_password(name: &str) -> ExitCode {
+    if name.is_empty() || name.contains(':') {
+        eprintln!("mjpeg-rtsp-server: a user name must be non-empty, without ':'");
+        return ExitCode::from(2);
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("mjpeg-rtsp-server: cannot read the password from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    println!("{}", password_sha256(name, REALM, password));
+    ExitCode::SUCCESS
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

@@ -22,6 +22,36 @@ pub struct FileConfig {
     /// Live paths by name.
     #[serde(default)]
     pub paths: BTreeMap<String, PathSection>,
+    /// Who may read and publish what. None: every path is open to anyone.
+    #[serde(default)]
+    pub users: Vec<UserSection>,
+}
+
+/// `[[users]]`: a user, its password (or its hash) and its rights.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub name: String,
+    pub password: Option<String>,
+    /// Hex SHA-256 of `name:mjpeg-rtsp:password` (`mjpeg-rtsp-server --hash-password NAME`).
+    pub password_sha256: Option<String>,
+    /// Path names this user may play, or `"*"` for all.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Path names this user may publish to, or `"*"` for all.
+    #[serde(default)]
+    pub publish: Vec<String>,
+}
+
+/// Leaves the password out.
+impl std::fmt::Debug for UserSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSection")
+            .field("name", &self.name)
+            .field("read", &self.read)
+            .field("publish", &self.publish)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[server]`: the command line's options, with the same names (`-` as `_`).
@@ -57,6 +87,9 @@ pub struct ServerSection {
     pub linger: Option<f64>,
     /// A new publisher replaces a path's current one (as `--publish-takeover`).
     pub publish_takeover: Option<bool>,
+    /// Paths (clips too) anyone may read without credentials when there are users.
+    #[serde(default)]
+    pub public_paths: Vec<String>,
 }
 
 /// `stats_format = "text" | "json"`.
@@ -90,6 +123,8 @@ pub struct PathSection {
     pub always_on: Option<bool>,
     /// Seconds an on-demand source runs after its last viewer leaves.
     pub linger: Option<f64>,
+    /// Anyone may read it without credentials (when there are users).
+    pub public: Option<bool>,
 }
 
 /// Why a configuration file cannot be used.
@@ -107,6 +142,12 @@ pub enum ConfigError {
     },
     #[error("{path}: path {name:?} needs one of source, relay or publish = true")]
     NoSource { path: PathBuf, name: String },
+    #[error("{path}: user {name:?}: {what}")]
+    User {
+        path: PathBuf,
+        name: String,
+        what: &'static str,
+    },
     #[error("{path}: path {name:?}: {what} must be a number of seconds from 0.05 to 86400")]
     Seconds {
         path: PathBuf,
@@ -159,6 +200,26 @@ impl FileConfig {
                 });
             }
         }
+        for (i, user) in self.users.iter().enumerate() {
+            let bad = |what| ConfigError::User {
+                path: path.to_path_buf(),
+                name: user.name.clone(),
+                what,
+            };
+            if user.name.is_empty() || user.name.contains(':') || user.name.contains('"') {
+                return Err(bad("a name must be non-empty, without ':' or '\"'"));
+            }
+            if self.users[..i].iter().any(|u| u.name == user.name) {
+                return Err(bad("named twice"));
+            }
+            match (&user.password, &user.password_sha256) {
+                (Some(_), None) => {}
+                (None, Some(hash))
+                    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+                (None, Some(_)) => return Err(bad("password_sha256 must be 64 hex digits")),
+                _ => return Err(bad("needs one of password or password_sha256")),
+            }
+        }
         Ok(())
     }
 }
@@ -197,6 +258,31 @@ mod tests {
             empty.check(Path::new("f.toml")),
             Err(ConfigError::NoSource { .. })
         ));
+        let user = |body: &str| {
+            let config = FileConfig::parse(&format!("[[users]]\n{body}")).unwrap();
+            config.check(Path::new("f.toml"))
+        };
+        let hash = "ab".repeat(32);
+        assert!(user(&format!("name = \"a\"\npassword_sha256 = \"{hash}\"")).is_ok());
+        for bad in [
+            "name = \"a\"".to_string(),
+            "name = \"a\"\npassword = \"p\"\npassword_sha256 = \"{hash}\"".replace("{hash}", &hash),
+            "name = \"a\"\npassword_sha256 = \"xyz\"".to_string(),
+            "name = \"a:b\"\npassword = \"p\"".to_string(),
+            "name = \"\"\npassword = \"p\"".to_string(),
+            "name = \"a\"\npassword = \"p\"\n[[users]]\nname = \"a\"\npassword = \"q\"".to_string(),
+        ] {
+            assert!(matches!(user(&bad), Err(ConfigError::User { .. })), "{bad}");
+        }
+        let with_users = FileConfig::parse(
+            "[server]\npublic_paths = [\"c\"]\n[paths.p]\npublish = true\npublic = true\n\
+             [[users]]\nname = \"v\"\npassword = \"secret-pw\"\nread = [\"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(with_users.users[0].read, ["*"]);
+        assert_eq!(with_users.server.public_paths, ["c"]);
+        assert_eq!(with_users.paths["p"].public, Some(true));
+        assert!(!format!("{with_users:?}").contains("secret-pw"));
         let negative = FileConfig::parse("[paths.cam]\nsource = \"x\"\nlinger = -1.0\n").unwrap();
         assert!(matches!(
             negative.check(Path::new("f.toml")),

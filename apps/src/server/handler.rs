@@ -10,6 +10,7 @@ use rtsp_types::headers::{self, Allow, Public, RtpInfos, Session as SessionHeade
 use rtsp_types::{Method, StatusCode, Version};
 
 use super::Server;
+use super::access::{Decision, Right};
 use super::media::Media;
 use super::policy::{self, Policy};
 use super::publishing::Announcement;
@@ -92,6 +93,12 @@ pub enum Refusal {
     Ports(String),
     #[error("{0}")]
     Record(#[from] RecordError),
+    #[error("credentials needed")]
+    Unauthorized { stale: bool },
+    #[error("this user may not {} this path", if *.publish { "publish to" } else { "read" })]
+    Forbidden { publish: bool },
+    #[error("too many failed logins from this address; try again later")]
+    Throttled,
 }
 
 impl Refusal {
@@ -124,6 +131,8 @@ impl Refusal {
             | Refusal::PublisherSession
             | Refusal::Record(_) => StatusCode::MethodNotValidInThisState,
             Refusal::Ports(_) => StatusCode::InternalServerError,
+            Refusal::Unauthorized { .. } => StatusCode::Unauthorized,
+            Refusal::Forbidden { .. } | Refusal::Throttled => StatusCode::Forbidden,
         }
     }
 
@@ -175,6 +184,13 @@ impl Server {
     pub fn handle(&self, conn: &mut Connection, request: &Incoming) -> Reply {
         let mut reply = match self.answer(conn, request) {
             Ok(reply) => reply,
+            Err(Refusal::Unauthorized { stale }) => {
+                let reply = Refusal::Unauthorized { stale }.reply();
+                self.access
+                    .challenges(stale)
+                    .into_iter()
+                    .fold(reply, Reply::with_challenge)
+            }
             Err(refusal) => refusal.reply(),
         };
         // Replies about a session carry it.
@@ -189,6 +205,7 @@ impl Server {
     }
 
     fn answer(&self, conn: &mut Connection, request: &Incoming) -> Result<Reply, Refusal> {
+        self.authorize(conn, request)?;
         // Any request naming a session keeps it alive (clients use OPTIONS or DESCRIBE as
         // keep-alives too).
         if let Some(id) = &request.session
@@ -217,6 +234,49 @@ impl Server {
             Method::Record => self.record(conn, request),
             Method::Redirect | Method::PlayNotify => Err(Refusal::NotAllowed),
             Method::Extension(_) => Err(Refusal::UnknownMethod),
+        }
+    }
+
+    /// With users, whether the request's credentials allow it: publishing (ANNOUNCE,
+    /// RECORD, SETUP to record, and anything on a publisher's session) or reading the
+    /// path, the session's if it names one, else its URL's. OPTIONS is open to all.
+    fn authorize(&self, conn: &Connection, request: &Incoming) -> Result<(), Refusal> {
+        if !self.access.enabled() || request.method == Method::Options {
+            return Ok(());
+        }
+        let publisher = request
+            .session
+            .as_deref()
+            .and_then(|id| self.publishing.get(id));
+        let publish = publisher.is_some()
+            || matches!(request.method, Method::Announce | Method::Record)
+            || (request.method == Method::Setup && request.record);
+        let session_path = || {
+            let id = request.session.as_deref()?;
+            Some(self.session(id)?.media.name().to_string())
+        };
+        let url_path = || {
+            let named = request.path.as_deref().filter(|p| *p != "*")?;
+            path::target(named).ok().map(|t| t.clip)
+        };
+        let name = publisher
+            .map(|p| p.path.name.clone())
+            .or_else(session_path)
+            .or_else(url_path);
+        let right = if publish { Right::Publish } else { Right::Read };
+        let authorization = request.authorization.as_ref().map(|a| a.0.as_str());
+        let method: &str = (&request.method).into();
+        match self.access.check(
+            conn.peer.ip(),
+            authorization,
+            method,
+            name.as_deref(),
+            right,
+        ) {
+            Decision::Allow => Ok(()),
+            Decision::Challenge { stale } => Err(Refusal::Unauthorized { stale }),
+            Decision::Forbidden => Err(Refusal::Forbidden { publish }),
+            Decision::Throttled => Err(Refusal::Throttled),
         }
     }
 

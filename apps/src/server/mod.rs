@@ -17,6 +17,7 @@
 //!   only sent from: what clients send to it (NAT punches) is never read, and the kernel
 //!   drops it once the socket's buffer is full.
 
+pub mod access;
 pub mod adapt;
 pub mod config;
 mod connection;
@@ -81,6 +82,8 @@ pub struct Config {
     pub publish: Vec<String>,
     /// A new publisher replaces a path's current one instead of being refused.
     pub publish_takeover: bool,
+    /// Users, their rights, and public paths (none: all open).
+    pub access: access::Rules,
 }
 
 /// A live path, what feeds it, and when it runs.
@@ -125,6 +128,8 @@ pub struct Server {
     rtsp_port: u16,
     /// Connections per client address, RTSP and HTTP together.
     per_ip: std::sync::Arc<per_ip::PerIp>,
+    /// Who may do what (RTSP and HTTP alike).
+    pub access: access::Access,
 }
 
 impl Server {
@@ -711,6 +716,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         ip => ip.to_string(),
     };
     let per_ip = per_ip::PerIp::new(config.max_connections_per_ip);
+    let access = access::Access::new(config.access.clone())?;
     let server = Arc::new(Server {
         config,
         paths,
@@ -729,6 +735,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         history: Mutex::default(),
         rtsp_port: port,
         per_ip,
+        access,
     });
     {
         let mut out = std::io::stdout().lock();

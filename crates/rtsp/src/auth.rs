@@ -100,7 +100,7 @@ pub enum Algorithm {
 impl Algorithm {
     const ALL: [Self; 4] = [Self::Md5, Self::Md5Sess, Self::Sha256, Self::Sha256Sess];
 
-    fn named(name: &str) -> Option<Self> {
+    pub(crate) fn named(name: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(name))
@@ -116,12 +116,12 @@ impl Algorithm {
         }
     }
 
-    fn is_sess(self) -> bool {
+    pub(crate) fn is_sess(self) -> bool {
         matches!(self, Self::Md5Sess | Self::Sha256Sess)
     }
 
     /// `H(data)`: the hash as lowercase hex, which is what Digest feeds into the next hash.
-    fn hash(self, data: &str) -> String {
+    pub(crate) fn hash(self, data: &str) -> String {
         match self {
             Self::Md5 | Self::Md5Sess => hex(&md5::Md5::digest(data)),
             Self::Sha256 | Self::Sha256Sess => hex(&sha2::Sha256::digest(data)),
@@ -239,7 +239,7 @@ fn typed(scheme: &str, params: &[(String, String)]) -> Challenge {
     )
 }
 
-fn is_space(b: u8) -> bool {
+pub(crate) fn is_space(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
@@ -250,17 +250,17 @@ fn is_tchar(b: u8) -> bool {
 
 /// A cursor over a header value. It only ever stops on ASCII bytes or the end, so its
 /// positions are `str` boundaries; slicing still goes through `get` to never panic.
-struct Parser<'a> {
-    s: &'a str,
-    pos: usize,
+pub(crate) struct Parser<'a> {
+    pub(crate) s: &'a str,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.s.as_bytes().get(self.pos).copied()
     }
 
-    fn skip(&mut self, what: impl Fn(u8) -> bool) -> usize {
+    pub(crate) fn skip(&mut self, what: impl Fn(u8) -> bool) -> usize {
         let start = self.pos;
         while self.peek().is_some_and(&what) {
             self.pos += 1;
@@ -268,11 +268,11 @@ impl<'a> Parser<'a> {
         self.pos - start
     }
 
-    fn error(&self, what: &'static str) -> AuthError {
+    pub(crate) fn error(&self, what: &'static str) -> AuthError {
         AuthError::Malformed { at: self.pos, what }
     }
 
-    fn token(&mut self) -> Option<&'a str> {
+    pub(crate) fn token(&mut self) -> Option<&'a str> {
         let start = self.pos;
         (self.skip(is_tchar) > 0).then(|| self.s.get(start..self.pos))?
     }
@@ -294,7 +294,7 @@ impl<'a> Parser<'a> {
 
     /// The next `name=value` of the current challenge (name in lowercase), or `None` at the
     /// end of the value or before a token that starts the next challenge.
-    fn param(&mut self) -> Result<Option<(String, String)>, AuthError> {
+    pub(crate) fn param(&mut self) -> Result<Option<(String, String)>, AuthError> {
         let start = self.pos;
         self.skip(|b| b == b',' || is_space(b));
         let Some(name) = self.token() else {
@@ -322,7 +322,7 @@ impl<'a> Parser<'a> {
 
     /// A quoted-string with its `\` escapes undone. Control characters (bar tab) are
     /// refused, escaped or not: no quoted-string holds them.
-    fn quoted(&mut self) -> Result<String, AuthError> {
+    pub(crate) fn quoted(&mut self) -> Result<String, AuthError> {
         let open = self.pos;
         let what = "unterminated quoted string";
         let unterminated = AuthError::Malformed { at: open, what };
@@ -401,7 +401,7 @@ pub fn digest_authorization(
 
 /// A quoted-string. Control characters cannot be quoted and would split the header line, so
 /// they are dropped: the server then refuses the answer instead of reading a forged header.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars().filter(|&c| c == '\t' || !c.is_control()) {
@@ -414,7 +414,7 @@ fn quote(s: &str) -> String {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

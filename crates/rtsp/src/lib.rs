@@ -3,7 +3,7 @@
 //! `sdp-types`; a publisher's ANNOUNCE is [`announce`]), the mapping from request URLs to clip names, the client's requests and
 //! what it reads from replies ([`client`], for the player and the load generator; what a
 //! DESCRIBE reply says is [`describe`]), `$` interleaved framing, and Basic and Digest
-//! authentication.
+//! authentication (the client's in [`auth`], the server's in [`server_auth`]).
 //! One piece touches sockets: [`ports`] binds the even/odd RTP/RTCP port pair (RFC 3550
 //! section 11) that the server, the player and the load generator each need.
 
@@ -18,6 +18,7 @@ pub mod range;
 pub mod reply;
 pub mod request;
 pub mod sdp;
+pub mod server_auth;
 pub mod transport;
 
 pub use client::description as describe;

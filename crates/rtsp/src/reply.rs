@@ -24,6 +24,8 @@ pub struct Reply {
     response: Response<Vec<u8>>,
     /// Close the connection after this reply.
     pub close: bool,
+    /// `WWW-Authenticate` values, written one per line.
+    challenges: Vec<String>,
 }
 
 impl Reply {
@@ -31,6 +33,7 @@ impl Reply {
         Reply {
             response: Response::builder(Version::V1_0, status).build(Vec::new()),
             close: false,
+            challenges: Vec::new(),
         }
     }
 
@@ -55,12 +58,22 @@ impl Reply {
         self
     }
 
+    /// Adds a `WWW-Authenticate` header. Each challenge goes on a line of its own: clients
+    /// such as ffmpeg read one challenge per line, and `rtsp-types` would join them.
+    pub fn with_challenge(mut self, value: impl Into<String>) -> Reply {
+        self.challenges.push(value.into());
+        self
+    }
+
     /// The body and its `Content-Type` (`Content-Length` follows from the body).
     pub fn with_body(self, content_type: &str, body: Vec<u8>) -> Reply {
-        let close = self.close;
         let mut response = self.response.replace_body(body);
         response.insert_header(CONTENT_TYPE, content_type);
-        Reply { response, close }
+        Reply {
+            response,
+            close: self.close,
+            challenges: self.challenges,
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -99,6 +112,18 @@ impl Reply {
                 let mut out = Vec::new();
                 // Writing into a Vec cannot fail.
                 let _ = response.write(&mut out);
+                if !self.challenges.is_empty()
+                    && let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n")
+                {
+                    let mut lines = Vec::new();
+                    for challenge in &self.challenges {
+                        // A value cannot end the header line early.
+                        let clean = challenge.replace(['\r', '\n'], " ");
+                        lines
+                            .extend_from_slice(format!("\r\nWWW-Authenticate: {clean}").as_bytes());
+                    }
+                    out.splice(end..end, lines);
+                }
                 out
             }
             Dialect::Lab => {

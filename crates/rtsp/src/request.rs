@@ -43,6 +43,19 @@ pub struct Incoming {
     /// Features the client requires (`Require`); the server supports none.
     pub require: Option<Vec<String>>,
     pub body_len: usize,
+    /// The `Authorization` header, as sent (its `Debug` hides it).
+    pub authorization: Option<AuthorizationValue>,
+}
+
+/// A request's `Authorization` value. Kept out of `Debug` output, so that a logged request
+/// never shows credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizationValue(pub String);
+
+impl std::fmt::Debug for AuthorizationValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthorizationValue(…)")
+    }
 }
 
 /// Why bytes from a control connection are not a request.
@@ -199,6 +212,9 @@ fn from_standard(request: &Request<Vec<u8>>) -> Incoming {
             .flatten()
             .map(|r| r.iter().cloned().collect()),
         body_len: request.body().len(),
+        authorization: request
+            .header(&rtsp_types::headers::AUTHORIZATION)
+            .map(|v| AuthorizationValue(v.as_str().to_string())),
     }
 }
 
@@ -235,6 +251,8 @@ fn from_lab(r: lab::LabRequest) -> Incoming {
         range: None,
         require: None,
         body_len: 0,
+        // The lab's clients know no authentication.
+        authorization: None,
     }
 }
 

@@ -28,6 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Server;
+use super::access::{Decision, Right};
 use super::media::Media;
 
 /// A request's head must arrive whole within this time.
@@ -134,6 +135,12 @@ enum Refused {
     Full,
     #[error("the source has no frame yet; try again")]
     NoFrame,
+    #[error("credentials needed")]
+    Unauthorized { stale: bool },
+    #[error("this user may not read this path")]
+    Forbidden,
+    #[error("too many failed logins from this address; try again later")]
+    Throttled,
 }
 
 impl Refused {
@@ -143,6 +150,9 @@ impl Refused {
             Refused::BadName | Refused::BadQuery(_) => StatusCode::BAD_REQUEST,
             Refused::Method => StatusCode::METHOD_NOT_ALLOWED,
             Refused::Full | Refused::NoFrame => StatusCode::SERVICE_UNAVAILABLE,
+            Refused::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Refused::Forbidden => StatusCode::FORBIDDEN,
+            Refused::Throttled => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -219,6 +229,19 @@ async fn respond(
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            if refused == Refused::Throttled {
+                let seconds = HeaderValue::from(super::access::BLOCK.as_secs());
+                response.headers_mut().insert(header::RETRY_AFTER, seconds);
+            }
+            if let Refused::Unauthorized { stale } = refused {
+                for challenge in server.access.challenges(stale) {
+                    if let Ok(value) = HeaderValue::try_from(challenge) {
+                        response
+                            .headers_mut()
+                            .append(header::WWW_AUTHENTICATE, value);
+                    }
+                }
+            }
             response
         }
     }
@@ -241,7 +264,9 @@ async fn answer(
             .cloned()
             .ok_or_else(|| Refused::NoPath(name.to_string()))
     };
-    match route(request.uri().path())? {
+    let route = route(request.uri().path());
+    authorize(server, request, peer, &route)?;
+    match route? {
         Route::Page => Ok(page()),
         Route::Paths => Ok(json(api::paths(server)).await),
         Route::Sessions => Ok(json(api::sessions(server)).await),
@@ -304,6 +329,41 @@ async fn answer(
                 }
             }
         }
+    }
+}
+
+/// With users, whether the request's credentials allow reading its path (streams and
+/// snapshots) or, for the other pages (and unknown ones, so that nothing is learnt without
+/// credentials), whether they name any user.
+fn authorize(
+    server: &Server,
+    request: &Request<Incoming>,
+    peer: SocketAddr,
+    route: &Result<Route, Refused>,
+) -> Result<(), Refused> {
+    if !server.access.enabled() {
+        return Ok(());
+    }
+    let path = match route {
+        Ok(Route::Stream(name) | Route::Snapshot(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let decision = server.access.check(
+        peer.ip(),
+        authorization,
+        request.method().as_str(),
+        path,
+        Right::Read,
+    );
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::Challenge { stale } => Err(Refused::Unauthorized { stale }),
+        Decision::Forbidden => Err(Refused::Forbidden),
+        Decision::Throttled => Err(Refused::Throttled),
     }
 }
 
