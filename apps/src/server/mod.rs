@@ -78,6 +78,17 @@ pub struct Config {
     pub publish: Vec<String>,
     /// A new publisher replaces a path's current one instead of being refused.
     pub publish_takeover: bool,
+    /// `--tls-cert` and `--tls-key`: RTSPS on `rtsps_port`, and HTTPS on the HTTP port.
+    pub tls: Option<TlsFiles>,
+    /// RTSPS (with `tls`); 0: any free port.
+    pub rtsps_port: u16,
+}
+
+/// A PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A live path, what feeds it, and when it runs.
@@ -679,6 +690,14 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         tracing::info!("path {name}: published (ANNOUNCE and RECORD)");
         paths.insert(name.clone(), Media::Live(live));
     }
+    // A bad certificate or key stops the server before it opens any port.
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &files.cert,
+            &files.key,
+        )?)),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -694,6 +713,22 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
                     format!(
                         "HTTP: listening on {}:{http_port} (--http-port PORT, or --no-http)",
                         config.bind
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let rtsps_listener = match &tls {
+        Some(_) => Some(
+            runtime
+                .block_on(tokio::net::TcpListener::bind((
+                    config.bind,
+                    config.rtsps_port,
+                )))
+                .with_context(|| {
+                    format!(
+                        "RTSPS: listening on {}:{} (--rtsps-port PORT)",
+                        config.bind, config.rtsps_port
                     )
                 })?,
         ),
@@ -727,16 +762,27 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         let mut out = std::io::stdout().lock();
         let mut names: Vec<&String> = server.paths.keys().collect();
         names.sort();
-        for name in names {
+        for name in &names {
             writeln!(
                 out,
                 "rtsp://{host}:{port}/{}",
                 crate::rtsp::path::encode(name)
             )?;
         }
+        if let Some(listener) = &rtsps_listener {
+            let port = listener.local_addr()?.port();
+            for name in &names {
+                writeln!(
+                    out,
+                    "rtsps://{host}:{port}/{}",
+                    crate::rtsp::path::encode(name)
+                )?;
+            }
+        }
         // After the RTSP URLs: the status page (streams are at /NAME/stream.mjpg).
         if let Some(listener) = &http_listener {
-            writeln!(out, "http://{host}:{}/", listener.local_addr()?.port())?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            writeln!(out, "{scheme}://{host}:{}/", listener.local_addr()?.port())?;
         }
         out.flush()?;
     }
@@ -774,7 +820,10 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     }
     runtime.block_on(async {
         if let Some(http_listener) = http_listener {
-            tokio::spawn(http::serve(server.clone(), http_listener));
+            tokio::spawn(http::serve(server.clone(), http_listener, tls.clone()));
+        }
+        if let (Some(listener), Some(tls)) = (rtsps_listener, tls) {
+            tokio::spawn(connection::serve_tls(server.clone(), listener, tls));
         }
         connection::serve(server.clone(), listener).await
     });
