@@ -546,6 +546,14 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     gst::init()?;
     gstmjpegrtp::plugin_register_static()?;
     limits::raise_file_limit();
+    // A bad certificate or key stops the server before anything is loaded or bound.
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &files.cert,
+            &files.key,
+        )?)),
+        None => None,
+    };
     // With nothing named, the bundled sample; live sources alone serve only themselves.
     let files = if config.paths.is_empty()
         && config.sources.is_empty()
@@ -690,14 +698,6 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         tracing::info!("path {name}: published (ANNOUNCE and RECORD)");
         paths.insert(name.clone(), Media::Live(live));
     }
-    // A bad certificate or key stops the server before it opens any port.
-    let tls = match &config.tls {
-        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-            &files.cert,
-            &files.key,
-        )?)),
-        None => None,
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
