@@ -606,7 +606,7 @@ fn errors_a_user_can_act_on() {
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only rtsp:// URLs"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only rtsp:// and rtsps:// URLs"));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! - [`player`]: the RTSP client, receive path and pipeline of `mjpeg-player`.
 //! - [`rtsp_client`]: the blocking RTSP control connection the player and the server's
 //!   relays share (requests, replies, 401 challenges, interleaved data).
+//! - [`tls`]: TLS on rustls (RTSPS and HTTPS for the server, `rtsps://` for the player).
 //! - [`appsink`]: appsink/appsrc plumbing the server and the player share.
 //! - [`logging`]: the `tracing` subscriber both programs log through (`-v`, `RUST_LOG`).
 //! - [`log_limit`]: the rate limit on log lines a received packet can trigger.
@@ -21,3 +22,4 @@ pub use rtsp_core as rtsp;
 pub use rtsp_core::ports;
 pub mod rtsp_client;
 pub mod server;
+pub mod tls;

@@ -1,9 +1,9 @@
 //! The RTSP control connection of the player and of the server's relays: requests (built by the RTSP core's client
 //! side) written and replies read with `rtsp-types`, CSeq matching, 401 challenges
 //! answered, and the interleaved channels of RTP/AVP/TCP demultiplexed from the same byte
-//! stream by a reader thread.
+//! stream by a reader thread. `rtsps://` URLs run the same over TLS (rustls).
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -16,6 +16,11 @@ use rtsp_types::{Empty, Message, ParseError, Request, Response, StatusCode, Url}
 
 use crate::rtsp::auth::{AuthError, Authenticator};
 use crate::rtsp::client::Client;
+use crate::tls::Verify;
+
+/// RFC 2326's default ports.
+const RTSP_PORT: u16 = 554;
+const RTSPS_PORT: u16 = 322;
 
 /// How long a reply may take.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +35,7 @@ pub type InterleavedSink = Box<dyn FnMut(u8, &[u8]) + Send>;
 
 /// The control connection.
 pub struct Control {
-    writer: Arc<Mutex<TcpStream>>,
+    writer: Arc<Mutex<Link>>,
     replies: Receiver<Result<Response<Vec<u8>>, String>>,
     /// CSeq numbering and the session SETUP opened.
     pub client: Client,
@@ -45,10 +50,24 @@ pub struct Control {
 }
 
 impl Control {
-    /// Connects to the URL's host (port 554 when the URL has none).
+    /// Connects to the URL's host (port 554 when the URL has none); `rtsps://` over TLS
+    /// (port 322), checking the certificate against the system's roots.
     pub fn connect(url: &Url) -> Result<Control> {
+        Control::connect_verify(url, Verify::System)
+    }
+
+    /// [`connect`](Self::connect), checking an `rtsps://` server's certificate as
+    /// `verify` says.
+    pub fn connect_verify(url: &Url, verify: Verify) -> Result<Control> {
         let host = url.host_str().ok_or_else(|| anyhow!("{url}: no host"))?;
-        let port = url.port().unwrap_or(554);
+        let secure = match url.scheme() {
+            "rtsp" => false,
+            "rtsps" => true,
+            other => bail!("{url}: {other}:// is not RTSP (rtsp:// or rtsps://)"),
+        };
+        let port = url
+            .port()
+            .unwrap_or(if secure { RTSPS_PORT } else { RTSP_PORT });
         let addrs: Vec<_> = (host, port)
             .to_socket_addrs()
             .with_context(|| format!("cannot resolve {host}"))?
@@ -72,7 +91,12 @@ impl Control {
         let _ = stream.set_nodelay(true);
         // A server that stops reading must not hold a request (or a report) forever.
         let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
-        let reader = stream.try_clone()?;
+        let link = if secure {
+            Link::tls(stream, host, port, verify)?
+        } else {
+            Link::plain(stream)
+        };
+        let reader = link.reader()?;
         let (tx, rx) = mpsc::channel();
         let interleaved: Arc<Mutex<Option<InterleavedSink>>> = Arc::new(Mutex::new(None));
         let sink = interleaved.clone();
@@ -85,7 +109,7 @@ impl Control {
                 reader_closed.store(true, Ordering::Release);
             })?;
         Ok(Control {
-            writer: Arc::new(Mutex::new(stream)),
+            writer: Arc::new(Mutex::new(link)),
             replies: rx,
             client: Client::new("mjpeg-player"),
             reply_timeout: REPLY_TIMEOUT,
@@ -100,7 +124,7 @@ impl Control {
         self.writer
             .lock()
             .ok()
-            .and_then(|stream| stream.peer_addr().ok())
+            .and_then(|link| link.tcp.peer_addr().ok())
             .map(|a| a.ip())
     }
 
@@ -112,8 +136,8 @@ impl Control {
     /// Closes the connection both ways: the reader stops, a request waiting for its reply
     /// fails at once.
     pub fn shutdown(&self) {
-        if let Ok(stream) = self.writer.lock() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Ok(link) = self.writer.lock() {
+            let _ = link.tcp.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -125,7 +149,7 @@ impl Control {
     }
 
     /// A writer for interleaved data to the server (RTCP on TCP).
-    pub fn writer(&self) -> Arc<Mutex<TcpStream>> {
+    pub fn writer(&self) -> Arc<Mutex<Link>> {
         self.writer.clone()
     }
 
@@ -193,7 +217,7 @@ impl Control {
 }
 
 fn read_loop(
-    mut stream: TcpStream,
+    mut stream: LinkReader,
     replies: &Sender<Result<Response<Vec<u8>>, String>>,
     interleaved: &Mutex<Option<InterleavedSink>>,
 ) {
@@ -242,5 +266,148 @@ impl Drop for Control {
     /// stay open (and the thread blocked) after every early return.
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The control connection's byte stream, as written: TCP, or TLS over TCP. The reader
+/// thread reads through a [`LinkReader`] on a clone of the same socket; over TLS both
+/// share the rustls connection, locked only while records are decrypted or encrypted
+/// (never while the socket is read), so a request goes out while the reader waits.
+pub struct Link {
+    tcp: TcpStream,
+    tls: Option<Arc<Mutex<rustls::ClientConnection>>>,
+}
+
+/// How long the TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Link {
+    fn plain(tcp: TcpStream) -> Link {
+        Link { tcp, tls: None }
+    }
+
+    /// The TLS handshake, over before anything else is sent.
+    fn tls(mut tcp: TcpStream, host: &str, port: u16, verify: Verify) -> Result<Link> {
+        let config = crate::tls::client_config(verify)?;
+        // IPv6 hosts come bracketed in URLs.
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| anyhow!("{host}: not a TLS server name: {e}"))?;
+        let mut conn =
+            rustls::ClientConnection::new(config, server_name).map_err(|e| anyhow!("TLS: {e}"))?;
+        tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                let certificate = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .is_some_and(|tls| {
+                        matches!(
+                            tls,
+                            rustls::Error::InvalidCertificate(_)
+                                | rustls::Error::NoCertificatesPresented
+                        )
+                    });
+                if certificate && verify == Verify::System {
+                    bail!(
+                        "TLS handshake with {host}:{port}: {e}: the server's certificate is not trusted by this system (self-signed?); --insecure plays without checking it"
+                    );
+                }
+                bail!("TLS handshake with {host}:{port}: {e}");
+            }
+        }
+        tcp.set_read_timeout(None)?;
+        Ok(Link {
+            tcp,
+            tls: Some(Arc::new(Mutex::new(conn))),
+        })
+    }
+
+    fn reader(&self) -> io::Result<LinkReader> {
+        Ok(LinkReader {
+            tcp: self.tcp.try_clone()?,
+            tls: self.tls.clone(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+fn lock_tls(
+    tls: &Mutex<rustls::ClientConnection>,
+) -> io::Result<std::sync::MutexGuard<'_, rustls::ClientConnection>> {
+    tls.lock()
+        .map_err(|_| io::Error::other("TLS connection poisoned"))
+}
+
+/// Sends what rustls has encrypted.
+fn send_tls(conn: &mut rustls::ClientConnection, mut tcp: &TcpStream) -> io::Result<()> {
+    while conn.wants_write() {
+        conn.write_tls(&mut tcp)?;
+    }
+    Ok(())
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &self.tls {
+            None => self.tcp.write(buf),
+            Some(tls) => {
+                let mut conn = lock_tls(tls)?;
+                let n = conn.writer().write(buf)?;
+                send_tls(&mut conn, &self.tcp)?;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &self.tls {
+            None => self.tcp.flush(),
+            Some(tls) => send_tls(&mut *lock_tls(tls)?, &self.tcp),
+        }
+    }
+}
+
+/// The reading side of a [`Link`].
+struct LinkReader {
+    tcp: TcpStream,
+    tls: Option<Arc<Mutex<rustls::ClientConnection>>>,
+    /// Received TLS records not yet given to rustls.
+    pending: Vec<u8>,
+}
+
+impl Read for LinkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &self.tls else {
+            return self.tcp.read(out);
+        };
+        loop {
+            {
+                let mut conn = lock_tls(tls)?;
+                match conn.reader().read(out) {
+                    // 0: the server's close_notify.
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                if !self.pending.is_empty() {
+                    // Decrypted text is all taken (above): rustls has room for more.
+                    let mut records = &self.pending[..];
+                    let used = conn.read_tls(&mut records)?;
+                    self.pending.drain(..used);
+                    conn.process_new_packets()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    // Alerts, key updates.
+                    send_tls(&mut conn, &self.tcp)?;
+                    continue;
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.tcp.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
     }
 }

@@ -55,8 +55,11 @@ struct StdoutLines {
     other: Vec<String>,
     /// The server closed its stdout: it exited, no report comes any more.
     closed: bool,
-    /// The HTTP URL it printed after the RTSP URLs (`http://HOST:PORT/`).
+    /// The HTTP URL it printed after the RTSP URLs (`http://HOST:PORT/`, or `https://`
+    /// with TLS).
     http: Option<String>,
+    /// The RTSPS URLs it printed (with TLS), after the RTSP ones.
+    rtsps: Vec<String>,
 }
 
 impl Stdout {
@@ -70,8 +73,10 @@ impl Stdout {
     /// server never blocks on a full pipe.
     fn read(&self, stdout: impl Read, urls: mpsc::Sender<String>) {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("http://") {
+            if line.starts_with("http://") || line.starts_with("https://") {
                 self.lock().http = Some(line);
+            } else if line.starts_with("rtsps://") {
+                self.lock().rtsps.push(line);
             } else if line.starts_with('{') {
                 let parsed = serde_json::from_str::<Value>(&line);
                 let mut lines = self.lock();
@@ -209,18 +214,36 @@ impl ServerProcess {
     }
 
     /// The HTTP base URL the server printed, without the final slash
-    /// (`http://127.0.0.1:PORT`); panics if it serves no HTTP.
+    /// (`http://127.0.0.1:PORT`, `https://` with TLS); panics if it serves no HTTP.
     pub fn http(&self) -> String {
+        self.printed("HTTP URL", |lines| {
+            lines
+                .http
+                .as_ref()
+                .map(|url| url.trim_end_matches('/').to_string())
+        })
+    }
+
+    /// The RTSPS URL the server printed for `encoded_name` (with `--tls-cert`).
+    pub fn rtsps_url(&self, encoded_name: &str) -> String {
+        let suffix = format!("/{encoded_name}");
+        self.printed(&format!("rtsps:// URL for {encoded_name}"), |lines| {
+            lines.rtsps.iter().find(|u| u.ends_with(&suffix)).cloned()
+        })
+    }
+
+    /// Waits (5 s at most) for what `find` finds in what the server printed.
+    fn printed(&self, what: &str, find: impl Fn(&StdoutLines) -> Option<String>) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut lines = self.stdout.lock();
         loop {
-            if let Some(url) = &lines.http {
-                return url.trim_end_matches('/').to_string();
+            if let Some(found) = find(&lines) {
+                return found;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero() && !lines.closed,
-                "the server printed no HTTP URL; its log:\n{}",
+                "the server printed no {what}; its log:\n{}",
                 self.log()
             );
             lines = self

@@ -18,7 +18,8 @@ use mjpeg_rtsp::player::{self, TransportChoice};
 #[derive(Parser, Debug)]
 #[command(name = "mjpeg-player", version)]
 struct Args {
-    /// The stream, rtsp://HOST[:PORT]/PATH
+    /// The stream, rtsp://HOST[:PORT]/PATH, or rtsps://HOST[:PORT]/PATH over TLS (port
+    /// 322 by default; media then comes interleaved in the TLS connection)
     url: String,
     /// How to receive RTP: udp, tcp (interleaved), or auto (TCP when UDP does not arrive)
     #[arg(long, value_enum, default_value = "udp")]
@@ -49,6 +50,10 @@ struct Args {
     /// answer DESCRIBE)
     #[arg(long)]
     lab: bool,
+    /// rtsps://: accept any certificate (self-signed, another host's) instead of checking
+    /// it against the system's roots; the stream is encrypted but the server unverified
+    #[arg(long)]
+    insecure: bool,
     /// More log detail: -v debug, -vv trace (RUST_LOG, when set, takes precedence)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -88,6 +93,11 @@ fn main() -> ExitCode {
         lab: args.lab,
         record: args.record,
         window_keys,
+        verify: if args.insecure {
+            mjpeg_rtsp::tls::Verify::Insecure
+        } else {
+            mjpeg_rtsp::tls::Verify::System
+        },
         started,
     };
     let terminal = player::RawTerminal::enable();

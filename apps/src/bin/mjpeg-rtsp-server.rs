@@ -11,7 +11,7 @@ use mjpeg_rtsp::rtsp::server_auth::{REALM, Secret, password_sha256};
 use mjpeg_rtsp::server::access::{Rules, User};
 use mjpeg_rtsp::server::config::FileConfig;
 use mjpeg_rtsp::server::stats::StatsFormat;
-use mjpeg_rtsp::server::{Config, LiveSpec};
+use mjpeg_rtsp::server::{Config, LiveSpec, TlsFiles};
 
 /// Serves Motion-JPEG clips (.Mjpeg lab files or concatenated JPEG) over RTSP 1.0 with
 /// RTP/JPEG (RFC 2435) and RTCP, to standard clients (ffplay, VLC, GStreamer's rtspsrc,
@@ -37,6 +37,16 @@ struct Args {
     /// Serve no HTTP
     #[arg(long, conflicts_with = "http_port")]
     no_http: bool,
+    /// PEM certificate chain: with --tls-key, serves RTSPS on --rtsps-port (media
+    /// interleaved in the TLS connection) and HTTPS instead of HTTP on --http-port
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TCP port for RTSPS, with --tls-cert and --tls-key (0: any free port) [default: 8322]
+    #[arg(long, value_name = "PORT")]
+    rtsps_port: Option<u16>,
     /// Address to listen on [default: 0.0.0.0]
     #[arg(long)]
     bind: Option<IpAddr>,
@@ -217,7 +227,20 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
     if !(200..=65000).contains(&mtu) {
         return Err(format!("mtu {mtu}: from 200 to 65000"));
     }
+    let tls = match (
+        args.tls_cert.or(server.tls_cert),
+        args.tls_key.or(server.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    if tls.is_none() && args.rtsps_port.is_some() {
+        return Err("--rtsps-port needs --tls-cert and --tls-key".into());
+    }
     Ok(Config {
+        tls,
+        rtsps_port: args.rtsps_port.or(server.rtsps_port).unwrap_or(8322),
         bind: args
             .bind
             .or(server.bind)

@@ -64,6 +64,8 @@ pub struct Options {
     pub window_keys: Option<Arc<Mutex<mpsc::Sender<Command>>>>,
     /// Speak the networking lab's dialect (otherwise detected when DESCRIBE gets no answer).
     pub lab: bool,
+    /// How an `rtsps://` server's certificate is checked (`--insecure`: not at all).
+    pub verify: crate::tls::Verify,
     /// When the process started, for the time to the first frame.
     pub started: Instant,
 }

@@ -31,9 +31,23 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
     gst::init()?;
     gstmjpegrtp::plugin_register_static()?;
     let url = Url::parse(&options.url).with_context(|| format!("{} is not a URL", options.url))?;
-    if url.scheme() != "rtsp" {
-        bail!("{url}: only rtsp:// URLs are supported");
+    let secure = match url.scheme() {
+        "rtsp" => false,
+        "rtsps" => true,
+        _ => bail!("{url}: only rtsp:// and rtsps:// URLs are supported"),
+    };
+    if secure && options.lab {
+        bail!("{url}: the lab dialect sends media over UDP, which rtsps:// does not carry");
     }
+    // Over TLS the media stays inside the connection (RTP/AVP/TCP interleaved).
+    let transport = if secure {
+        if options.transport != TransportChoice::Tcp {
+            tracing::info!("rtsps://: receiving interleaved in the TLS connection (TCP)");
+        }
+        TransportChoice::Tcp
+    } else {
+        options.transport
+    };
     let first_frame: Arc<Mutex<Option<Duration>>> = Arc::default();
     let started = options.started;
     let frames_seen = first_frame.clone();
@@ -71,9 +85,9 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
     let remote: Result<Box<dyn Remote>> = if options.lab {
         lab::Lab::start(&url, &player).map(|r| Box::new(r) as Box<dyn Remote>)
     } else {
-        match standard::Standard::start(&url, options.transport, &player, LAB_DETECT) {
+        match standard::Standard::start(&url, transport, options.verify, &player, LAB_DETECT) {
             Ok(r) => Ok(Box::new(r) as Box<dyn Remote>),
-            Err(e) if e.downcast_ref::<control::NoReply>().is_some() => {
+            Err(e) if !secure && e.downcast_ref::<control::NoReply>().is_some() => {
                 tracing::info!("no answer to DESCRIBE: trying the lab dialect");
                 lab::Lab::start(&url, &player).map(|r| Box::new(r) as Box<dyn Remote>)
             }
@@ -103,7 +117,7 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         dialect: remote.dialect(),
         transport_tcp: remote.is_tcp(),
         // `auto` starts on UDP: TCP means it fell back.
-        transport_fallback: options.transport == TransportChoice::Auto && remote.is_tcp(),
+        transport_fallback: transport == TransportChoice::Auto && remote.is_tcp(),
         headless: options.headless,
         video_sink,
         ended_by,

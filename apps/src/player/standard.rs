@@ -36,13 +36,14 @@ impl Standard {
     pub fn start(
         url: &Url,
         transport: TransportChoice,
+        verify: crate::tls::Verify,
         player: &Arc<Player>,
         first_reply: Duration,
     ) -> Result<Standard> {
         // Credentials in the URL answer 401s; the URL on the wire goes without them.
         let (bare, credentials) = auth::split_credentials(url)?;
         let url = &bare;
-        let mut control = Control::connect(url)?;
+        let mut control = Control::connect_verify(url, verify)?;
         control.auth = Authenticator::new(credentials);
         control.reply_timeout = first_reply;
         let describe = control.request(client::describe(url))?;

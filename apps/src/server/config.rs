@@ -90,6 +90,12 @@ pub struct ServerSection {
     /// Paths (clips too) anyone may read without credentials when there are users.
     #[serde(default)]
     pub public_paths: Vec<String>,
+    /// PEM certificate chain (as `--tls-cert`; relative to the file's folder).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (as `--tls-key`; relative to the file's folder).
+    pub tls_key: Option<PathBuf>,
+    /// The RTSPS port (0: any free one).
+    pub rtsps_port: Option<u16>,
 }
 
 /// `stats_format = "text" | "json"`.
@@ -148,6 +154,8 @@ pub enum ConfigError {
         name: String,
         what: &'static str,
     },
+    #[error("{path}: tls_cert and tls_key go together")]
+    TlsPair { path: PathBuf },
     #[error("{path}: path {name:?}: {what} must be a number of seconds from 0.05 to 86400")]
     Seconds {
         path: PathBuf,
@@ -168,9 +176,15 @@ impl FileConfig {
             source: Box::new(source),
         })?;
         let folder = path.parent().unwrap_or(Path::new("."));
-        for clip in &mut config.clips {
-            if clip.is_relative() {
-                *clip = folder.join(&*clip);
+        let server = &mut config.server;
+        for file in config
+            .clips
+            .iter_mut()
+            .chain(server.tls_cert.as_mut())
+            .chain(server.tls_key.as_mut())
+        {
+            if file.is_relative() {
+                *file = folder.join(&*file);
             }
         }
         config.check(path)?;
@@ -182,6 +196,11 @@ impl FileConfig {
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::TlsPair {
+                path: path.to_path_buf(),
+            });
+        }
         for (name, section) in &self.paths {
             let feeds = usize::from(section.source.is_some())
                 + usize::from(section.relay.is_some())

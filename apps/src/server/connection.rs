@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtsp_types::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use super::Server;
 use super::handler::Connection;
@@ -26,6 +27,51 @@ const LAB_QUIET: Duration = Duration::from_millis(60);
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// Frames (or replies) queued for a connection's writer.
 const WRITER_QUEUE: usize = 64;
+/// A TLS handshake (RTSPS, HTTPS) must be over within this time.
+pub(super) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Serves RTSPS: each connection's TLS handshake, then RTSP as over TCP (media
+/// interleaved: UDP transports are refused, they would leave the encryption).
+pub async fn serve_tls(server: Arc<Server>, listener: TcpListener, tls: TlsAcceptor) {
+    accept_each(&listener, "RTSPS", server.per_ip.clone(), |stream, peer| {
+        let server = server.clone();
+        let tls = tls.clone();
+        async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else {
+                return;
+            };
+            let Some(stream) = handshake(&tls, stream, peer, "RTSPS").await else {
+                return;
+            };
+            let (reader, writer) = tokio::io::split(stream);
+            connection(server, reader, writer, peer, local, true).await
+        }
+    })
+    .await;
+}
+
+/// The server's side of a TLS handshake, within [`HANDSHAKE_DEADLINE`]; a failure only
+/// ends this connection (clients probing with plain text, or refusing our certificate,
+/// are common: logged at debug).
+pub(super) async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    what: &str,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_DEADLINE, tls.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!("{what} {peer}: TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("{what} {peer}: TLS handshake not done in {HANDSHAKE_DEADLINE:?}");
+            None
+        }
+    }
+}
 
 pub async fn serve(server: Arc<Server>, listener: TcpListener) {
     let housekeeping = {
@@ -52,7 +98,15 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
         })
     });
     let accept = accept_each(&listener, "RTSP", server.per_ip.clone(), |stream, peer| {
-        connection(server.clone(), stream, peer)
+        let server = server.clone();
+        async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else {
+                return;
+            };
+            let (reader, writer) = stream.into_split();
+            connection(server, reader, writer, peer, local, false).await
+        }
     });
     tokio::select! {
         _ = accept => {}
@@ -112,12 +166,18 @@ async fn shutdown_signal() {
     }
 }
 
-async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
-    let (mut reader, mut writer) = stream.into_split();
+/// One RTSP connection, over TCP or TLS (`secure`).
+async fn connection<R, W>(
+    server: Arc<Server>,
+    mut reader: R,
+    mut writer: W,
+    peer: SocketAddr,
+    local: SocketAddr,
+    secure: bool,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITER_QUEUE);
     let writing = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
@@ -135,6 +195,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
         sessions: Vec::new(),
         next_channel: 0,
         announced: None,
+        secure,
     };
     let mut dialect = Dialect::Standard;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);

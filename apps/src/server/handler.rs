@@ -89,6 +89,10 @@ pub enum Refusal {
     NotAPublisher,
     #[error("this session publishes: PLAY and PAUSE are for viewers")]
     PublisherSession,
+    #[error(
+        "over RTSPS the media travels inside the TLS connection: ask for RTP/AVP/TCP;interleaved (UDP would leave it unencrypted)"
+    )]
+    UdpOverTls,
     #[error("no UDP ports for the publisher: {0}")]
     Ports(String),
     #[error("{0}")]
@@ -112,7 +116,9 @@ impl Refusal {
             Refusal::Path(_) | Refusal::NoSuchClip | Refusal::NotThisSessionsClip => {
                 StatusCode::NotFound
             }
-            Refusal::NoTransport | Refusal::Transport(_) => StatusCode::UnsupportedTransport,
+            Refusal::NoTransport | Refusal::Transport(_) | Refusal::UdpOverTls => {
+                StatusCode::UnsupportedTransport
+            }
             Refusal::NoSessionHeader | Refusal::NoSuchSession => StatusCode::SessionNotFound,
             Refusal::OneClipPerSession => StatusCode::AggregateOperationNotAllowed,
             Refusal::SetupWhilePlaying => StatusCode::MethodNotValidInThisState,
@@ -178,6 +184,19 @@ pub struct Connection {
     pub next_channel: u8,
     /// What a publisher on this connection announced, for its SETUP.
     pub announced: Option<Announcement>,
+    /// RTSPS: only interleaved transports, which stay inside the TLS connection.
+    pub secure: bool,
+}
+
+impl Connection {
+    /// Refuses a transport that would carry media outside an RTSPS connection.
+    pub fn check_transport(&self, spec: &TransportSpec) -> Result<(), Refusal> {
+        match spec {
+            TransportSpec::Tcp { .. } => Ok(()),
+            _ if self.secure => Err(Refusal::UdpOverTls),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Server {
@@ -338,6 +357,7 @@ impl Server {
         }
         let media = self.target(request)?;
         let spec = request.transport.clone().ok_or(Refusal::NoTransport)??;
+        conn.check_transport(&spec)?;
         if let Some(id) = &request.session {
             // One stream per session: a second SETUP may only change the transport.
             let existing = self.session(id).ok_or(Refusal::NoSuchSession)?;

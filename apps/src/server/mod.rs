@@ -84,6 +84,17 @@ pub struct Config {
     pub publish_takeover: bool,
     /// Users, their rights, and public paths (none: all open).
     pub access: access::Rules,
+    /// `--tls-cert` and `--tls-key`: RTSPS on `rtsps_port`, and HTTPS on the HTTP port.
+    pub tls: Option<TlsFiles>,
+    /// RTSPS (with `tls`); 0: any free port.
+    pub rtsps_port: u16,
+}
+
+/// A PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A live path, what feeds it, and when it runs.
@@ -545,6 +556,14 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     gst::init()?;
     gstmjpegrtp::plugin_register_static()?;
     limits::raise_file_limit();
+    // A bad certificate or key stops the server before anything is loaded or bound.
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &files.cert,
+            &files.key,
+        )?)),
+        None => None,
+    };
     // With nothing named, the bundled sample; live sources alone serve only themselves.
     let files = if config.paths.is_empty()
         && config.sources.is_empty()
@@ -709,6 +728,22 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         ),
         None => None,
     };
+    let rtsps_listener = match &tls {
+        Some(_) => Some(
+            runtime
+                .block_on(tokio::net::TcpListener::bind((
+                    config.bind,
+                    config.rtsps_port,
+                )))
+                .with_context(|| {
+                    format!(
+                        "RTSPS: listening on {}:{} (--rtsps-port PORT)",
+                        config.bind, config.rtsps_port
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let host = match config.bind {
         IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
         IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
@@ -741,16 +776,27 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         let mut out = std::io::stdout().lock();
         let mut names: Vec<&String> = server.paths.keys().collect();
         names.sort();
-        for name in names {
+        for name in &names {
             writeln!(
                 out,
                 "rtsp://{host}:{port}/{}",
                 crate::rtsp::path::encode(name)
             )?;
         }
+        if let Some(listener) = &rtsps_listener {
+            let port = listener.local_addr()?.port();
+            for name in &names {
+                writeln!(
+                    out,
+                    "rtsps://{host}:{port}/{}",
+                    crate::rtsp::path::encode(name)
+                )?;
+            }
+        }
         // After the RTSP URLs: the status page (streams are at /NAME/stream.mjpg).
         if let Some(listener) = &http_listener {
-            writeln!(out, "http://{host}:{}/", listener.local_addr()?.port())?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            writeln!(out, "{scheme}://{host}:{}/", listener.local_addr()?.port())?;
         }
         out.flush()?;
     }
@@ -788,7 +834,10 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     }
     runtime.block_on(async {
         if let Some(http_listener) = http_listener {
-            tokio::spawn(http::serve(server.clone(), http_listener));
+            tokio::spawn(http::serve(server.clone(), http_listener, tls.clone()));
+        }
+        if let (Some(listener), Some(tls)) = (rtsps_listener, tls) {
+            tokio::spawn(connection::serve_tls(server.clone(), listener, tls));
         }
         connection::serve(server.clone(), listener).await
     });

@@ -164,6 +164,7 @@ impl Server {
             return Err(Refusal::NotAllowed);
         };
         let spec = request.transport.clone().ok_or(Refusal::NoTransport)??;
+        conn.check_transport(&spec)?;
         if request.session.is_some() {
             // One stream per publisher: JPEG video.
             return Err(Refusal::OneClipPerSession);

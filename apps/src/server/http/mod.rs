@@ -26,6 +26,7 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::Server;
 use super::access::{Decision, Right};
@@ -46,17 +47,34 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// Accepts HTTP connections until the runtime ends.
-pub async fn serve(server: Arc<Server>, listener: TcpListener) {
+/// Accepts HTTP connections (HTTPS with `tls`) until the runtime ends.
+pub async fn serve(server: Arc<Server>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     super::connection::accept_each(&listener, "HTTP", server.per_ip.clone(), |stream, peer| {
-        connection(server.clone(), stream, peer)
+        let server = server.clone();
+        let tls = tls.clone();
+        async move {
+            let _ = stream.set_nodelay(true);
+            limit_unsent(&stream);
+            match tls {
+                None => connection(server, stream, peer).await,
+                Some(tls) => {
+                    if let Some(stream) =
+                        super::connection::handshake(&tls, stream, peer, "HTTPS").await
+                    {
+                        connection(server, stream, peer).await
+                    }
+                }
+            }
+        }
     })
     .await;
 }
 
-async fn connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    limit_unsent(&stream);
+/// One HTTP connection, over TCP or TLS.
+async fn connection<S>(server: Arc<Server>, stream: S, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     // Told when the connection's viewer stalled: the connection is then dropped.
     let cancel = Arc::new(tokio::sync::Notify::new());
     let service = {
