@@ -442,3 +442,59 @@ fn unusable_certificates_and_keys_stop_the_server_at_start() {
     let err = start_fails(&["--tls-cert".as_ref(), cert.as_os_str()]);
     assert!(err.contains("--tls-key"), "{err}");
 }
+
+#[test]
+fn https_with_users_asks_for_credentials_and_takes_basic_and_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path());
+    let config = dir.path().join("users.toml");
+    std::fs::write(
+        &config,
+        "[[users]]\nname = \"viewer\"\npassword = \"tls-secret-1\"\nread = [\"*\"]\n\n\
+         [[users]]\nname = \"nobody\"\npassword = \"tls-secret-2\"\nread = []\n",
+    )
+    .expect("write the config");
+    let config = config.to_str().expect("utf-8 path").to_string();
+    let server = tls_server(&cert, &key, &["--config", &config]);
+    let base = server.http();
+    assert!(base.starts_with("https://"), "{base}");
+    let snapshot = format!("{base}/{CLIP}/snapshot.jpg");
+    let status = |args: &[&str]| {
+        let mut all = vec!["-k", "-o", "/dev/null", "-w", "%{http_code}"];
+        all.extend_from_slice(args);
+        let (_, out, err) = curl(&all, &snapshot);
+        (String::from_utf8_lossy(&out).to_string(), err)
+    };
+    // Anonymous: 401, with Digest and Basic offered.
+    let (_, head, err) = curl(&["-k", "-s", "-D", "-", "-o", "/dev/null"], &snapshot);
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 401"), "{head} {err}");
+    let challenges: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .collect();
+    assert!(
+        challenges.iter().any(|c| c.contains("Digest"))
+            && challenges.iter().any(|c| c.contains("Basic")),
+        "{head}"
+    );
+    // The right user, with Basic and with Digest: the snapshot, a JPEG.
+    for scheme in ["--basic", "--digest"] {
+        let (ok, jpeg, err) = curl(&["-k", scheme, "-u", "viewer:tls-secret-1"], &snapshot);
+        assert!(ok, "{scheme}: {err}");
+        assert!(
+            jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]),
+            "{scheme}: not a JPEG ({} bytes)",
+            jpeg.len()
+        );
+    }
+    // A wrong password: 401; a user without the right to read: 403.
+    assert_eq!(status(&["--digest", "-u", "viewer:wrong"]).0, "401");
+    assert_eq!(status(&["--basic", "-u", "nobody:tls-secret-2"]).0, "403");
+    // The passwords are nowhere in the log.
+    let log = server.log();
+    assert!(
+        !log.contains("tls-secret-1") && !log.contains("tls-secret-2"),
+        "{log}"
+    );
+}
