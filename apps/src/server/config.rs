@@ -307,5 +307,33 @@ mod tests {
             negative.check(Path::new("f.toml")),
             Err(ConfigError::Seconds { .. })
         ));
+        let half = FileConfig::parse("[server]\ntls_cert = \"cert.pem\"\n").unwrap();
+        assert!(matches!(
+            half.check(Path::new("f.toml")),
+            Err(ConfigError::TlsPair { .. })
+        ));
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_file() {
+        let dir = tempfile_dir();
+        let path = dir.join("server.toml");
+        std::fs::write(
+            &path,
+            "[server]\ntls_cert = \"certs/cert.pem\"\ntls_key = \"/etc/key.pem\"\nrtsps_port = 0\n",
+        )
+        .unwrap();
+        let config = FileConfig::load(&path).unwrap();
+        assert_eq!(config.server.tls_cert, Some(dir.join("certs/cert.pem")));
+        assert_eq!(config.server.tls_key, Some(PathBuf::from("/etc/key.pem")));
+        assert_eq!(config.server.rtsps_port, Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fresh folder of this test's own (the apps crate has no tempfile).
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mjpeg-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

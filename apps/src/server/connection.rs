@@ -185,6 +185,16 @@ async fn connection<R, W>(
                 Ok(Ok(())) => {}
                 _ => break,
             }
+            // TLS keeps what the socket did not take yet: with nothing more queued, push
+            // it out (a reply must not wait for the next packet). A no-op over TCP.
+            if rx.is_empty()
+                && !matches!(
+                    tokio::time::timeout(WRITE_DEADLINE, writer.flush()).await,
+                    Ok(Ok(()))
+                )
+            {
+                break;
+            }
         }
         let _ = writer.shutdown().await;
     });
