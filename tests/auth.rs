@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gst::prelude::*;
 use mjpeg_rtsp_tests::rtsp::*;
 use mjpeg_rtsp_tests::*;
 
@@ -117,56 +116,6 @@ fn ffmpeg_reads(url: &str, frames: u32) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(err) }
 }
 
-/// rtspsrc decodes `frames`; `credentials` go into `user-id` and `user-pw`.
-fn rtspsrc_decodes(
-    url: &str,
-    credentials: Option<(&str, &str)>,
-    frames: usize,
-) -> Result<(), String> {
-    gst::init().unwrap();
-    let props = credentials
-        .map(|(u, p)| format!("user-id={u} user-pw={p}"))
-        .unwrap_or_default();
-    let pipeline = gst::parse::launch(&format!(
-        "rtspsrc location={url} {props} latency=100 protocols=tcp ! rtpjpegdepay ! jpegdec ! fakesink name=sink"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    let decoded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    {
-        let decoded = decoded.clone();
-        sink.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                decoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-    }
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let deadline = Instant::now() + WAIT;
-    let mut error = None;
-    while decoded.load(std::sync::atomic::Ordering::Relaxed) < frames && Instant::now() < deadline {
-        if let Some(bus) = pipeline.bus()
-            && let Some(msg) = bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(50),
-                &[gst::MessageType::Error],
-            )
-        {
-            error = Some(format!("{msg:?}"));
-            break;
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    let n = decoded.load(std::sync::atomic::Ordering::Relaxed);
-    match error {
-        Some(e) => Err(e),
-        None if n < frames => Err(format!("{n} frames decoded")),
-        None => Ok(()),
-    }
-}
-
 fn player_reads(url: &str, frames: u32) -> Result<(), String> {
     let (status, _, err) = run_to_end(
         Command::new(plugin_dir().join("mjpeg-player"))
@@ -258,8 +207,8 @@ fn readers_need_credentials_on_rtsp_and_http() {
         ffmpeg_reads(&cam, 5).is_err(),
         "ffmpeg without credentials played"
     );
-    rtspsrc_decodes(&cam, Some(("viewer", VIEWER_PW)), 10).expect("rtspsrc user-id/user-pw");
-    rtspsrc_decodes(&viewer_url, None, 10).expect("rtspsrc with credentials in the URL");
+    rtspsrc_decodes(&cam, Some(("viewer", VIEWER_PW)), 10, WAIT).expect("rtspsrc user-id/user-pw");
+    rtspsrc_decodes(&viewer_url, None, 10, WAIT).expect("rtspsrc with credentials in the URL");
     player_reads(&viewer_url, 10).expect("mjpeg-player");
     // A user stored as password_sha256 only: the player answers Digest SHA-256.
     player_reads(&with_user(&cam, "hashed", HASHED_PW), 10).expect("mjpeg-player, hashed");
@@ -369,8 +318,8 @@ fn a_wrong_password_is_refused_by_every_client() {
     assert!(ffmpeg_reads(&with_user(&cam, "viewer", "nope"), 5).is_err());
     ffmpeg_reads(&with_user(&cam, "viewer", VIEWER_PW), 5).expect("ffmpeg, right password");
     fresh_window();
-    assert!(rtspsrc_decodes(&cam, Some(("viewer", "nope")), 5).is_err());
-    rtspsrc_decodes(&cam, Some(("viewer", VIEWER_PW)), 5).expect("rtspsrc, right password");
+    assert!(rtspsrc_decodes(&cam, Some(("viewer", "nope")), 5, WAIT).is_err());
+    rtspsrc_decodes(&cam, Some(("viewer", VIEWER_PW)), 5, WAIT).expect("rtspsrc, right password");
     fresh_window();
     assert!(player_reads(&with_user(&cam, "hashed", "nope"), 5).is_err());
     player_reads(&with_user(&cam, "hashed", HASHED_PW), 5).expect("player, right password");

@@ -7,7 +7,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gst::prelude::*;
 use mjpeg_rtsp_tests::rtsp::*;
 use mjpeg_rtsp_tests::*;
 use serde_json::Value;
@@ -150,44 +149,6 @@ fn ffmpeg_reads(url: &str, transport: &str, frames: u32) {
     );
 }
 
-fn rtspsrc_decodes(url: &str, frames: usize) {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(&format!(
-        "rtspsrc location={url} latency=100 protocols=tcp ! rtpjpegdepay ! jpegdec ! fakesink name=sink"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    let decoded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    {
-        let decoded = decoded.clone();
-        sink.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                decoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-    }
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let deadline = Instant::now() + WAIT;
-    let mut error = None;
-    while decoded.load(std::sync::atomic::Ordering::Relaxed) < frames && Instant::now() < deadline {
-        if let Some(bus) = pipeline.bus()
-            && let Some(msg) = bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(50),
-                &[gst::MessageType::Error],
-            )
-        {
-            error = Some(format!("{msg:?}"));
-            break;
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(error, None, "rtspsrc");
-    assert!(decoded.load(std::sync::atomic::Ordering::Relaxed) >= frames);
-}
-
 fn player_reads(url: &str, frames: u32) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stats.json");
@@ -245,7 +206,7 @@ fn rtspclientsink_publishes_over_tcp_and_udp_read_by_rtspsrc_and_mjpeg_player() 
         let publisher = gst_publisher(&url, protocols);
         let entry = wait_recording(&server, "cam", after, 10);
         assert_eq!(entry["transport"], protocols, "{entry}");
-        rtspsrc_decodes(&url, 25);
+        mjpeg_rtsp_tests::rtspsrc_decodes(&url, None, 25, WAIT).expect("rtspsrc decodes");
         let played = player_reads(&url, 25);
         assert_eq!(played["frames_shown"], 25, "{played}");
         assert_eq!(played["packets_lost"], 0, "{played}");

@@ -448,3 +448,57 @@ pub fn python() -> PathBuf {
     );
     python
 }
+
+/// GStreamer's rtspsrc (over TCP) decodes `frames` of `url` within `wait`; `credentials`
+/// go into its `user-id` and `user-pw`. The error says what it saw instead.
+pub fn rtspsrc_decodes(
+    url: &str,
+    credentials: Option<(&str, &str)>,
+    frames: usize,
+    wait: std::time::Duration,
+) -> Result<(), String> {
+    gst::init().unwrap();
+    let props = credentials
+        .map(|(u, p)| format!("user-id={u} user-pw={p}"))
+        .unwrap_or_default();
+    let pipeline = gst::parse::launch(&format!(
+        "rtspsrc location={url} {props} latency=100 protocols=tcp ! rtpjpegdepay ! jpegdec ! fakesink name=sink"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    let decoded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let decoded = decoded.clone();
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                decoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = std::time::Instant::now() + wait;
+    let mut error = None;
+    while decoded.load(std::sync::atomic::Ordering::Relaxed) < frames
+        && std::time::Instant::now() < deadline
+    {
+        if let Some(bus) = pipeline.bus()
+            && let Some(msg) = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(50),
+                &[gst::MessageType::Error],
+            )
+        {
+            error = Some(format!("{msg:?}"));
+            break;
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let n = decoded.load(std::sync::atomic::Ordering::Relaxed);
+    match error {
+        Some(e) => Err(e),
+        None if n < frames => Err(format!("{n} frames decoded")),
+        None => Ok(()),
+    }
+}
