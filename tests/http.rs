@@ -14,7 +14,7 @@ use mjpeg_rtsp_tests::http_client::{
     raw_request, unix_now,
 };
 use mjpeg_rtsp_tests::rtsp::{ServerProcess, wait_until};
-use mjpeg_rtsp_tests::{python, run_to_end, workspace_root};
+use mjpeg_rtsp_tests::{ffmpeg_framecrc, python, run_to_end, workspace_root};
 use serde_json::Value;
 
 /// A live path of 25 frames a second, 640x480.
@@ -99,40 +99,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// ffmpeg reading `url` (with `input` options before `-i`) to frame checksums: its exit
-/// status, the decoded frames' sizes and the stream's dimensions.
-fn ffmpeg_framecrc(input: &[&str], url: &str, output: &[&str]) -> (bool, Vec<usize>, String) {
-    let (status, out, err) = run_to_end(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
-            .args(input)
-            .args(["-i", url])
-            .args(output)
-            .args(["-f", "framecrc", "-"]),
-        Duration::from_secs(30),
-    );
-    let sizes = out
-        .lines()
-        .filter(|l| l.starts_with("0,"))
-        .map(|l| {
-            l.split(',')
-                .nth(4)
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0)
-        })
-        .collect();
-    let dimensions = out
-        .lines()
-        .find_map(|l| l.strip_prefix("#dimensions 0:"))
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if !status.success() {
-        eprintln!("ffmpeg {url}: {status}: {err}");
-    }
-    (status.success(), sizes, dimensions)
-}
-
 #[test]
 fn live_stream_reaches_a_raw_reader_ffmpeg_and_opencv_whole_at_the_sources_rate() {
     let server = live_server(&[], 1);
@@ -204,7 +170,8 @@ fn live_stream_reaches_a_raw_reader_ffmpeg_and_opencv_whole_at_the_sources_rate(
     // ffmpeg, told the format and left to probe it.
     let url = format!("{base}/cam/stream.mjpg");
     for input in [&["-f", "mpjpeg"][..], &[][..]] {
-        let (ok, frames, dimensions) = ffmpeg_framecrc(input, &url, &["-frames:v", "25"]);
+        let (ok, frames, dimensions) =
+            ffmpeg_framecrc(input, &url, &["-frames:v", "25"], Duration::from_secs(30));
         assert!(ok, "ffmpeg {input:?} failed");
         assert_eq!(dimensions, "640x480", "ffmpeg {input:?}");
         assert_eq!(frames.len(), 25, "ffmpeg {input:?}");
@@ -242,11 +209,13 @@ fn clip_stream_starts_at_t_plays_at_the_clip_rate_and_ends_after_its_last_frame(
     // ffmpeg from the start and from 2 s, beside this crate's reader from 2 s.
     let whole = {
         let url = url.clone();
-        std::thread::spawn(move || ffmpeg_framecrc(&["-f", "mpjpeg"], &url, &[]))
+        std::thread::spawn(move || {
+            ffmpeg_framecrc(&["-f", "mpjpeg"], &url, &[], Duration::from_secs(30))
+        })
     };
     let later = {
         let url = format!("{url}?t=2");
-        std::thread::spawn(move || ffmpeg_framecrc(&[], &url, &[]))
+        std::thread::spawn(move || ffmpeg_framecrc(&[], &url, &[], Duration::from_secs(30)))
     };
     let viewer = Viewer::start(
         &base,

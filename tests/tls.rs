@@ -47,29 +47,8 @@ fn tls_server(cert: &Path, key: &Path, extra: &[&str]) -> ServerProcess {
 /// ffmpeg reading `url` for `frames` frames: its exit status, each decoded frame's size
 /// and the stream's dimensions (from framecrc).
 fn ffmpeg_frames(input: &[&str], url: &str, frames: usize) -> (bool, Vec<usize>, String) {
-    let (status, out, err) = run_to_end(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
-            .args(input)
-            .args(["-i", url, "-frames:v", &frames.to_string()])
-            .args(["-f", "framecrc", "-"]),
-        Duration::from_secs(40),
-    );
-    if !status.success() {
-        eprintln!("ffmpeg {url}: {status}: {err}");
-    }
-    let sizes = out
-        .lines()
-        .filter(|l| l.starts_with("0,"))
-        .filter_map(|l| l.split(',').nth(4).and_then(|s| s.trim().parse().ok()))
-        .collect();
-    let dimensions = out
-        .lines()
-        .find_map(|l| l.strip_prefix("#dimensions 0:"))
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    (status.success(), sizes, dimensions)
+    let frames = frames.to_string();
+    mjpeg_rtsp_tests::ffmpeg_framecrc(input, url, &["-frames:v", &frames], Duration::from_secs(40))
 }
 
 fn player(args: &[&str]) -> (std::process::ExitStatus, String, String) {

@@ -502,3 +502,43 @@ pub fn rtspsrc_decodes(
         None => Ok(()),
     }
 }
+
+/// ffmpeg reading `url` (with `input` options before `-i`, `output` after it) to frame
+/// checksums within `limit`: its exit status, the decoded frames' sizes and the stream's
+/// dimensions (`WxH`).
+pub fn ffmpeg_framecrc(
+    input: &[&str],
+    url: &str,
+    output: &[&str],
+    limit: std::time::Duration,
+) -> (bool, Vec<usize>, String) {
+    let (status, out, err) = run_to_end(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(input)
+            .args(["-i", url])
+            .args(output)
+            .args(["-f", "framecrc", "-"]),
+        limit,
+    );
+    let sizes = out
+        .lines()
+        .filter(|l| l.starts_with("0,"))
+        .map(|l| {
+            l.split(',')
+                .nth(4)
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    let dimensions = out
+        .lines()
+        .find_map(|l| l.strip_prefix("#dimensions 0:"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if !status.success() {
+        eprintln!("ffmpeg {url}: {status}: {err}");
+    }
+    (status.success(), sizes, dimensions)
+}
