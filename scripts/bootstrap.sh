@@ -12,7 +12,9 @@ set -eu
 # python3-gst-1.0 for the Python example (its overrides read
 # GstValueArray fields such as rtcplossmonitor's sources); chromium (headless) for the
 # status page's browser test, python3-opencv and curl as HTTP MJPEG peers, python3-venv
-# for the tests' Python packages from PyPI (in target/py).
+# for the tests' Python packages from PyPI (in target/py); haproxy (TCP mode) in front of
+# an origin/edge tier, tcpdump to count multicast datagrams and ethtool to turn off a test
+# network's UDP segmentation offload (tests in private network namespaces, iproute2).
 PACKAGES="
     pkg-config
     libgstreamer1.0-dev
@@ -39,6 +41,10 @@ PACKAGES="
     python3-opencv
     python3-venv
     curl
+    haproxy
+    tcpdump
+    ethtool
+    iproute2
 "
 # The tests' Python packages, from PyPI into target/py (with the system's gi and cv2):
 # prometheus-client parses /metrics, websocket-client drives chromium's DevTools.

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod http_client;
 pub mod lab_server;
 pub mod mjpeg_http;
+pub mod netns;
 pub mod relay;
 pub mod rtsp;
 

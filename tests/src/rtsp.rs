@@ -120,12 +120,32 @@ impl ServerProcess {
     /// Starts the server on 127.0.0.1 and a free port with `args` (options, then clip
     /// paths), and waits until it printed `clips` URLs.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], clips: usize) -> ServerProcess {
+        ServerProcess::spawn(Command::new(server_binary()), "127.0.0.1", args, clips)
+    }
+
+    /// [`start`](Self::start) inside a network namespace, listening on `bind` (for
+    /// example its own loopback address, `127.0.1.1`).
+    pub fn start_in<S: AsRef<std::ffi::OsStr>>(
+        netns: &crate::netns::Netns,
+        bind: &str,
+        args: &[S],
+        clips: usize,
+    ) -> ServerProcess {
+        ServerProcess::spawn(netns.command(server_binary()), bind, args, clips)
+    }
+
+    fn spawn<S: AsRef<std::ffi::OsStr>>(
+        mut command: Command,
+        bind: &str,
+        args: &[S],
+        clips: usize,
+    ) -> ServerProcess {
         // HTTP on any free port, unless the test chooses.
         let http_chosen = args
             .iter()
             .any(|a| a.as_ref() == "--http-port" || a.as_ref() == "--no-http");
-        let mut child = Command::new(server_binary())
-            .args(["--bind", "127.0.0.1", "--port", "0"])
+        let mut child = command
+            .args(["--bind", bind, "--port", "0"])
             .args(if http_chosen {
                 &[][..]
             } else {
