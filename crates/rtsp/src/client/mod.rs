@@ -4,9 +4,10 @@
 //! authentication stay with the caller.
 //!
 //! - Requests: [`options`], [`describe`], [`setup`] (with [`udp_transport`] or
-//!   [`tcp_transport`]), [`play`], [`pause`], [`get_parameter`], [`teardown`]. The
-//!   connection numbers each one with [`Client::prepare`] right before writing it (again
-//!   when it sends it anew, after a 401).
+//!   [`tcp_transport`]), [`play`], [`pause`], [`get_parameter`], [`teardown`]; a
+//!   publisher's [`announce`], [`setup`] with [`tcp_record_transport`], and [`record`].
+//!   The connection numbers each one with [`Client::prepare`] right before writing it
+//!   (again when it sends it anew, after a 401).
 //! - Replies: [`check_status`]; [`read_describe`], the presentation with its control URLs
 //!   resolved per RFC 2326 C.1.1 ([`description`]); [`read_setup`] or
 //!   [`Client::read_setup`], the session (typed `Session`, with its timeout) and the
@@ -21,7 +22,7 @@ use std::time::Duration;
 use rtsp_types::headers::{
     self, Accept, CSeq, MediaType, MediaTypeRange, NptRange, NptTime, Public, Range,
     RtpLowerTransport, RtpProfile, RtpTransport, RtpTransportParameters, Session, Transport,
-    Transports,
+    TransportMode, Transports,
 };
 use rtsp_types::{Empty, Method, Request, Response, StatusCode, Url, Version};
 
@@ -168,6 +169,18 @@ pub fn tcp_transport(rtp_channel: u8, rtcp_channel: u8) -> Transport {
     })
 }
 
+/// RTP/AVP interleaved on these channels, for media the client sends (`mode=record`).
+///
+/// The mode is written in lower case, `mode="record"`, as ffmpeg and GStreamer's
+/// `rtspclientsink` write it: gst-rtsp-server before 1.24 looks for the lower-case word
+/// only (`rtsp-types` would write `RECORD`, which it takes for neither play nor record).
+pub fn tcp_record_transport(rtp_channel: u8, rtcp_channel: u8) -> Transport {
+    rtp_transport(Some(RtpLowerTransport::Tcp), |p| {
+        p.interleaved = Some((rtp_channel, Some(rtcp_channel)));
+        p.mode = vec![TransportMode::Other("record".into())];
+    })
+}
+
 fn rtp_transport(
     lower_transport: Option<RtpLowerTransport>,
     fill: impl FnOnce(&mut RtpTransportParameters),
@@ -226,6 +239,19 @@ pub fn get_parameter(aggregate: &Url) -> Request<Empty> {
 
 pub fn teardown(aggregate: &Url) -> Request<Empty> {
     request(Method::Teardown, Some(aggregate)).empty()
+}
+
+/// ANNOUNCE (RFC 2326 10.3): the session description of what the client will RECORD to
+/// `url` (`Content-Length` is the writer's).
+pub fn announce(url: &Url, sdp: Vec<u8>) -> Request<Vec<u8>> {
+    request(Method::Announce, Some(url))
+        .header(headers::CONTENT_TYPE, "application/sdp")
+        .build(sdp)
+}
+
+/// RECORD (RFC 2326 10.11): start sending the media set up in the session.
+pub fn record(aggregate: &Url) -> Request<Empty> {
+    request(Method::Record, Some(aggregate)).empty()
 }
 
 /// `Ok` for a 2xx reply to `method`; the status and reason otherwise.

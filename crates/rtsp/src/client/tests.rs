@@ -40,7 +40,7 @@ fn described(request_url: &str, headers: &str, sdp: &[u8]) -> Result<Description
     read_describe(&url(request_url), &reply(&head, sdp))
 }
 
-fn text(request: &Request<Empty>) -> String {
+fn text<B: AsRef<[u8]>>(request: &Request<B>) -> String {
     let mut bytes = Vec::new();
     request.write(&mut bytes).expect("written");
     String::from_utf8(bytes).expect("text")
@@ -293,6 +293,50 @@ fn requests_carry_typed_headers() {
         assert!(t.starts_with(&format!("{method} {u} RTSP/1.0\r\n")), "{t}");
         assert!(!t.contains("Range"), "{t}");
     }
+}
+
+#[test]
+fn a_publisher_announces_sets_up_for_record_and_records() {
+    let u = url("rtsp://h:8554/in");
+    let mut client = Client::new("pusher/1");
+    let mut r = announce(&u, SDP.as_bytes().to_vec());
+    assert_eq!(client.prepare(&mut r), 1);
+    let t = text(&r);
+    assert!(
+        t.starts_with("ANNOUNCE rtsp://h:8554/in RTSP/1.0\r\n"),
+        "{t}"
+    );
+    for line in [
+        "Content-Type: application/sdp\r\n".to_string(),
+        format!("Content-Length: {}\r\n", SDP.len()),
+    ] {
+        assert!(t.contains(&line), "{line:?} missing in\n{t}");
+    }
+    assert!(t.ends_with(SDP), "{t}");
+    // The request reads back as an ANNOUNCE whose body is the description.
+    match Message::<Vec<u8>>::parse(t.as_bytes()) {
+        Ok((Message::Request(back), used)) => {
+            assert_eq!(used, t.len());
+            assert_eq!(back.body(), SDP.as_bytes());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The control URL of the announced stream, as RFC 2326 C.1.1 resolves it.
+    let stream = description::read(SDP.as_bytes(), &u).unwrap();
+    assert_eq!(stream.control.as_str(), "rtsp://h:8554/in/streamid=0");
+    let t = text(&setup(&stream.control, tcp_record_transport(0, 1)));
+    assert!(
+        t.contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"record\"\r\n"),
+        "{t}"
+    );
+    // Read back (by this crate's server side too) as a request to record.
+    assert!(crate::transport::asks_record(
+        match Message::<Vec<u8>>::parse(t.as_bytes()) {
+            Ok((Message::Request(back), _)) => back,
+            other => panic!("{other:?}"),
+        }
+    ));
+    assert!(text(&record(&stream.aggregate)).starts_with("RECORD rtsp://h:8554/in RTSP/1.0\r\n"));
 }
 
 #[test]
