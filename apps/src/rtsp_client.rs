@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use rtsp_types::headers::{AUTHORIZATION, WWW_AUTHENTICATE};
-use rtsp_types::{Empty, Message, ParseError, Request, Response, StatusCode, Url};
+use rtsp_types::{Message, ParseError, Request, Response, StatusCode, Url};
 
 use crate::rtsp::auth::{AuthError, Authenticator};
 use crate::rtsp::client::Client;
@@ -128,6 +128,15 @@ impl Control {
             .map(|a| a.ip())
     }
 
+    /// Our address on this connection (the origin of a description we send).
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.writer
+            .lock()
+            .ok()
+            .and_then(|link| link.tcp.local_addr().ok())
+            .map(|a| a.ip())
+    }
+
     /// Whether the connection is gone (closed by the server, or unreadable).
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -153,9 +162,13 @@ impl Control {
         self.writer.clone()
     }
 
-    /// Sends a request and waits for its reply; a 401 is answered once with credentials
-    /// when the URL has them and the challenge is one we support.
-    pub fn request(&mut self, mut request: Request<Empty>) -> Result<Response<Vec<u8>>> {
+    /// Sends a request (with its body: an ANNOUNCE's description) and waits for its reply;
+    /// a 401 is answered once with credentials when the URL has them and the challenge
+    /// is one we support.
+    pub fn request<B: AsRef<[u8]>>(
+        &mut self,
+        mut request: Request<B>,
+    ) -> Result<Response<Vec<u8>>> {
         // A stale nonce may take a second try; the authenticator refuses to loop.
         for _ in 0..3 {
             let reply = self.send(&mut request)?;
@@ -181,7 +194,7 @@ impl Control {
 
     /// Numbers the request (a new CSeq each time it is sent), signs it when there are
     /// credentials, writes it and waits for its reply.
-    fn send(&mut self, request: &mut Request<Empty>) -> Result<Response<Vec<u8>>> {
+    fn send<B: AsRef<[u8]>>(&mut self, request: &mut Request<B>) -> Result<Response<Vec<u8>>> {
         self.client.prepare(request);
         let method = request.method().clone();
         let uri = request.request_uri().map_or("*", Url::as_str).to_string();
