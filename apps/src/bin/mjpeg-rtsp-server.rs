@@ -11,7 +11,7 @@ use mjpeg_rtsp::rtsp::server_auth::{REALM, Secret, password_sha256};
 use mjpeg_rtsp::server::access::{Rules, User};
 use mjpeg_rtsp::server::config::FileConfig;
 use mjpeg_rtsp::server::stats::StatsFormat;
-use mjpeg_rtsp::server::{Config, LiveSpec, TlsFiles};
+use mjpeg_rtsp::server::{Config, LiveSpec, PushSpec, TlsFiles};
 
 /// Serves Motion-JPEG clips (.Mjpeg lab files or concatenated JPEG) over RTSP 1.0 with
 /// RTP/JPEG (RFC 2435) and RTCP, to standard clients (ffplay, VLC, GStreamer's rtspsrc,
@@ -118,6 +118,13 @@ struct Args {
     /// of being refused with 455
     #[arg(long)]
     publish_takeover: bool,
+    /// Send a live path to another RTSP server: NAME=URL,
+    /// rtsp://[user:password@]host[:port]/path, with ANNOUNCE and RECORD over TCP
+    /// interleaved, reconnecting with backoff (1 s doubling to 30 s) for as long as the
+    /// server runs (repeatable). NAME is a --source, --relay or --publish path; clips are
+    /// not pushed
+    #[arg(long = "push", value_name = "NAME=URL", value_parser = name_and_value)]
+    pushes: Vec<(String, String)>,
     /// Print the password_sha256 of user NAME for the configuration file's [[users]]
     /// (the hex SHA-256 of NAME:mjpeg-rtsp:PASSWORD), reading the password from the first
     /// line of standard input, and exit
@@ -187,10 +194,15 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
     let mut sources: Vec<LiveSpec> = Vec::new();
     let mut relays: Vec<LiveSpec> = Vec::new();
     let mut publish: Vec<String> = Vec::new();
+    let mut pushes: Vec<PushSpec> = Vec::new();
     for (name, section) in file.paths {
         if named(&name) {
             continue;
         }
+        pushes.extend(section.push.iter().map(|url| PushSpec {
+            path: name.clone(),
+            url: url.clone(),
+        }));
         if section.publish == Some(true) {
             publish.push(name);
             continue;
@@ -216,6 +228,12 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
     sources.extend(args.sources.into_iter().map(from_flag));
     relays.extend(args.relays.into_iter().map(from_flag));
     publish.extend(args.publish);
+    pushes.extend(
+        args.pushes
+            .into_iter()
+            .map(|(path, url)| PushSpec { path, url }),
+    );
+    check_pushes(&pushes, &sources, &relays, &publish)?;
     let mut paths = file.clips;
     paths.extend(args.paths);
     let stats = args.stats || server.stats.unwrap_or(false);
@@ -282,8 +300,31 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
         relays,
         publish,
         publish_takeover: args.publish_takeover || server.publish_takeover.unwrap_or(false),
+        pushes,
         access,
     })
+}
+
+/// Every push names a live path and an `rtsp://` URL (nothing connects yet).
+fn check_pushes(
+    pushes: &[PushSpec],
+    sources: &[LiveSpec],
+    relays: &[LiveSpec],
+    publish: &[String],
+) -> Result<(), String> {
+    for push in pushes {
+        let name = &push.path;
+        let live = sources.iter().chain(relays).any(|s| s.name == *name)
+            || publish.iter().any(|p| p == name);
+        if !live {
+            return Err(format!(
+                "--push {name}=...: no live path is named {name} (a --source, --relay or --publish path; clips are not pushed)"
+            ));
+        }
+        mjpeg_rtsp::server::live::push::parse_url(&push.url)
+            .map_err(|e| format!("--push {name}: {e:#}"))?;
+    }
+    Ok(())
 }
 
 /// The users of the file, and its public paths: `[server] public_paths` and the

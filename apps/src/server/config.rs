@@ -131,6 +131,9 @@ pub struct PathSection {
     pub linger: Option<f64>,
     /// Anyone may read it without credentials (when there are users).
     pub public: Option<bool>,
+    /// `rtsp://[user:password@]host[:port]/path` URLs the path is sent to (as `--push`).
+    #[serde(default)]
+    pub push: Vec<String>,
 }
 
 /// Why a configuration file cannot be used.
@@ -261,6 +264,7 @@ mod tests {
                 .as_deref()
                 .is_some_and(|s| s.contains("v4l2src"))
         );
+        assert_eq!(config.paths["test"].push.len(), 1);
         config
             .check(Path::new("example.toml"))
             .expect("the example is complete");

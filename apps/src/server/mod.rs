@@ -82,6 +82,8 @@ pub struct Config {
     pub publish: Vec<String>,
     /// A new publisher replaces a path's current one instead of being refused.
     pub publish_takeover: bool,
+    /// Live paths sent to other RTSP servers (`--push NAME=URL`).
+    pub pushes: Vec<PushSpec>,
     /// Users, their rights, and public paths (none: all open).
     pub access: access::Rules,
     /// `--tls-cert` and `--tls-key`: RTSPS on `rtsps_port`, and HTTPS on the HTTP port.
@@ -109,6 +111,15 @@ pub struct LiveSpec {
     pub linger: Duration,
 }
 
+/// A live path sent to another RTSP server with ANNOUNCE and RECORD.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushSpec {
+    /// The live path's name.
+    pub path: String,
+    /// `rtsp://[user:password@]host[:port]/path`.
+    pub url: String,
+}
+
 /// How long a live source may take to give its first frame when it is checked at start.
 const SOURCE_PROBE: Duration = Duration::from_secs(15);
 
@@ -128,6 +139,8 @@ pub struct Server {
     closed: Mutex<Vec<stats::Closed>>,
     /// Published paths and their publishers.
     publishing: publishing::Publishing,
+    /// Live paths sent to other servers.
+    pushes: Vec<Arc<live::push::Push>>,
     /// HTTP MJPEG viewers, by id.
     http_viewers: Mutex<HashMap<String, Arc<http::viewer::HttpViewer>>>,
     next_http_viewer: std::sync::atomic::AtomicU64,
@@ -472,10 +485,19 @@ impl Server {
                     fanout_ms_p99: None,
                     error: None,
                     upstream: None,
+                    pushes: Vec::new(),
                 },
             })
             .collect();
         paths.sort_by(|a, b| a.name.cmp(&b.name));
+        for path in &mut paths {
+            path.pushes = self
+                .pushes
+                .iter()
+                .filter(|p| p.path_name() == path.name)
+                .map(|p| p.stats())
+                .collect();
+        }
         stats::Report {
             uptime_s: stats::uptime(self.started),
             paths,
@@ -514,6 +536,7 @@ impl Server {
             self.end_publisher(&publisher.id, "server shutting down");
         }
         self.end_http_viewers("server shutting down");
+        live::push::Push::stop_all(&self.pushes);
         // The last report says how every session ended.
         if self.config.stats_interval.is_some() {
             self.print_stats();
@@ -708,6 +731,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         tracing::info!("path {name}: published (ANNOUNCE and RECORD)");
         paths.insert(name.clone(), Media::Live(live));
     }
+    let pushes = pushes(&config.pushes, &paths)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -764,6 +788,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         started: Instant::now(),
         closed: Mutex::default(),
         publishing,
+        pushes,
         http_viewers: Mutex::default(),
         next_http_viewer: std::sync::atomic::AtomicU64::new(1),
         ended: Mutex::default(),
@@ -799,6 +824,10 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
             writeln!(out, "{scheme}://{host}:{}/", listener.local_addr()?.port())?;
         }
         out.flush()?;
+    }
+    // Once the server is up: a push to this same server finds it listening.
+    for push in &server.pushes {
+        push.start()?;
     }
     {
         let server = server.clone();
@@ -843,6 +872,33 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
     });
     server.shutdown();
     Ok(())
+}
+
+/// The pushes of `specs`, not started: each names a live path of `paths` and an
+/// `rtsp://` URL. Clips are not pushed (they have no shared timeline: each session plays
+/// its own position).
+fn pushes(
+    specs: &[PushSpec],
+    paths: &HashMap<String, Media>,
+) -> Result<Vec<Arc<live::push::Push>>> {
+    let mut pushes = Vec::new();
+    for spec in specs {
+        let name = &spec.path;
+        let url = live::push::parse_url(&spec.url).with_context(|| format!("--push {name}"))?;
+        let live = match paths.get(name) {
+            Some(Media::Live(live)) => live.clone(),
+            Some(Media::Clip(_)) => bail!(
+                "--push {name}=...: {name} is a clip; only live paths (--source, --relay, --publish) are pushed"
+            ),
+            None => bail!("--push {name}=...: no path is named {name}"),
+        };
+        tracing::info!(
+            "path {name}: pushed to {}",
+            live::relay::redact(url.as_str())
+        );
+        pushes.push(live::push::Push::new(live, url));
+    }
+    Ok(pushes)
 }
 
 #[cfg(test)]

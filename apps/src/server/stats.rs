@@ -74,6 +74,38 @@ pub struct PathStats {
     /// A relay's upstream as received (`rtcplossmonitor`); absent for other paths.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<crate::server::live::source::Upstream>,
+    /// The path's pushes to other servers (`--push`), in the order given; absent when
+    /// it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pushes: Vec<PushStats>,
+}
+
+/// A push of a path to another RTSP server (`--push NAME=URL`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PushStats {
+    /// Where it goes, without credentials.
+    pub url: String,
+    /// `connecting` (connecting, ANNOUNCE, SETUP, RECORD), `recording`, `retrying`
+    /// (the last connection failed; the next comes after a backoff), or `stopped` (in
+    /// the last report, at exit).
+    pub state: &'static str,
+    /// Over all its connections: frames, RTP packets and RTP bytes (headers and
+    /// payload, without the `$` framing) sent.
+    pub frames_sent: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Frames passed over: a newer one was ready when the connection took the next.
+    pub frames_skipped: u64,
+    /// Connections made after a failure.
+    pub reconnects: u64,
+    /// The receiver's latest RTCP receiver report about the pushed stream (`reports`
+    /// counts them over all connections); `null` before the first.
+    pub receiver_report: Option<ReceiverReport>,
+    /// RTCP packets from the receiver that could not be read.
+    pub rtcp_malformed: u64,
+    /// Why the last connection failed, while none has recorded since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A session as the server sees it.
@@ -242,6 +274,18 @@ mod tests {
                 fanout_ms_p99: Some(0.4),
                 error: None,
                 upstream: None,
+                pushes: vec![PushStats {
+                    url: "rtsp://***@origin/cam".into(),
+                    state: "recording",
+                    frames_sent: 9,
+                    packets_sent: 90,
+                    bytes_sent: 100_000,
+                    frames_skipped: 1,
+                    reconnects: 0,
+                    receiver_report: None,
+                    rtcp_malformed: 0,
+                    error: None,
+                }],
             }],
             sessions: vec![session()],
             publishers: vec![crate::server::session::publisher::PublisherStats {
@@ -279,6 +323,11 @@ mod tests {
         // Only relays have an upstream, only failed sources an error.
         assert!(value["paths"][0].get("upstream").is_none());
         assert!(value["paths"][0].get("error").is_none());
+        let push = &value["paths"][0]["pushes"][0];
+        assert_eq!(push["state"], "recording");
+        assert_eq!(push["frames_skipped"], 1);
+        assert_eq!(push["receiver_report"], serde_json::Value::Null);
+        assert!(push.get("error").is_none());
         let p = &value["publishers"][0];
         assert_eq!(p["state"], "recording");
         assert_eq!(p["packets_dropped"], 2);

@@ -4,12 +4,14 @@
 //! gst-launch description (`--source NAME=PIPELINE`), or RTP pushed into the path's
 //! pipeline by a relay or a publisher ([`source::Runner::start_rtp_input`]).
 //!
-//! A source starts with its first viewer and stops `linger` after the last one leaves
-//! (unless it is always on). When it fails while running (a camera unplugged), the
+//! A source starts with its first viewer (an RTSP session, an HTTP viewer, or a push
+//! that records, [`push`]) and stops `linger` after the last one leaves (unless it is
+//! always on). When it fails while running (a camera unplugged), the
 //! viewers keep their sessions and the source is restarted with backoff (1 s doubling to
 //! 30 s); each change of state is logged once, not each retry.
 
 pub mod publish;
+pub mod push;
 pub mod relay;
 pub mod source;
 
@@ -21,10 +23,11 @@ use super::pacer::Pacer;
 use super::session::Session;
 use source::{Events, Running};
 
-/// The first wait before restarting a failed source, doubled after each failure.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The first wait before restarting a failed source (or reconnecting a push), doubled
+/// after each failure.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between restarts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 type MappedBuffer = gst::MappedBuffer<gst::buffer::Readable>;
 
@@ -195,6 +198,8 @@ struct Inner {
     /// HTTP viewers and snapshot requests waiting for a frame (they keep an on-demand
     /// source running as RTSP viewers do).
     http_viewers: usize,
+    /// Pushes recording the path to another server (they keep it running too).
+    pushes: usize,
     /// When the last viewer left.
     idle_since: Option<Instant>,
     retry_at: Option<Instant>,
@@ -263,6 +268,7 @@ impl LivePath {
                 status: Status::Idle,
                 viewers: Vec::new(),
                 http_viewers: 0,
+                pushes: 0,
                 idle_since: Some(Instant::now()),
                 retry_at: None,
                 backoff: FIRST_BACKOFF,
@@ -350,6 +356,7 @@ impl LivePath {
                 "relay" => Some(inner.upstream.unwrap_or_default()),
                 _ => None,
             },
+            pushes: Vec::new(),
         }
     }
 
@@ -372,7 +379,7 @@ impl LivePath {
     pub fn leave(&self, session: &Session) {
         let mut inner = self.lock();
         inner.viewers.retain(|s| !std::ptr::eq(s.as_ref(), session));
-        if inner.viewers.is_empty() && inner.http_viewers == 0 {
+        if !inner.watched() {
             inner.idle_since = Some(Instant::now());
         }
     }
@@ -387,6 +394,18 @@ impl LivePath {
             self.start(&mut inner);
         }
         HttpViewing(self.clone())
+    }
+
+    /// A push starts recording the path: the source starts if it was idle, and runs
+    /// until the returned guard is dropped (and its linger is over).
+    pub fn join_push(self: &Arc<Self>) -> PushConsuming {
+        let mut inner = self.lock();
+        inner.pushes += 1;
+        inner.idle_since = None;
+        if inner.status == Status::Idle {
+            self.start(&mut inner);
+        }
+        PushConsuming(self.clone())
     }
 
     /// The newest frame, as it changes (`None` while the source is not running).
@@ -406,7 +425,7 @@ impl LivePath {
     /// backoff is over.
     pub fn tick(self: &Arc<Self>, now: Instant) {
         let mut inner = self.lock();
-        let watched = !inner.viewers.is_empty() || inner.http_viewers > 0;
+        let watched = inner.watched();
         let wanted = self.always_on || watched;
         let lingered = inner
             .idle_since
@@ -516,6 +535,26 @@ impl LivePath {
     }
 }
 
+impl Inner {
+    /// Anyone takes the path's frames: RTSP sessions, HTTP viewers, pushes.
+    fn watched(&self) -> bool {
+        !self.viewers.is_empty() || self.http_viewers > 0 || self.pushes > 0
+    }
+}
+
+/// A push recording a live path, while it records.
+pub struct PushConsuming(Arc<LivePath>);
+
+impl Drop for PushConsuming {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.pushes = inner.pushes.saturating_sub(1);
+        if !inner.watched() {
+            inner.idle_since = Some(Instant::now());
+        }
+    }
+}
+
 /// An HTTP viewer of a live path, while it watches.
 pub struct HttpViewing(Arc<LivePath>);
 
@@ -523,7 +562,7 @@ impl Drop for HttpViewing {
     fn drop(&mut self) {
         let mut inner = self.0.lock();
         inner.http_viewers = inner.http_viewers.saturating_sub(1);
-        if inner.viewers.is_empty() && inner.http_viewers == 0 {
+        if !inner.watched() {
             inner.idle_since = Some(Instant::now());
         }
     }
