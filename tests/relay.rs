@@ -91,15 +91,6 @@ impl GstRtspServer {
     }
 }
 
-/// A TCP port nothing listens on (bound, then let go).
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A viewer over UDP, playing.
 fn watch(server: &ServerProcess, name: &str) -> UdpSession {
     let url = server.url(name);

@@ -356,6 +356,14 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A TCP port on 127.0.0.1 nothing listens on (bound, then let go).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a local TCP port")
+        .port()
+}
+
 /// Locks a mutex of the test helpers, whether or not a thread panicked holding it.
 pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

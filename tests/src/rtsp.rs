@@ -140,12 +140,19 @@ impl ServerProcess {
         args: &[S],
         clips: usize,
     ) -> ServerProcess {
-        // HTTP on any free port, unless the test chooses.
+        // HTTP and RTSP on any free port, unless the test chooses (a server started
+        // again on the port of one that went away).
         let http_chosen = args
             .iter()
             .any(|a| a.as_ref() == "--http-port" || a.as_ref() == "--no-http");
+        let port_chosen = args.iter().any(|a| a.as_ref() == "--port");
         let mut child = command
-            .args(["--bind", bind, "--port", "0"])
+            .args(["--bind", bind])
+            .args(if port_chosen {
+                &[][..]
+            } else {
+                &["--port", "0"][..]
+            })
             .args(if http_chosen {
                 &[][..]
             } else {

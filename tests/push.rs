@@ -1,0 +1,345 @@
+//! Pushes (`--push NAME=URL`, and `push = [...]` in a `[paths.NAME]` of `--config`) end
+//! to end, every receiver a real one started by the test: our own server with a
+//! `--publish` path (open, and behind `[[users]]`; a published path pushed on), and
+//! GStreamer's RTSP server in RECORD mode (tests/scripts/gst-rtsp-record.py). ffmpeg reads back what each received. A wrong
+//! password and a port where nothing listens are logged and retried with backoff while
+//! the sender keeps serving; a receiver started again on the same port gets the push
+//! again; unknown paths, clips and bad URLs stop the server at start.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mjpeg_rtsp_tests::rtsp::*;
+use mjpeg_rtsp_tests::*;
+use serde_json::Value;
+
+/// Generous for a loaded machine; only a failing test waits this long.
+const WAIT: Duration = Duration::from_secs(20);
+const CAM: &str = "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=25/1 ! jpegenc";
+const PASSWORD: &str = "push-Secret-81";
+const WRONG: &str = "wrong-Secret-92";
+
+fn source() -> String {
+    format!("cam={CAM}")
+}
+
+/// The `i`th push of path `name` in a statistics report (null when there is none).
+fn push_in(report: &Value, name: &str, i: usize) -> Value {
+    path_in(report, name)["pushes"][i].clone()
+}
+
+/// ffmpeg reads `n` frames of `url` over TCP, decoded at 320x240.
+#[track_caller]
+fn ffmpeg_reads(url: &str, n: usize) {
+    let frames = n.to_string();
+    let (ok, sizes, dimensions) = ffmpeg_framecrc(
+        &["-rtsp_transport", "tcp"],
+        url,
+        &["-frames:v", &frames],
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffmpeg failed to read {url}");
+    assert_eq!(sizes.len(), n, "frames decoded from {url}");
+    assert_eq!(dimensions, "320x240");
+    assert!(sizes.iter().all(|&s| s == 320 * 240 * 3 / 2), "{sizes:?}");
+}
+
+#[test]
+fn a_live_path_pushed_into_our_own_published_path_plays_in_ffmpeg() {
+    // The receiver pushes its published path on, into another of its own.
+    let port = free_tcp_port();
+    let onward = format!("in=rtsp://127.0.0.1:{port}/copy");
+    let receiver = ServerProcess::start(
+        &[
+            "--port",
+            &port.to_string(),
+            "--publish",
+            "in",
+            "--publish",
+            "copy",
+            "--push",
+            &onward,
+        ],
+        2,
+    );
+    let push = format!("cam={}", receiver.url("in"));
+    let mut sender = ServerProcess::start_with_stats(&["--source", &source(), "--push", &push], 1);
+    sender.wait_for_log(&["push cam to rtsp://127.0.0.1:", "/in: recording"], WAIT);
+    ffmpeg_reads(&receiver.url("in"), 50);
+    ffmpeg_reads(&receiver.url("copy"), 25);
+    sender.wait_for_stats(
+        "the receiver's reports about the pushed stream",
+        |r| {
+            let push = push_in(r, "cam", 0);
+            push["state"] == "recording" && push["receiver_report"]["reports"].as_u64() >= Some(1)
+        },
+        WAIT,
+    );
+    // Made after ffmpeg read its 50 frames: they were all sent by then.
+    let report = sender.fresh_stats(WAIT);
+    // Nobody watches `cam` on the sender: the push alone keeps its on-demand source up.
+    let cam = path_in(&report, "cam");
+    assert_eq!(
+        (&cam["source"], &cam["sessions"]),
+        (&"up".into(), &0.into())
+    );
+    let push = &cam["pushes"][0];
+    assert_eq!(push["url"], receiver.url("in"));
+    assert_eq!(push["reconnects"], 0);
+    assert!(push["frames_sent"].as_u64() >= Some(50), "{push}");
+    assert!(
+        push["bytes_sent"].as_u64() > push["packets_sent"].as_u64().map(|p| p * 12),
+        "{push}"
+    );
+    assert_eq!(push["receiver_report"]["cumulative_lost"], 0, "{push}");
+    // The same in /api/paths.
+    let api = http_client::get(&sender.http(), "/api/paths", "").json();
+    assert_eq!(push_in(&api, "cam", 0)["state"], "recording", "{api}");
+    // Ctrl-C: the push tears its session down, and the receiver says so.
+    let status = sender.interrupt(WAIT);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    receiver.wait_for_log(&["path in: publisher", "ended (teardown)"], WAIT);
+}
+
+#[test]
+fn credentials_from_the_url_publish_and_a_wrong_password_is_refused_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver_config = write_file(
+        dir.path(),
+        "receiver.toml",
+        format!(
+            "[paths.in]\npublish = true\n[paths.other]\npublish = true\n\
+             [[users]]\nname = \"pusher\"\npassword = \"{PASSWORD}\"\n\
+             read = [\"in\"]\npublish = [\"in\", \"other\"]\n"
+        )
+        .as_bytes(),
+    );
+    let receiver = ServerProcess::start(&[OsStr::new("--config"), receiver_config.as_os_str()], 2);
+    let host = receiver.addr;
+    // The pushes come from the sender's file: the right password to `in`, a wrong one
+    // to `other`.
+    let sender_config = write_file(
+        dir.path(),
+        "sender.toml",
+        format!(
+            "[paths.cam]\nsource = \"{CAM}\"\npush = [\n  \"rtsp://pusher:{PASSWORD}@{host}/in\",\n  \
+             \"rtsp://pusher:{WRONG}@{host}/other\",\n]\n"
+        )
+        .as_bytes(),
+    );
+    let sender =
+        ServerProcess::start_with_stats(&[OsStr::new("--config"), sender_config.as_os_str()], 1);
+    sender.wait_for_log(&["push cam to rtsp://***@", "/in: recording"], WAIT);
+    for wait in ["retrying in 1 s", "retrying in 2 s"] {
+        sender.wait_for_log(
+            &["push cam to rtsp://***@", "/other: failed", "401", wait],
+            WAIT,
+        );
+    }
+    ffmpeg_reads(&format!("rtsp://pusher:{PASSWORD}@{host}/in"), 30);
+    let report = sender.wait_for_stats(
+        "one push recording, the other refused",
+        |r| {
+            push_in(r, "cam", 0)["state"] == "recording"
+                && push_in(r, "cam", 1)["reconnects"].as_u64() >= Some(2)
+        },
+        WAIT,
+    );
+    let refused = push_in(&report, "cam", 1);
+    assert!(
+        refused["error"].as_str().is_some_and(|e| e.contains("401")),
+        "{refused}"
+    );
+    assert_eq!(refused["frames_sent"], 0);
+    assert_eq!(refused["url"], format!("rtsp://***@{host}/other"));
+    // The receiver never let the wrong password record.
+    assert!(
+        !receiver.log().contains("path other: publisher"),
+        "{}",
+        receiver.log()
+    );
+    let shown = format!("{}{report}", sender.log());
+    for secret in [PASSWORD, WRONG] {
+        assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+    }
+    assert!(!sender.log().contains("panicked"), "{}", sender.log());
+}
+
+#[test]
+fn a_push_resumes_into_a_receiver_started_again_on_the_same_port() {
+    let port = free_tcp_port().to_string();
+    let receiver_args = ["--port", port.as_str(), "--no-http", "--publish", "in"];
+    let receiver = ServerProcess::start(&receiver_args, 1);
+    let url = receiver.url("in");
+    let push = format!("cam={url}");
+    let sender = ServerProcess::start_with_stats(&["--source", &source(), "--push", &push], 1);
+    sender.wait_for_log(&["push cam to", "/in: recording"], WAIT);
+    ffmpeg_reads(&url, 25);
+    drop(receiver);
+    sender.wait_for_stats(
+        "the push failing",
+        |r| push_in(r, "cam", 0)["state"] == "retrying",
+        WAIT,
+    );
+    sender.wait_for_log(&["push cam to", "failed", "retrying in"], WAIT);
+    let receiver = ServerProcess::start(&receiver_args, 1);
+    let report = sender.wait_for_stats(
+        "the push recording again",
+        |r| {
+            let push = push_in(r, "cam", 0);
+            push["state"] == "recording" && push["reconnects"].as_u64() >= Some(1)
+        },
+        WAIT,
+    );
+    assert!(
+        push_in(&report, "cam", 0).get("error").is_none(),
+        "{report}"
+    );
+    ffmpeg_reads(&url, 25);
+    receiver.wait_for_log(&["path in: publisher", "recording"], WAIT);
+}
+
+/// tests/scripts/gst-rtsp-record.py receiving into `out`, killed on drop.
+struct GstRecord {
+    child: Child,
+    url: String,
+}
+
+impl GstRecord {
+    fn start(out: &Path) -> GstRecord {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(workspace_root().join("tests/scripts/gst-rtsp-record.py"))
+            .args(["--port", "0", "--name", "record", "--tcp-only"])
+            .arg(out)
+            .env_remove("GST_DEBUG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the gst-rtsp-record script runs (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+        let url = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let recorder = GstRecord { child, url };
+        assert!(
+            recorder.url.starts_with("rtsp://"),
+            "the script printed {:?}",
+            recorder.url
+        );
+        recorder
+    }
+}
+
+impl Drop for GstRecord {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_live_path_pushed_into_gst_rtsp_server_record_mode_is_written_and_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("received.mjpeg");
+    let recorder = GstRecord::start(&out);
+    let push = format!("cam={}", recorder.url);
+    let mut sender = ServerProcess::start_with_stats(&["--source", &source(), "--push", &push], 1);
+    sender.wait_for_log(&["push cam to", "/record: recording"], WAIT);
+    sender.wait_for_stats(
+        "75 frames pushed",
+        |r| push_in(r, "cam", 0)["frames_sent"].as_u64() >= Some(75),
+        WAIT,
+    );
+    // Ctrl-C: TEARDOWN, and gst-rtsp-server closes its file.
+    let status = sender.interrupt(WAIT);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let last = push_in(&sender.final_stats(WAIT), "cam", 0);
+    assert_eq!(last["state"], "stopped", "{last}");
+    let sent = last["frames_sent"].as_u64().unwrap();
+    drop(recorder);
+    let (ok, sizes, dimensions) = ffmpeg_framecrc(
+        &["-f", "mjpeg"],
+        out.to_str().unwrap(),
+        &[],
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffmpeg failed to decode what gst-rtsp-server wrote");
+    assert_eq!(dimensions, "320x240");
+    assert!(
+        sizes.len() >= 75 && sizes.len() as u64 <= sent,
+        "{} frames decoded of {sent} pushed",
+        sizes.len()
+    );
+}
+
+#[test]
+fn a_push_to_a_port_where_nothing_listens_backs_off_while_viewers_play() {
+    let port = free_tcp_port();
+    let push = format!("cam=rtsp://127.0.0.1:{port}/in");
+    let sender = ServerProcess::start_with_stats(&["--source", &source(), "--push", &push], 1);
+    for wait in ["retrying in 1 s", "retrying in 2 s"] {
+        sender.wait_for_log(
+            &["push cam to rtsp://127.0.0.1:", "/in: failed", wait],
+            WAIT,
+        );
+    }
+    ffmpeg_reads(&sender.url("cam"), 30);
+    let report = sender.wait_for_stats(
+        "the push retrying",
+        |r| push_in(r, "cam", 0)["reconnects"].as_u64() >= Some(2),
+        WAIT,
+    );
+    let push = push_in(&report, "cam", 0);
+    assert_eq!(push["frames_sent"], 0, "{push}");
+    assert!(
+        push["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect")),
+        "{push}"
+    );
+    assert!(!sender.log().contains("panicked"), "{}", sender.log());
+}
+
+#[test]
+fn pushes_of_unknown_paths_clips_or_bad_urls_stop_the_server_at_start() {
+    let sample = workspace_root().join("media/sample.Mjpeg");
+    let sample = sample.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["--publish", "in", "--push", "nope=rtsp://127.0.0.1:9/x"],
+            "no live path is named nope",
+        ),
+        (
+            vec!["--push", "sample.Mjpeg=rtsp://127.0.0.1:9/x", sample],
+            "clips are not pushed",
+        ),
+        (
+            vec![
+                "--publish",
+                "in",
+                "--push",
+                "in=http://u:s3cret@127.0.0.1:9/x",
+            ],
+            "rtsp://",
+        ),
+        (
+            vec!["--publish", "in", "--push", "in=rtsp://u:s3cret@:9/x"],
+            "--push in",
+        ),
+    ] {
+        let (status, _, err) = run_to_end(
+            Command::new(server_binary())
+                .args(["--bind", "127.0.0.1", "--port", "0", "--no-http"])
+                .args(&args),
+            Duration::from_secs(20),
+        );
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
