@@ -23,9 +23,7 @@ pub enum TransportError {
     NoRtp(String),
     #[error("lab transport without a usable client_port")]
     LabPort,
-    #[error(
-        "the lab dialect has no multicast: a lab client gets its JPEGs on its own client_port"
-    )]
+    #[error("the lab dialect has no multicast: a lab client gets its JPEGs on its own client_port")]
     LabMulticast,
 }
 
@@ -387,7 +385,11 @@ mod tests {
             "RTP/AVP;multicast;destination=224.1.2.3;port=5000-5001;ttl=16",
             "RTP/AVP;multicast;destination=192.0.2.1",
         ] {
-            assert_eq!(TransportSpec::parse(asked), Ok(TransportSpec::Multicast), "{asked}");
+            assert_eq!(
+                TransportSpec::parse(asked),
+                Ok(TransportSpec::Multicast),
+                "{asked}"
+            );
         }
         // The client's order decides.
         assert_eq!(
