@@ -128,6 +128,15 @@ impl Control {
             .map(|a| a.ip())
     }
 
+    /// Our address on this connection: the one the server is reached from.
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.writer
+            .lock()
+            .ok()
+            .and_then(|link| link.tcp.local_addr().ok())
+            .map(|a| a.ip())
+    }
+
     /// Whether the connection is gone (closed by the server, or unreadable).
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
