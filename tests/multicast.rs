@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use mjpeg_rtsp_tests::capture::{Capture, Datagram};
 use mjpeg_rtsp_tests::netns::Netns;
 use mjpeg_rtsp_tests::rtsp::{Client, ClipDir, Reply, RtpPacket, ServerProcess, udp_pair};
 use mjpeg_rtsp_tests::{encode_jpegs, ffmpeg_framecrc_with, plugin_dir, run_to_end};
@@ -37,84 +38,6 @@ fn server(netns: &Netns, extra: &[&str], urls: usize) -> ServerProcess {
     ];
     args.extend(extra);
     ServerProcess::start_in(netns, SERVER, &args, urls)
-}
-
-/// `tcpdump` on the namespace's loopback, writing one line per datagram to a file,
-/// stopped (and its lines read) by [`Capture::stop`]; killed on drop.
-struct Capture {
-    child: Child,
-    out: tempfile::NamedTempFile,
-}
-
-/// One captured datagram: source, destination and UDP payload length.
-#[derive(Debug, Clone)]
-struct Datagram {
-    from: String,
-    to: SocketAddrV4,
-    length: usize,
-}
-
-impl Capture {
-    /// Starts capturing UDP to `net` and waits until tcpdump listens.
-    fn start(netns: &Netns, net: &str) -> Capture {
-        let out = tempfile::NamedTempFile::new().expect("a capture file");
-        let mut child = netns
-            .command("tcpdump")
-            .args(["-i", "lo", "-n", "-l", "-q", "-p"])
-            .arg(format!("udp and dst net {net}"))
-            .stdout(out.reopen().expect("the capture file"))
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("tcpdump runs (scripts/bootstrap.sh installs it)");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let listening = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("listening on lo"));
-        assert!(listening, "tcpdump did not start");
-        // The rest of its chatter goes nowhere.
-        std::thread::spawn(move || for _ in lines {});
-        Capture { child, out }
-    }
-
-    /// Stops the capture (SIGINT: tcpdump writes out what it has) and reads it.
-    fn stop(mut self) -> Vec<Datagram> {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
-        // SAFETY: kill(2) on our own child process.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let _ = self.child.wait();
-        let mut text = String::new();
-        self.out
-            .reopen()
-            .expect("the capture file")
-            .read_to_string(&mut text)
-            .expect("read the capture");
-        text.lines().filter_map(parse_tcpdump_line).collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `12:00:00.000001 IP 127.0.1.1.43606 > 239.255.77.1.43116: UDP, length 1400`
-fn parse_tcpdump_line(line: &str) -> Option<Datagram> {
-    let mut words = line.split_whitespace().skip(2);
-    let from = words.next()?.to_string();
-    words.next().filter(|w| *w == ">")?;
-    let to = words.next()?.trim_end_matches(':');
-    let (ip, port) = to.rsplit_once('.')?;
-    let length = line.rsplit_once("length ")?.1.trim().parse().ok()?;
-    Some(Datagram {
-        from,
-        to: SocketAddrV4::new(ip.parse().ok()?, port.parse().ok()?),
-        length,
-    })
 }
 
 /// GStreamer's rtspsrc over multicast (`protocols=udp-mcast`) in `gst-launch-1.0 -v`,
@@ -308,7 +231,7 @@ fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
     let netns = Netns::new("mcast-peers");
     let server = server(&netns, &["--source", LIVE], 1);
     let url = server.url("cam");
-    let capture = Capture::start(&netns, RANGE);
+    let capture = Capture::start(&netns, &format!("udp and dst net {RANGE}"));
     let window = Instant::now();
     // rtspsrc first. On a host where the group loops back, it takes its own first receiver
     // report for another source's and says BYE once (an SSRC collision, RFC 3550 8.2);
@@ -351,7 +274,9 @@ fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
     let elapsed = window.elapsed().as_secs_f64();
     // The last datagrams reach the capture a moment after they are sent.
     std::thread::sleep(Duration::from_millis(500));
-    let datagrams = capture.stop();
+    let captured = capture.stop();
+    assert_eq!(captured.dropped, 0, "the capture missed datagrams");
+    let datagrams = captured.datagrams;
     assert!(
         rtspsrc_frames >= 100,
         "rtspsrc decoded {rtspsrc_frames} frames: {rtspsrc_err}"
@@ -659,17 +584,4 @@ fn channel(addr: SocketAddr, url: &str, server: &ServerProcess) -> String {
         "group {group:?}, joiner at {at:.2} s, paused at {paused_at:.2} s, then {}",
         c_group.addr
     )
-}
-
-/// The capture's reader understands tcpdump's quiet lines.
-#[test]
-fn reads_tcpdump_lines() {
-    let d = parse_tcpdump_line(
-        "10:48:32.888581 IP 127.0.1.1.43606 > 239.255.12.2.43116: UDP, length 1400",
-    )
-    .unwrap();
-    assert_eq!(d.from, "127.0.1.1.43606");
-    assert_eq!(d.to, "239.255.12.2:43116".parse().unwrap());
-    assert_eq!(d.length, 1400);
-    assert!(parse_tcpdump_line("listening on lo, link-type EN10MB").is_none());
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 pub mod bench;
+pub mod capture;
 pub mod http_client;
 pub mod lab_server;
 pub mod mjpeg_http;
