@@ -8,12 +8,15 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mjpeg_rtsp_tests::capture::{Capture, Datagram};
+use mjpeg_rtsp_tests::http_client;
 use mjpeg_rtsp_tests::netns::Netns;
-use mjpeg_rtsp_tests::rtsp::{Client, ClipDir, Reply, RtpPacket, ServerProcess, udp_pair};
+use mjpeg_rtsp_tests::rtsp::{
+    Client, ClipDir, Reply, RtpPacket, ServerProcess, receiver_report, udp_pair,
+};
 use mjpeg_rtsp_tests::{encode_jpegs, ffmpeg_framecrc_with, plugin_dir, run_to_end};
 use serde_json::Value;
 
@@ -451,7 +454,11 @@ fn a_clip_group_is_a_channel_beside_unicast() {
     let dir = ClipDir::new();
     let clip = dir.clip("clip.Mjpeg", &encode_jpegs(100, 160, 120, "ball"));
     let clip = clip.to_str().unwrap().to_string();
-    let server = server(&netns, &["--loop", "--fps", "20", &clip], 1);
+    let server = server(
+        &netns,
+        &["--loop", "--fps", "20", "--multicast-ttl", "2", &clip],
+        1,
+    );
     let url = server.url("clip.Mjpeg");
     let addr = server.addr;
     let log = netns.run(|| channel(addr, &url, &server));
@@ -466,7 +473,7 @@ fn channel(addr: SocketAddr, url: &str, server: &ServerProcess) -> String {
     let control = format!("{url}/streamid=0");
     let mut a = Client::connect(addr);
     let (group, a_id) = setup_multicast(&mut a, url);
-    assert_eq!(group.ttl, 1);
+    assert_eq!(group.ttl, 2, "--multicast-ttl");
     assert!(group.addr.octets()[..3] == [239, 255, 77], "{group:?}");
     let socket = join(&group);
     a.request("PLAY", url, &[("Session", &a_id), ("Range", "npt=0-")])
@@ -485,6 +492,40 @@ fn channel(addr: SocketAddr, url: &str, server: &ServerProcess) -> String {
         .recv_datagram(Instant::now() + Duration::from_secs(5))
         .expect("the unicast viewer plays");
     assert_ne!(RtpPacket::parse(&unicast.0, unicast.2).ssrc, group.ssrc);
+
+    // A receiver report to the server's own RTCP port (not the group's) counts too: from
+    // the address of the group's only viewer there, it is that viewer's.
+    let (_, server_rtcp) = reply.server_ports();
+    let reporter = UdpSocket::bind("127.0.0.1:0").unwrap();
+    reporter
+        .send_to(
+            &receiver_report(0x00C0_FFEE, group.ssrc, 0, 0),
+            (addr.ip(), server_rtcp),
+        )
+        .unwrap();
+    let given = server.wait_for_stats(
+        "the report given to the viewer",
+        |r| {
+            r["sessions"].as_array().into_iter().flatten().any(|s| {
+                s["id"] == a_id.as_str()
+                    && s["multicast"]["receiver_ssrc"] == 0x00C0_FFEE
+                    && s["receiver_report"]["reports"] == 1
+            })
+        },
+        Duration::from_secs(5),
+    );
+    let receivers = &groups_in(&given)[0]["receivers"];
+    assert_eq!(receivers[0]["ssrc"], 0x00C0_FFEE, "{receivers}");
+    assert_eq!(receivers[0]["session"], a_id.as_str(), "{receivers}");
+    // The HTTP API says the same.
+    let api = http_client::get(&server.http(), "/api/sessions", "").json();
+    let group_entry = &api["multicast_groups"][0];
+    assert_eq!(group_entry["group"], group.addr.to_string(), "{api}");
+    assert_eq!(
+        group_entry["receivers"][0]["session"],
+        a_id.as_str(),
+        "{api}"
+    );
 
     // A second multicast viewer, 1.5 s later, joins the channel where it is.
     std::thread::sleep(Duration::from_millis(1500));
@@ -584,4 +625,39 @@ fn channel(addr: SocketAddr, url: &str, server: &ServerProcess) -> String {
         "group {group:?}, joiner at {at:.2} s, paused at {paused_at:.2} s, then {}",
         c_group.addr
     )
+}
+
+/// A `--multicast-range` that is not multicast stops the server at start, naming the
+/// flag; so does one in the configuration file, naming the key.
+#[test]
+fn a_range_that_is_not_multicast_is_refused_at_start() {
+    let (status, _, err) = run_to_end(
+        Command::new(mjpeg_rtsp_tests::rtsp::server_binary()).args([
+            "--port",
+            "0",
+            "--no-http",
+            "--multicast-range",
+            "10.0.0.0/8",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--multicast-range 10.0.0.0/8 is not a multicast range"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, "[server]\nmulticast_range = \"192.0.2.0/24\"\n").unwrap();
+    let (status, _, err) = run_to_end(
+        Command::new(mjpeg_rtsp_tests::rtsp::server_binary())
+            .args(["--port", "0", "--no-http", "--config"])
+            .arg(&config),
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("multicast_range 192.0.2.0/24 is not a multicast range"),
+        "{err}"
+    );
 }
