@@ -449,7 +449,10 @@ impl Server {
         let ssrc = session.ssrc;
         self.add_session(session.clone());
         let dest = session.dest();
-        if let (Media::Live(live), false) = (&media, matches!(dest, Dest::Multicast(_))) {
+        // A multicast viewer's frames go out through its group's sender, the path's viewer.
+        if let Media::Live(live) = &media
+            && !matches!(dest, Dest::Multicast(_))
+        {
             live.join(session);
         }
         if !conn.sessions.contains(&id) {
