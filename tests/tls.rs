@@ -244,7 +244,7 @@ trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
 #[test]
-fn udp_over_rtsps_is_refused_with_461_and_the_reason() {
+fn udp_and_multicast_over_rtsps_are_refused_with_461_and_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = self_signed(dir.path());
     let server = tls_server(&cert, &key, &[]);
@@ -270,11 +270,20 @@ fn udp_over_rtsps_is_refused_with_461_and_the_reason() {
         refused.contains("interleaved") && refused.contains("RTSPS"),
         "no reason given: {refused}"
     );
+    // Multicast too: it would send the stream unencrypted to a group.
+    let multicast = exchange(
+        &mut tls,
+        &format!("SETUP {control} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;multicast\r\n\r\n"),
+    );
+    assert!(
+        multicast.starts_with("RTSP/1.0 461") && multicast.contains("multicast"),
+        "multicast over RTSPS: {multicast}"
+    );
     // The same connection then sets up interleaved.
     let accepted = exchange(
         &mut tls,
         &format!(
-            "SETUP {control} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+            "SETUP {control} RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
         ),
     );
     assert!(accepted.starts_with("RTSP/1.0 200"), "{accepted}");

@@ -128,7 +128,8 @@ impl Control {
             .map(|a| a.ip())
     }
 
-    /// Our address on this connection (the origin of a description we send).
+    /// Our address on this connection: the one the server is reached from (and the
+    /// origin of a description we send).
     pub fn local_ip(&self) -> Option<std::net::IpAddr> {
         self.writer
             .lock()

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 pub mod bench;
+pub mod capture;
 pub mod http_client;
 pub mod lab_server;
 pub mod mjpeg_http;
@@ -521,8 +522,20 @@ pub fn ffmpeg_framecrc(
     output: &[&str],
     limit: std::time::Duration,
 ) -> (bool, Vec<usize>, String) {
+    ffmpeg_framecrc_with(Command::new("ffmpeg"), input, url, output, limit)
+}
+
+/// [`ffmpeg_framecrc`] with `ffmpeg` as `command` starts it (for example inside a
+/// network namespace: [`netns::Netns::command`]).
+pub fn ffmpeg_framecrc_with(
+    mut command: Command,
+    input: &[&str],
+    url: &str,
+    output: &[&str],
+    limit: std::time::Duration,
+) -> (bool, Vec<usize>, String) {
     let (status, out, err) = run_to_end(
-        std::process::Command::new("ffmpeg")
+        command
             .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
             .args(input)
             .args(["-i", url])

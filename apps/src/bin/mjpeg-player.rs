@@ -21,7 +21,9 @@ struct Args {
     /// The stream, rtsp://HOST[:PORT]/PATH, or rtsps://HOST[:PORT]/PATH over TLS (port
     /// 322 by default; media then comes interleaved in the TLS connection)
     url: String,
-    /// How to receive RTP: udp, tcp (interleaved), or auto (TCP when UDP does not arrive)
+    /// How to receive RTP: udp, tcp (interleaved), auto (TCP when UDP does not arrive),
+    /// or multicast (the server's group for the stream, joined on the address the
+    /// server is reached from)
     #[arg(long, value_enum, default_value = "udp")]
     transport: TransportChoice,
     /// Decode into a fake sink instead of a window (automatic without a display)

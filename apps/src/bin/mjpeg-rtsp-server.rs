@@ -10,6 +10,7 @@ use clap::Parser;
 use mjpeg_rtsp::rtsp::server_auth::{REALM, Secret, password_sha256};
 use mjpeg_rtsp::server::access::{Rules, User};
 use mjpeg_rtsp::server::config::FileConfig;
+use mjpeg_rtsp::server::multicast;
 use mjpeg_rtsp::server::stats::StatsFormat;
 use mjpeg_rtsp::server::{Config, LiveSpec, PushSpec, TlsFiles};
 
@@ -57,6 +58,15 @@ struct Args {
     /// Largest RTP packet in bytes [default: 1400]
     #[arg(long, value_parser = clap::value_parser!(u32).range(200..=65000))]
     mtu: Option<u32>,
+    /// Multicast groups for clients that ask for RTP/AVP;multicast: an IPv4 CIDR block
+    /// inside 224.0.0.0/4; each path with multicast viewers gets one group of it, shared
+    /// by them all [default: 239.255.12.0/24, administratively scoped (RFC 2365)]
+    #[arg(long, value_name = "CIDR")]
+    multicast_range: Option<String>,
+    /// Hops multicast packets may take (1: they stay on the server's network)
+    /// [default: 1]
+    #[arg(long, value_name = "TTL")]
+    multicast_ttl: Option<u8>,
     /// Start over at the end of a clip instead of ending the stream
     #[arg(long = "loop")]
     looping: bool,
@@ -256,7 +266,24 @@ fn config(args: Args, file: FileConfig) -> Result<Config, String> {
     if tls.is_none() && args.rtsps_port.is_some() {
         return Err("--rtsps-port needs --tls-cert and --tls-key".into());
     }
+    let multicast_range = match (&args.multicast_range, &server.multicast_range) {
+        (Some(range), _) => {
+            multicast::parse_range(range).map_err(|e| format!("--multicast-range {e}"))?
+        }
+        (None, Some(range)) => {
+            multicast::parse_range(range).map_err(|e| format!("multicast_range {e}"))?
+        }
+        (None, None) => multicast::Settings::default().range,
+    };
+    let multicast = multicast::Settings {
+        range: multicast_range,
+        ttl: args
+            .multicast_ttl
+            .or(server.multicast_ttl)
+            .unwrap_or(multicast::DEFAULT_TTL),
+    };
     Ok(Config {
+        multicast,
         tls,
         rtsps_port: args.rtsps_port.or(server.rtsps_port).unwrap_or(8322),
         bind: args

@@ -45,6 +45,9 @@ pub enum TransportChoice {
     Tcp,
     /// UDP, then TCP interleaved if no UDP packet arrives in time.
     Auto,
+    /// The server's multicast group for the stream (RFC 2326 12.39), joined on the
+    /// address the player reached the server from; receiver reports go to the group.
+    Multicast,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +90,8 @@ pub struct Summary {
     /// The dialect the server spoke (lab: `--lab`, or found when DESCRIBE went unanswered).
     pub dialect: Dialect,
     pub transport_tcp: bool,
+    /// `--transport multicast`: the stream came from the server's multicast group.
+    pub transport_multicast: bool,
     /// `--transport auto` that ended on TCP: no UDP packet came in time, or the server
     /// refused UDP.
     pub transport_fallback: bool,

@@ -116,6 +116,7 @@ pub fn run(options: Options, commands: mpsc::Receiver<Command>) -> Result<Summar
         first_frame: first_frame.lock().ok().and_then(|f| *f),
         dialect: remote.dialect(),
         transport_tcp: remote.is_tcp(),
+        transport_multicast: transport == TransportChoice::Multicast && !remote.is_tcp(),
         // `auto` starts on UDP: TCP means it fell back.
         transport_fallback: transport == TransportChoice::Auto && remote.is_tcp(),
         headless: options.headless,
@@ -252,7 +253,9 @@ fn drive(
             }
             Ok(Command::Seek(delta)) => {
                 let Some(duration) = remote.duration() else {
-                    tracing::warn!("the server offers no range to seek in");
+                    tracing::warn!(
+                        "this stream cannot seek (a live path, or multicast: one position for all its viewers)"
+                    );
                     continue;
                 };
                 let target =

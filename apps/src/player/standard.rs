@@ -1,13 +1,14 @@
-//! Standard RTSP 1.0 servers: DESCRIBE, SETUP over UDP or TCP interleaved (with the
-//! `auto` fallback), PLAY/PAUSE with ranges, GET_PARAMETER keep-alives, TEARDOWN.
+//! Standard RTSP 1.0 servers: DESCRIBE, SETUP over UDP, TCP interleaved (with the `auto`
+//! fallback) or UDP multicast, PLAY/PAUSE with ranges, GET_PARAMETER keep-alives,
+//! TEARDOWN.
 
 use std::io::Write;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use rtsp_types::{StatusCode, Url};
 
 use super::control::Control;
@@ -27,6 +28,8 @@ pub struct Standard {
     control: Control,
     stream: Stream,
     pub tcp: bool,
+    /// Receiving the server's multicast group: one position for all its viewers.
+    multicast: bool,
 }
 
 impl Standard {
@@ -54,12 +57,23 @@ impl Standard {
             control,
             stream,
             tcp: transport == TransportChoice::Tcp,
+            multicast: false,
         };
         let packets_seen = Arc::new(AtomicBool::new(false));
         // Cleared when the session moves to TCP: what still comes over UDP (the first
         // session's BYE) is not this stream's.
         let udp_active = Arc::new(AtomicBool::new(true));
-        if !session.tcp {
+        let mut group = None;
+        if transport == TransportChoice::Multicast {
+            group = Some(setup_multicast(
+                &mut session.control,
+                &session.stream.control,
+                player,
+                &packets_seen,
+                &udp_active,
+            )?);
+            session.multicast = true;
+        } else if !session.tcp {
             let (rtp, rtcp) = crate::ports::bind_rtp_pair(std::net::Ipv4Addr::UNSPECIFIED.into())?;
             let ports = client::udp_transport(rtp.local_addr()?.port(), rtcp.local_addr()?.port());
             let reply = session
@@ -97,6 +111,12 @@ impl Standard {
         }
         udp_active.store(false, Ordering::Relaxed);
         session.teardown();
+        if let Some(group) = group {
+            bail!(
+                "no RTP packets arrived from multicast group {group} within {}s: the network between here and the server may not carry multicast; try --transport udp or tcp",
+                wait.as_secs()
+            );
+        }
         if transport != TransportChoice::Auto {
             bail!(
                 "no RTP packets arrived over UDP within {}s: a firewall or NAT may be blocking them; try --transport tcp",
@@ -157,8 +177,9 @@ impl Remote for Standard {
             .request(client::teardown(&self.stream.aggregate));
     }
 
+    /// A multicast stream has no range to seek in: its group plays for every viewer.
     fn duration(&self) -> Option<f64> {
-        self.stream.duration
+        self.stream.duration.filter(|_| !self.multicast)
     }
 
     fn is_tcp(&self) -> bool {
@@ -256,6 +277,74 @@ fn start_udp(
     player.on_rtcp_out(move |packet| {
         let _ = rtcp_out.send_to(packet, server_rtcp);
     })
+}
+
+/// SETUP for the server's multicast group: joins it (RTP and RTCP ports) on the address
+/// the control connection leaves from, and sends receiver reports to the group's RTCP
+/// port (RFC 3550 6.1), from that address. The group and its ports, for messages.
+fn setup_multicast(
+    control: &mut Control,
+    url: &Url,
+    player: &Arc<Player>,
+    packets_seen: &Arc<AtomicBool>,
+    active: &Arc<AtomicBool>,
+) -> Result<SocketAddrV4> {
+    let reply = control.request(client::setup(url, client::multicast_transport()))?;
+    check(&reply, "SETUP", url)?;
+    let setup = control.client.read_setup(&reply)?;
+    let Some(multicast) = setup.transport.and_then(|t| t.multicast) else {
+        bail!("SETUP {url}: the server answered without a multicast transport");
+    };
+    let group = match multicast.group {
+        Some(IpAddr::V4(group)) if group.is_multicast() => group,
+        other => {
+            bail!("SETUP {url}: the server gave no IPv4 multicast group (destination {other:?})")
+        }
+    };
+    let Some((rtp_port, rtcp_port)) = multicast.port else {
+        bail!("SETUP {url}: the server gave no port for multicast group {group}");
+    };
+    let rtcp_port = rtcp_port.unwrap_or(rtp_port.wrapping_add(1));
+    let interface = match control.local_ip() {
+        Some(IpAddr::V4(ip)) => ip,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    let ttl = multicast.ttl.unwrap_or(1);
+    let rtp = join_group(group, rtp_port, interface, ttl)?;
+    let rtcp = join_group(group, rtcp_port, interface, ttl)?;
+    tracing::info!(
+        "receiving multicast group {group}:{rtp_port}-{rtcp_port} on {interface} (ttl {ttl})"
+    );
+    start_udp(
+        player,
+        &rtp,
+        &rtcp,
+        SocketAddrV4::new(group, rtcp_port).into(),
+        packets_seen,
+        active,
+    )?;
+    Ok(SocketAddrV4::new(group, rtp_port))
+}
+
+/// A socket on `group`:`port`, joined on `interface`, whose own multicast leaves from
+/// `interface` with `ttl`. Other receivers on this host may share the port
+/// (`SO_REUSEADDR`).
+fn join_group(group: Ipv4Addr, port: u16, interface: Ipv4Addr, ttl: u8) -> Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let what = || format!("joining multicast group {group}:{port} on {interface}");
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).with_context(what)?;
+    socket.set_reuse_address(true).with_context(what)?;
+    socket
+        .bind(&SocketAddrV4::new(group, port).into())
+        .with_context(what)?;
+    socket
+        .join_multicast_v4(&group, &interface)
+        .with_context(what)?;
+    socket.set_multicast_if_v4(&interface).with_context(what)?;
+    socket
+        .set_multicast_ttl_v4(u32::from(ttl))
+        .with_context(what)?;
+    Ok(socket.into())
 }
 
 fn server_rtcp_address(setup: &Setup, url: &Url) -> Result<SocketAddr> {

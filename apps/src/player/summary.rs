@@ -95,7 +95,13 @@ pub fn summary_json(summary: &Summary) -> String {
         ("stalls", summary.controls.stalls.to_string()),
         (
             "transport",
-            text(if summary.transport_tcp { "tcp" } else { "udp" }),
+            text(if summary.transport_tcp {
+                "tcp"
+            } else if summary.transport_multicast {
+                "multicast"
+            } else {
+                "udp"
+            }),
         ),
         ("transport_fallback", summary.transport_fallback.to_string()),
         (
@@ -169,6 +175,7 @@ mod tests {
                 Dialect::Lab
             },
             transport_tcp: false,
+            transport_multicast: false,
             transport_fallback: false,
             headless: true,
             video_sink: "fakesink",
@@ -191,6 +198,7 @@ mod tests {
     fn the_json_says_how_the_run_went() {
         let run = Summary {
             transport_tcp: true,
+            transport_multicast: false,
             transport_fallback: true,
             headless: false,
             video_sink: "xvimagesink",

@@ -96,6 +96,10 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     /// The RTSPS port (0: any free one).
     pub rtsps_port: Option<u16>,
+    /// The IPv4 CIDR block multicast groups come from (as `--multicast-range`).
+    pub multicast_range: Option<String>,
+    /// The TTL of multicast packets (as `--multicast-ttl`).
+    pub multicast_ttl: Option<u8>,
 }
 
 /// `stats_format = "text" | "json"`.
@@ -159,6 +163,11 @@ pub enum ConfigError {
     },
     #[error("{path}: tls_cert and tls_key go together")]
     TlsPair { path: PathBuf },
+    #[error("{path}: multicast_range {error}")]
+    MulticastRange {
+        path: PathBuf,
+        error: super::multicast::addresses::RangeError,
+    },
     #[error("{path}: path {name:?}: {what} must be a number of seconds from 0.05 to 86400")]
     Seconds {
         path: PathBuf,
@@ -203,6 +212,12 @@ impl FileConfig {
             return Err(ConfigError::TlsPair {
                 path: path.to_path_buf(),
             });
+        }
+        if let Some(range) = &self.server.multicast_range {
+            super::multicast::parse_range(range).map_err(|error| ConfigError::MulticastRange {
+                path: path.to_path_buf(),
+                error,
+            })?;
         }
         for (name, section) in &self.paths {
             let feeds = usize::from(section.source.is_some())
@@ -257,6 +272,14 @@ mod tests {
         assert_eq!(config.server.port, Some(8554));
         assert_eq!(config.server.http_port, Some(8080));
         assert_eq!(config.server.stats_format, Some(StatsFormatName::Json));
+        assert_eq!(
+            config.server.multicast_range.as_deref(),
+            Some(super::super::multicast::DEFAULT_RANGE)
+        );
+        assert_eq!(
+            config.server.multicast_ttl,
+            Some(super::super::multicast::DEFAULT_TTL)
+        );
         assert!(config.paths.contains_key("cam"));
         assert!(
             config.paths["cam"]
@@ -311,6 +334,16 @@ mod tests {
             negative.check(Path::new("f.toml")),
             Err(ConfigError::Seconds { .. })
         ));
+        let unicast = FileConfig::parse("[server]\nmulticast_range = \"10.1.0.0/16\"\n").unwrap();
+        let error = unicast.check(Path::new("f.toml")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("f.toml: multicast_range 10.1.0.0/16 is not a multicast range"),
+            "{error}"
+        );
+        let ttl = FileConfig::parse("[server]\nmulticast_ttl = 300\n").unwrap_err();
+        assert!(ttl.to_string().contains("multicast_ttl"), "{ttl}");
         let half = FileConfig::parse("[server]\ntls_cert = \"cert.pem\"\n").unwrap();
         assert!(matches!(
             half.check(Path::new("f.toml")),

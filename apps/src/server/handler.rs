@@ -12,6 +12,7 @@ use rtsp_types::{Method, StatusCode, Version};
 use super::Server;
 use super::access::{Decision, Right};
 use super::media::Media;
+use super::multicast::{GroupPlayError, MulticastError};
 use super::policy::{self, Policy};
 use super::publishing::Announcement;
 use super::session::publisher::RecordError;
@@ -93,6 +94,18 @@ pub enum Refusal {
         "over RTSPS the media travels inside the TLS connection: ask for RTP/AVP/TCP;interleaved (UDP would leave it unencrypted)"
     )]
     UdpOverTls,
+    #[error(
+        "over RTSPS the media travels inside the TLS connection: ask for RTP/AVP/TCP;interleaved (multicast would send it unencrypted to a group)"
+    )]
+    MulticastOverTls,
+    #[error(
+        "a publisher sends over UDP unicast (client_port) or TCP interleaved: multicast is for viewers"
+    )]
+    MulticastRecord,
+    #[error("{0}")]
+    Multicast(#[from] MulticastError),
+    #[error("{0}")]
+    GroupPlay(#[from] GroupPlayError),
     #[error("no UDP ports for the publisher: {0}")]
     Ports(String),
     #[error("{0}")]
@@ -116,9 +129,18 @@ impl Refusal {
             Refusal::Path(_) | Refusal::NoSuchClip | Refusal::NotThisSessionsClip => {
                 StatusCode::NotFound
             }
-            Refusal::NoTransport | Refusal::Transport(_) | Refusal::UdpOverTls => {
-                StatusCode::UnsupportedTransport
+            Refusal::NoTransport
+            | Refusal::Transport(_)
+            | Refusal::UdpOverTls
+            | Refusal::MulticastOverTls
+            | Refusal::MulticastRecord
+            | Refusal::Multicast(MulticastError::Ipv6Bind(_)) => StatusCode::UnsupportedTransport,
+            Refusal::Multicast(MulticastError::RangeUsedUp(_)) => StatusCode::NotEnoughBandwidth,
+            Refusal::Multicast(MulticastError::Open { .. }) => StatusCode::InternalServerError,
+            Refusal::GroupPlay(GroupPlayError::Seek { .. }) => {
+                StatusCode::MethodNotValidInThisState
             }
+            Refusal::GroupPlay(GroupPlayError::Play(_)) => StatusCode::InvalidRange,
             Refusal::NoSessionHeader | Refusal::NoSuchSession => StatusCode::SessionNotFound,
             Refusal::OneClipPerSession => StatusCode::AggregateOperationNotAllowed,
             Refusal::SetupWhilePlaying => StatusCode::MethodNotValidInThisState,
@@ -193,6 +215,7 @@ impl Connection {
     pub fn check_transport(&self, spec: &TransportSpec) -> Result<(), Refusal> {
         match spec {
             TransportSpec::Tcp { .. } => Ok(()),
+            TransportSpec::Multicast if self.secure => Err(Refusal::MulticastOverTls),
             _ if self.secure => Err(Refusal::UdpOverTls),
             _ => Ok(()),
         }
@@ -377,24 +400,26 @@ impl Server {
             TransportSpec::Udp {
                 rtp_port,
                 rtcp_port,
-            } => Dest::Udp {
+            } => Some(Dest::Udp {
                 rtp: SocketAddr::new(ip, rtp_port),
                 rtcp: rtcp_port
                     .or(rtp_port.checked_add(1))
                     .map(|p| SocketAddr::new(ip, p)),
-            },
+            }),
             TransportSpec::Tcp { channels } => {
                 let channels =
                     channels.unwrap_or((conn.next_channel, conn.next_channel.wrapping_add(1)));
                 conn.next_channel = channels.1.wrapping_add(1);
-                Dest::Tcp {
+                Some(Dest::Tcp {
                     writer: conn.writer.clone(),
                     channels,
-                }
+                })
             }
-            TransportSpec::Lab { port } => Dest::Lab {
+            TransportSpec::Lab { port } => Some(Dest::Lab {
                 rtp: SocketAddr::new(ip, port),
-            },
+            }),
+            // The path's group, chosen below.
+            TransportSpec::Multicast => None,
         };
         let session_policy = match spec {
             TransportSpec::Lab { .. } => Policy::of(Dialect::Lab),
@@ -404,18 +429,30 @@ impl Server {
             .session
             .clone()
             .unwrap_or_else(|| self.new_session_id(request.dialect));
-        let session = Arc::new(Session::new(
-            id.clone(),
-            session_policy,
-            media.clone(),
-            conn.peer,
-            dest.clone(),
-            self.config.looping,
-            self.config.adapt_threshold,
-        ));
+        let new_session = |dest| {
+            Arc::new(Session::new(
+                id.clone(),
+                session_policy,
+                media.clone(),
+                conn.peer,
+                dest,
+                self.config.looping,
+                self.config.adapt_threshold,
+            ))
+        };
+        let session = match dest {
+            Some(dest) => new_session(dest),
+            None => self.multicast.join(&media, self.config.looping, |group| {
+                new_session(Dest::Multicast(group))
+            })?,
+        };
         let ssrc = session.ssrc;
         self.add_session(session.clone());
-        if let Media::Live(live) = &media {
+        let dest = session.dest();
+        // A multicast viewer's frames go out through its group's sender, the path's viewer.
+        if let Media::Live(live) = &media
+            && !matches!(dest, Dest::Multicast(_))
+        {
             live.join(session);
         }
         if !conn.sessions.contains(&id) {
@@ -430,6 +467,14 @@ impl Server {
             }
             Dest::Tcp { channels, .. } => {
                 reply = reply.with(&transport::tcp_reply(*channels, ssrc));
+            }
+            Dest::Multicast(group) => {
+                reply = reply.with(&transport::multicast_reply(
+                    group.addr.into(),
+                    group.ports,
+                    group.ttl,
+                    group.ssrc(),
+                ));
             }
             Dest::Lab { .. } => {}
         }
@@ -457,10 +502,23 @@ impl Server {
     fn play(&self, request: &Incoming) -> Result<Reply, Refusal> {
         let session = self.find(request)?;
         let range = request.range.clone().transpose()?;
-        let play = session.play(range)?;
-        if let Some(generation) = play.generation {
-            self.pacer.play(session.clone(), generation);
-        }
+        let play = match session.group() {
+            // A multicast viewer joins its group's stream, which plays for all.
+            Some(group) => {
+                let play = group.play(&session, range)?;
+                if let Some(generation) = play.generation {
+                    self.pacer.play(group.sender.clone(), generation);
+                }
+                play
+            }
+            None => {
+                let play = session.play(range)?;
+                if let Some(generation) = play.generation {
+                    self.pacer.play(session.clone(), generation);
+                }
+                play
+            }
+        };
         let mut reply = Reply::new(StatusCode::Ok).with(&play.range);
         if request.dialect == Dialect::Standard {
             let url = format!(
@@ -482,7 +540,11 @@ impl Server {
 
     fn pause(&self, request: &Incoming) -> Result<Reply, Refusal> {
         let session = self.find(request)?;
-        let mut reply = Reply::new(StatusCode::Ok).with(&session.pause());
+        let position = match session.group() {
+            Some(group) => group.pause(&session),
+            None => session.pause(),
+        };
+        let mut reply = Reply::new(StatusCode::Ok).with(&position);
         reply.set_session(&self.session_header(&session.id));
         Ok(reply)
     }

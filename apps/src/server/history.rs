@@ -202,6 +202,7 @@ mod tests {
             }),
             rtcp_byes: 0,
             rtcp_malformed: 0,
+            multicast: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod http;
 mod limits;
 pub mod live;
 pub mod media;
+pub mod multicast;
 pub mod pacer;
 pub mod per_ip;
 pub mod policy;
@@ -90,6 +91,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// RTSPS (with `tls`); 0: any free port.
     pub rtsps_port: u16,
+    /// `--multicast-range` and `--multicast-ttl`: the groups multicast viewers get.
+    pub multicast: multicast::Settings,
 }
 
 /// A PEM certificate chain and its PEM private key.
@@ -154,6 +157,8 @@ pub struct Server {
     per_ip: std::sync::Arc<per_ip::PerIp>,
     /// Who may do what (RTSP and HTTP alike).
     pub access: access::Access,
+    /// Multicast groups, one per path with multicast viewers.
+    pub multicast: multicast::Multicast,
 }
 
 impl Server {
@@ -285,7 +290,8 @@ impl Server {
         if let Some(addr) = session.rtcp_address() {
             lock(&self.by_rtcp_address).insert(addr, session.clone());
         }
-        if session.policy.rtcp {
+        // A multicast viewer's reports are about its group's SSRC: the group takes them.
+        if session.policy.rtcp && session.group().is_none() {
             lock(&self.by_ssrc).insert(session.ssrc, session.clone());
         }
         lock(&self.sessions).insert(session.id.clone(), session);
@@ -302,8 +308,14 @@ impl Server {
         if let Some(line) = session.suppressed_at_end() {
             tracing::info!("{line}");
         }
-        if let Media::Live(live) = &session.media {
-            live.leave(&session);
+        let group = session.group();
+        match &group {
+            Some(group) => self.leave_group(group, &session),
+            None => {
+                if let Media::Live(live) = &session.media {
+                    live.leave(&session);
+                }
+            }
         }
         let ending = session.end(why);
         if let Some(bye) = ending.bye {
@@ -321,6 +333,24 @@ impl Server {
                 Some(&last),
             );
         }
+    }
+
+    /// A multicast viewer leaves its group; the last one frees it (its sender says BYE to
+    /// the group, and what it sent goes into the path's totals).
+    fn leave_group(&self, group: &Arc<multicast::Group>, viewer: &Session) {
+        let Some(freed) = self.multicast.leave(group, viewer) else {
+            return;
+        };
+        let (bye, sent) = freed.close("its last viewer left");
+        if let Some(bye) = bye {
+            bye.send(&self.sockets.rtcp);
+        }
+        self.add_ended(&sent);
+        tracing::info!(
+            "path {}: multicast {freed} freed (its last viewer left) after {} packets",
+            freed.path,
+            sent.packets_sent
+        );
     }
 
     /// Keeps an ended session (a viewer's, with its last figures, or a publisher's) for
@@ -352,12 +382,16 @@ impl Server {
         if classify(data) != Received::Rtcp {
             return;
         }
-        let session = rtcp::session::reported_ssrcs(data)
-            .into_iter()
-            .find_map(|ssrc| lock(&self.by_ssrc).get(&ssrc).cloned())
+        let reported = rtcp::session::reported_ssrcs(data);
+        let session = reported
+            .iter()
+            .find_map(|ssrc| lock(&self.by_ssrc).get(ssrc).cloned())
             .or_else(|| lock(&self.by_rtcp_address).get(&from).cloned());
         if let Some(session) = session {
             self.rtcp_for(&session, data);
+        } else if let Some(group) = self.multicast.reported_in(&reported) {
+            // A multicast receiver that reports to the server rather than to the group.
+            group.on_rtcp(data, from);
         }
     }
 
@@ -490,6 +524,8 @@ impl Server {
             })
             .collect();
         paths.sort_by(|a, b| a.name.cmp(&b.name));
+        // RTSP sessions per path, whatever their transport (a live path's own list has
+        // its multicast groups' senders, not their viewers).
         for path in &mut paths {
             path.pushes = self
                 .pushes
@@ -497,6 +533,10 @@ impl Server {
                 .filter(|p| p.path_name() == path.name)
                 .map(|p| p.stats())
                 .collect();
+            path.sessions = sessions
+                .iter()
+                .filter(|s| s.path == path.name && s.transport != "http")
+                .count();
         }
         stats::Report {
             uptime_s: stats::uptime(self.started),
@@ -504,6 +544,7 @@ impl Server {
             sessions,
             publishers: self.publishing.stats(),
             closed: Vec::new(),
+            multicast_groups: self.multicast.stats(),
         }
     }
 
@@ -674,6 +715,10 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         crate::ports::bind_rtp_pair(config.bind).context("binding the RTP/RTCP ports")?;
     limits::size_buffers(&rtp, &rtcp);
     let sockets_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+    let multicast = multicast::Multicast::new(config.multicast, config.bind);
+    multicast
+        .prepare_sockets(&[&rtp, &rtcp])
+        .context("setting the multicast TTL and interface of the RTP/RTCP sockets")?;
     let rtcp_reader = rtcp.try_clone()?;
     let sockets = Arc::new(Sockets { rtp, rtcp });
     let pacer = Pacer::start(sockets.clone())?;
@@ -796,6 +841,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         rtsp_port: port,
         per_ip,
         access,
+        multicast,
     });
     {
         let mut out = std::io::stdout().lock();

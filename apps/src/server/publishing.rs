@@ -217,6 +217,7 @@ impl Server {
             TransportSpec::Lab { .. } => {
                 return Err(Refusal::Transport(transport::TransportError::LabPort));
             }
+            TransportSpec::Multicast => return Err(Refusal::MulticastRecord),
         };
         let publisher = Arc::new(Publisher::new(
             id.clone(),

@@ -29,6 +29,9 @@ pub struct Report {
     pub publishers: Vec<crate::server::session::publisher::PublisherStats>,
     /// Sessions that ended since the previous report, in the order they ended.
     pub closed: Vec<Closed>,
+    /// The multicast groups in use, ordered by path: one sender each, whatever the
+    /// number of its viewers.
+    pub multicast_groups: Vec<GroupStats>,
 }
 
 /// A path and its source.
@@ -148,6 +151,60 @@ pub struct SessionStats {
     pub rtcp_byes: u64,
     /// RTCP packets from the client that could not be read.
     pub rtcp_malformed: u64,
+    /// A multicast viewer's group (its frames and packets are counted once, in the
+    /// group's entry of `multicast_groups`); absent for other sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multicast: Option<Membership>,
+}
+
+/// The group a multicast viewer is in, as its SETUP reply gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub group: String,
+    pub rtp_port: u16,
+    pub rtcp_port: u16,
+    pub ttl: u8,
+    /// The group's SSRC (its sender's).
+    pub ssrc: u32,
+    /// The SSRC of the viewer's receiver reports, once the server could tell them apart
+    /// from those of the group's other receivers (by the address they came from: it can
+    /// when no other viewer of the group has the same address).
+    pub receiver_ssrc: Option<u32>,
+}
+
+/// A multicast group: the one sender of a path's stream to all its multicast viewers.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStats {
+    pub path: String,
+    pub group: String,
+    pub rtp_port: u16,
+    pub rtcp_port: u16,
+    pub ttl: u8,
+    pub ssrc: u32,
+    /// Multicast viewers (RTSP sessions) in the group.
+    pub viewers: usize,
+    /// `playing` while any of them plays, else `ready`.
+    pub state: &'static str,
+    /// A clip's next frame: the position all the group's viewers share.
+    pub frame: usize,
+    pub frames_sent: u64,
+    /// RTP packets sent to the group (each once, whatever the number of viewers).
+    pub packets_sent: u64,
+    pub octets_sent: u64,
+    /// Every receiver that reported on the group's stream, by its SSRC.
+    pub receivers: Vec<GroupReceiver>,
+}
+
+/// A receiver of a multicast group, known by the SSRC of its RTCP receiver reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReceiver {
+    pub ssrc: u32,
+    /// Where its latest report came from.
+    pub from: String,
+    /// The viewer's session, when its address told it apart; `null` when several of the
+    /// group's viewers share that address (or none has it).
+    pub session: Option<String>,
+    pub receiver_report: ReceiverReport,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -249,6 +306,7 @@ mod tests {
             }),
             rtcp_byes: 0,
             rtcp_malformed: 1,
+            multicast: None,
         }
     }
 
@@ -310,6 +368,7 @@ mod tests {
                 rtcp_byes: 1,
                 rtcp_malformed: 0,
             }],
+            multicast_groups: Vec::new(),
         };
         let value: serde_json::Value =
             serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
@@ -318,6 +377,9 @@ mod tests {
         assert_eq!(s["receiver_report"]["fraction_lost"], 0.5);
         assert_eq!(s["receiver_report"]["rtt_ms"], serde_json::Value::Null);
         assert_eq!(s["rtcp_malformed"], 1);
+        // Only multicast viewers say which group they are in.
+        assert!(s.get("multicast").is_none());
+        assert_eq!(value["multicast_groups"], serde_json::json!([]));
         assert_eq!(value["closed"][0]["reason"], "teardown");
         assert_eq!(value["paths"][0]["source"], "up");
         // Only relays have an upstream, only failed sources an error.

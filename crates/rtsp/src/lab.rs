@@ -17,6 +17,8 @@ pub struct LabRequest {
     pub client_port: Option<u16>,
     /// The transport line was present but not understood.
     pub bad_transport: bool,
+    /// The transport line asks for multicast, which the lab dialect does not have.
+    pub multicast: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +61,7 @@ pub fn parse(data: &[u8]) -> Result<LabRequest, LabError> {
         session: None,
         client_port: None,
         bad_transport: false,
+        multicast: false,
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -74,6 +77,9 @@ pub fn parse(data: &[u8]) -> Result<LabRequest, LabError> {
             "transport" => {
                 request.client_port = client_port(value);
                 request.bad_transport = request.client_port.is_none();
+                request.multicast = value
+                    .split(';')
+                    .any(|p| p.trim().eq_ignore_ascii_case("multicast"));
             }
             _ => {}
         }
@@ -225,6 +231,9 @@ mod tests {
         assert_eq!(r.session.as_deref(), Some("274628"));
         let r = parse(b"SETUP a RTSP/1.0\nCSeq: 1\nTransport: RTP/UDP; client_port= x").unwrap();
         assert!(r.bad_transport);
+        assert!(!r.multicast);
+        let r = parse(b"SETUP a RTSP/1.0\nCSeq: 1\nTransport: RTP/AVP; multicast").unwrap();
+        assert!(r.multicast);
     }
 
     #[test]

@@ -232,7 +232,9 @@ fn session_id(request: &Request<Vec<u8>>) -> Option<String> {
 }
 
 fn from_lab(r: lab::LabRequest) -> Incoming {
-    let transport = if r.bad_transport {
+    let transport = if r.multicast {
+        Some(Err(TransportError::LabMulticast))
+    } else if r.bad_transport {
         Some(Err(TransportError::LabPort))
     } else {
         r.client_port.map(|port| Ok(TransportSpec::Lab { port }))

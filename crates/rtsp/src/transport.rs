@@ -1,6 +1,8 @@
 //! The `Transport` header: what a client asks for in SETUP (read with `rtsp-types`), and
 //! what the server answers.
 
+use std::net::IpAddr;
+
 use rtsp_types::headers::{
     Headers, RtpLowerTransport, RtpProfile, RtpTransport, RtpTransportParameters, TRANSPORT,
     Transport, TransportMode, Transports, TypedHeader,
@@ -21,6 +23,8 @@ pub enum TransportError {
     NoRtp(String),
     #[error("lab transport without a usable client_port")]
     LabPort,
+    #[error("the lab dialect has no multicast: a lab client gets its JPEGs on its own client_port")]
+    LabMulticast,
 }
 
 /// The `Transport` header of a message, read with `rtsp-types`, and its text (for
@@ -68,6 +72,11 @@ pub enum TransportSpec {
     Tcp { channels: Option<(u8, u8)> },
     /// The lab's `RTP/UDP; client_port= N`: one port, whole JPEGs, no RTCP.
     Lab { port: u16 },
+    /// RTP/AVP over UDP multicast (RFC 2326 12.39): the server chooses the group, its
+    /// ports and the TTL (what the client asks for in `destination`, `port` or `ttl` is
+    /// not honoured: a server that sent where any client says would be a traffic
+    /// amplifier).
+    Multicast,
 }
 
 impl TransportSpec {
@@ -92,7 +101,16 @@ impl TransportSpec {
 
     fn from_rtp(rtp: &RtpTransport) -> Option<TransportSpec> {
         let p = &rtp.params;
-        if p.multicast || p.destination.is_some() {
+        if p.multicast {
+            return match (&rtp.profile, &rtp.lower_transport) {
+                (RtpProfile::Avp, None | Some(RtpLowerTransport::Udp)) => {
+                    Some(TransportSpec::Multicast)
+                }
+                _ => None,
+            };
+        }
+        // Unicast goes to the client that asked, never to a `destination` it names.
+        if p.destination.is_some() {
             return None;
         }
         match (&rtp.profile, &rtp.lower_transport) {
@@ -137,6 +155,18 @@ pub fn asks_record(headers: impl AsRef<Headers>) -> bool {
 pub struct ServerTransport {
     pub server_port: Option<(u16, Option<u16>)>,
     pub interleaved: Option<(u8, Option<u8>)>,
+    /// A multicast reply's group, its RTP/RTCP ports and its TTL.
+    pub multicast: Option<MulticastTransport>,
+}
+
+/// Where a multicast stream goes, as a SETUP reply says (RFC 2326 12.39: `destination`,
+/// `port`, `ttl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MulticastTransport {
+    /// `None` when the reply names none or not an IP address.
+    pub group: Option<IpAddr>,
+    pub port: Option<(u16, Option<u16>)>,
+    pub ttl: Option<u8>,
 }
 
 impl ServerTransport {
@@ -151,6 +181,15 @@ impl ServerTransport {
                 .map(|rtp| ServerTransport {
                     server_port: rtp.params.server_port,
                     interleaved: rtp.params.interleaved,
+                    multicast: rtp.params.multicast.then(|| MulticastTransport {
+                        group: rtp
+                            .params
+                            .destination
+                            .as_deref()
+                            .and_then(|d| d.trim().parse().ok()),
+                        port: rtp.params.port,
+                        ttl: rtp.params.ttl,
+                    }),
                 })
                 .ok_or(TransportError::NoRtp(raw))
         }))
@@ -171,6 +210,24 @@ pub fn udp_reply(client: (u16, Option<u16>), server: (u16, u16), ssrc: u32) -> T
         p.server_port = Some((server.0, Some(server.1)));
         p.ssrc = vec![ssrc];
     })
+}
+
+/// The server's `Transport` reply for UDP multicast (RFC 2326 12.39): the group, its
+/// RTP/RTCP ports and TTL, and the group's SSRC.
+pub fn multicast_reply(group: IpAddr, ports: (u16, u16), ttl: u8, ssrc: u32) -> Transports {
+    let params = RtpTransportParameters {
+        multicast: true,
+        destination: Some(group.to_string()),
+        port: Some((ports.0, Some(ports.1))),
+        ttl: Some(ttl),
+        ssrc: vec![ssrc],
+        ..Default::default()
+    };
+    Transports::from(vec![Transport::Rtp(RtpTransport {
+        profile: RtpProfile::Avp,
+        lower_transport: None,
+        params,
+    })])
 }
 
 /// The server's `Transport` reply to a publisher over UDP: where to send its RTP and
@@ -229,7 +286,7 @@ mod tests {
             })
         );
         assert_eq!(
-            TransportSpec::parse("RTP/AVP;multicast,RTP/AVP/TCP;unicast;interleaved=2-3"),
+            TransportSpec::parse("RTP/SAVP;unicast,RTP/AVP/TCP;unicast;interleaved=2-3"),
             Ok(TransportSpec::Tcp {
                 channels: Some((2, 3))
             })
@@ -247,7 +304,8 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_serve() {
         for bad in [
-            "RTP/AVP;multicast;port=5000-5001",
+            "RTP/AVP/TCP;multicast",
+            "RTP/SAVP;multicast",
             "RTP/SAVP;unicast;client_port=5000-5001",
             "RTP/AVP;unicast",
             "RTP/AVP;unicast;client_port=0-1",
@@ -285,14 +343,16 @@ mod tests {
             ),
             Ok(ServerTransport {
                 server_port: Some((6970, Some(6971))),
-                interleaved: None
+                interleaved: None,
+                multicast: None
             })
         );
         assert_eq!(
             ServerTransport::parse("RTP/AVP/TCP;unicast;interleaved=2-3"),
             Ok(ServerTransport {
                 server_port: None,
-                interleaved: Some((2, Some(3)))
+                interleaved: Some((2, Some(3))),
+                multicast: None
             })
         );
         assert!(ServerTransport::parse("RTP/AVP;dest_addr=\"\\\"").is_err());
@@ -313,5 +373,89 @@ mod tests {
             value,
             "RTP/AVP;unicast;ssrc=DEADBEEF;client_port=5000-5001;server_port=6970-6971"
         );
+    }
+
+    #[test]
+    fn reads_a_multicast_request_whatever_it_asks_for() {
+        // ffmpeg's udp_multicast, rtspsrc's udp-mcast, and clients that name a group,
+        // ports or a TTL: the server chooses them all.
+        for asked in [
+            "RTP/AVP/UDP;multicast",
+            "RTP/AVP;multicast",
+            "RTP/AVP;multicast;destination=224.1.2.3;port=5000-5001;ttl=16",
+            "RTP/AVP;multicast;destination=192.0.2.1",
+        ] {
+            assert_eq!(
+                TransportSpec::parse(asked),
+                Ok(TransportSpec::Multicast),
+                "{asked}"
+            );
+        }
+        // The client's order decides.
+        assert_eq!(
+            TransportSpec::parse("RTP/AVP;multicast,RTP/AVP/TCP;unicast;interleaved=2-3"),
+            Ok(TransportSpec::Multicast)
+        );
+        assert_eq!(
+            TransportSpec::parse("RTP/AVP/TCP;unicast;interleaved=2-3,RTP/AVP;multicast"),
+            Ok(TransportSpec::Tcp {
+                channels: Some((2, 3))
+            })
+        );
+    }
+
+    #[test]
+    fn unicast_never_goes_to_a_destination_the_client_names() {
+        // Honouring it would let anyone aim a stream at a third party.
+        assert!(
+            TransportSpec::parse("RTP/AVP;unicast;destination=192.0.2.9;client_port=5000-5001")
+                .is_err()
+        );
+        // The next choice in the list still counts.
+        assert_eq!(
+            TransportSpec::parse(
+                "RTP/AVP;unicast;destination=192.0.2.9;client_port=5000-5001,RTP/AVP/TCP;unicast"
+            ),
+            Ok(TransportSpec::Tcp { channels: None })
+        );
+        assert_eq!(
+            TransportSpec::parse("RTP/AVP;unicast;dest_addr=\"192.0.2.9:5000\""),
+            Err(TransportError::Addresses)
+        );
+    }
+
+    #[test]
+    fn writes_and_reads_a_multicast_reply() {
+        let group: IpAddr = "239.255.12.7".parse().unwrap();
+        let response =
+            rtsp_types::Response::builder(rtsp_types::Version::V1_0, rtsp_types::StatusCode::Ok)
+                .typed_header(&multicast_reply(group, (40000, 40001), 1, 0xdeadbeef))
+                .empty();
+        let value = response
+            .header(&rtsp_types::headers::TRANSPORT)
+            .unwrap()
+            .as_str();
+        assert_eq!(
+            value,
+            "RTP/AVP;multicast;ttl=1;ssrc=DEADBEEF;port=40000-40001;destination=239.255.12.7"
+        );
+        assert_eq!(
+            ServerTransport::parse(value),
+            Ok(ServerTransport {
+                server_port: None,
+                interleaved: None,
+                multicast: Some(MulticastTransport {
+                    group: Some(group),
+                    port: Some((40000, Some(40001))),
+                    ttl: Some(1)
+                })
+            })
+        );
+        // A reply without a usable group still says it is multicast.
+        let reply = ServerTransport::parse("RTP/AVP;multicast;destination=nowhere;port=5000")
+            .unwrap()
+            .multicast
+            .unwrap();
+        assert_eq!((reply.group, reply.port), (None, Some((5000, None))));
     }
 }

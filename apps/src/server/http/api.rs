@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::server::Server;
 use crate::server::history::Sample;
 use crate::server::session::publisher::PublisherStats;
-use crate::server::stats::{PathStats, SessionStats};
+use crate::server::stats::{GroupStats, PathStats, SessionStats};
 
 #[derive(Debug, Serialize)]
 pub struct Paths {
@@ -34,6 +34,9 @@ pub struct Sessions {
     /// RTSP sessions and HTTP viewers, ordered by id.
     pub sessions: Vec<SessionEntry>,
     pub publishers: Vec<PublisherStats>,
+    /// The multicast groups in use: each group's sender, and its receivers' reports by
+    /// receiver SSRC (given to a session only where its address tells the viewer apart).
+    pub multicast_groups: Vec<GroupStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,5 +82,6 @@ pub fn sessions(server: &Server) -> Sessions {
             })
             .collect(),
         publishers: report.publishers,
+        multicast_groups: report.multicast_groups,
     }
 }

@@ -120,6 +120,15 @@ fn render(
             }
         }
     }
+    // What a multicast group sends counts once, under its viewers' transport.
+    for group in &report.multicast_groups {
+        let labels = path_transport(&group.path, "multicast");
+        frames_sent.get_or_create(&labels).inc_by(group.frames_sent);
+        packets_sent
+            .get_or_create(&labels)
+            .inc_by(group.packets_sent);
+        bytes_sent.get_or_create(&labels).inc_by(group.octets_sent);
+    }
     for path in &report.paths {
         let labels = vec![("path", path.name.clone()), ("kind", path.kind.to_string())];
         source_up

@@ -108,6 +108,7 @@ impl HttpViewer {
             receiver_report: None,
             rtcp_byes: 0,
             rtcp_malformed: 0,
+            multicast: None,
         }
     }
 }

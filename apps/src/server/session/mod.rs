@@ -16,19 +16,21 @@ mod rtcp;
 mod sending;
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gstmjpegrtp::rtcp::sender::SenderCounts;
 
 use super::adapt::Adapt;
 use super::media::Media;
+use super::multicast::Group;
 use super::policy::Policy;
-use super::stats::{ReceiverReport, SessionStats};
+use super::stats::{Membership, ReceiverReport, SessionStats};
 use crate::log_limit::LogLimit;
 use crate::rtsp::range::{PlayRange, ServedRange};
 use crate::server::live;
 
+pub use rtcp::receiver_report;
 pub use sending::{RtcpOut, Sent};
 
 /// RTP clock rate of JPEG (RFC 3551).
@@ -48,6 +50,9 @@ pub enum Dest {
     },
     /// A lab client: whole JPEGs to one port, no RTCP.
     Lab { rtp: SocketAddr },
+    /// A multicast viewer: its group's sender sends, once for all the group's viewers;
+    /// the session itself sends nothing.
+    Multicast(Arc<Group>),
 }
 
 impl Dest {
@@ -57,6 +62,7 @@ impl Dest {
             Dest::Udp { .. } => "udp",
             Dest::Tcp { .. } => "tcp",
             Dest::Lab { .. } => "lab-udp",
+            Dest::Multicast(_) => "multicast",
         }
     }
 }
@@ -75,6 +81,7 @@ impl std::fmt::Display for Dest {
                 write!(f, "RTP/AVP/TCP interleaved {}-{}", channels.0, channels.1)
             }
             Dest::Lab { rtp } => write!(f, "lab RTP/UDP to {rtp}"),
+            Dest::Multicast(group) => write!(f, "RTP/AVP multicast, {group}"),
         }
     }
 }
@@ -147,6 +154,9 @@ struct State {
     rtcp_malformed: u64,
     /// How a live path's frames map to this session's RTP time.
     live: LiveClock,
+    /// A multicast viewer: the SSRC its receiver reports come from, once they were told
+    /// apart from other receivers of its group.
+    receiver_ssrc: Option<u32>,
 }
 
 /// A live session's RTP time: a frame's is the anchor's plus the capture time since the
@@ -272,6 +282,7 @@ impl Session {
                 promised: ts_base,
                 ..LiveClock::default()
             },
+            receiver_ssrc: None,
         };
         Session {
             id,
@@ -306,9 +317,9 @@ impl Session {
         self.lock().phase == Phase::Playing
     }
 
-    /// Interleaved and lab sessions live in their control connection and end with it;
-    /// UDP sessions stay until TEARDOWN or their timeout, as RFC 2326 lets clients
-    /// reconnect.
+    /// Interleaved, lab and multicast sessions live in their control connection and end
+    /// with it (a multicast viewer gone silent would hold its group); UDP sessions stay
+    /// until TEARDOWN or their timeout, as RFC 2326 lets clients reconnect.
     pub fn ends_with_connection(&self) -> bool {
         !matches!(self.lock().dest, Dest::Udp { .. })
     }
@@ -331,6 +342,59 @@ impl Session {
 
     pub fn dest(&self) -> Dest {
         self.lock().dest.clone()
+    }
+
+    /// A multicast viewer's group.
+    pub fn group(&self) -> Option<Arc<Group>> {
+        match &self.lock().dest {
+            Dest::Multicast(group) => Some(group.clone()),
+            _ => None,
+        }
+    }
+
+    /// A multicast viewer plays or pauses: its own state only (its group sends).
+    pub fn set_following(&self, playing: bool) {
+        self.lock().phase = if playing {
+            Phase::Playing
+        } else {
+            Phase::Ready
+        };
+    }
+
+    /// A receiver report of a multicast viewer, told apart by its group (from receiver
+    /// `ssrc`); true for the viewer's first.
+    pub fn take_group_report(&self, ssrc: u32, report: ReceiverReport, bye: bool) -> bool {
+        let mut state = self.lock();
+        let first = state.report.is_none();
+        state.receiver_ssrc = Some(ssrc);
+        state.report = Some(report);
+        state.rtcp_byes += u64::from(bye);
+        state.last_activity = Instant::now();
+        first
+    }
+
+    /// Where a playing session is, without changing anything: the sequence number and
+    /// RTP time of its next packet, and the position (a multicast group's sender, for a
+    /// viewer that joins it).
+    pub fn now_playing(&self) -> Play {
+        let state = self.lock();
+        match &self.media {
+            Media::Clip(clip) => Play {
+                generation: None,
+                seq: state.seq,
+                rtptime: state.rtp_time(state.timeline(), clip.fps),
+                range: ServedRange {
+                    start: Some(clip.time_of(state.next_frame as u64)),
+                    end: (!self.looping).then(|| clip.duration()),
+                },
+            },
+            Media::Live(_) => Play {
+                generation: None,
+                seq: state.seq,
+                rtptime: live_rtp_now(&state),
+                range: ServedRange::LIVE,
+            },
+        }
     }
 
     /// PLAY (RFC 2326 10.5). A clip plays from `range`'s start (the frame shown then),
@@ -457,7 +521,30 @@ impl Session {
             receiver_report: state.report,
             rtcp_byes: state.rtcp_byes,
             rtcp_malformed: state.rtcp_malformed,
+            multicast: match &state.dest {
+                Dest::Multicast(group) => Some(Membership {
+                    group: group.addr.to_string(),
+                    rtp_port: group.ports.0,
+                    rtcp_port: group.ports.1,
+                    ttl: group.ttl,
+                    ssrc: group.ssrc(),
+                    receiver_ssrc: state.receiver_ssrc,
+                }),
+                _ => None,
+            },
         }
+    }
+}
+
+/// A live session's RTP time now: from its play's first frame by the capture clock, or
+/// what its play promised before any frame.
+fn live_rtp_now(state: &State) -> u32 {
+    match state.live.anchor {
+        Some((rtp, captured)) => {
+            let since = live::source::clock_now_ns().saturating_sub(captured);
+            rtp.wrapping_add(rtp_ticks(since))
+        }
+        None => state.live.promised,
     }
 }
 

@@ -8,6 +8,7 @@ use gstmjpegrtp::rtcp;
 use super::{CLOCK_RATE, Session, State, monotonic_ns};
 use crate::log_limit;
 use crate::server::stats::ReceiverReport;
+use gstmjpegrtp::rtcp::session::PeerReport;
 
 impl Session {
     /// Takes a compound RTCP packet from the client. Returns lines for the log (a report
@@ -71,14 +72,7 @@ impl Session {
         else {
             return lines;
         };
-        let previous = state.report.unwrap_or_default();
-        let report = ReceiverReport {
-            fraction_lost: f64::from(peer.fraction_lost) / 256.0,
-            cumulative_lost: peer.cumulative_lost,
-            jitter_ms: f64::from(peer.jitter) * 1000.0 / CLOCK_RATE as f64,
-            rtt_ms: peer.round_trip_ns.map(|ns| ns as f64 / 1e6),
-            reports: previous.reports + 1,
-        };
+        let report = receiver_report(&peer, state.report);
         state.report = Some(report);
         lines.push(format!(
             "session {}: receiver report from {}: fraction lost {:.1}%, cumulative lost {}, jitter {:.2} ms{}",
@@ -103,5 +97,17 @@ impl Session {
             ));
         }
         lines
+    }
+}
+
+/// What a receiver report block about our stream says, in the statistics' units; the
+/// count goes on from `previous`.
+pub fn receiver_report(peer: &PeerReport, previous: Option<ReceiverReport>) -> ReceiverReport {
+    ReceiverReport {
+        fraction_lost: f64::from(peer.fraction_lost) / 256.0,
+        cumulative_lost: peer.cumulative_lost,
+        jitter_ms: f64::from(peer.jitter) * 1000.0 / CLOCK_RATE as f64,
+        rtt_ms: peer.round_trip_ns.map(|ns| ns as f64 / 1e6),
+        reports: previous.unwrap_or_default().reports + 1,
     }
 }

@@ -8,7 +8,7 @@ use gstmjpegrtp::rtcp::{self, interval::IntervalInput, session::RtpHeader};
 
 use super::{Dest, Phase, Session, State, random_u32, rtp_ticks};
 use crate::rtsp::interleaved;
-use crate::server::live::{self, LiveFrame};
+use crate::server::live::LiveFrame;
 use crate::server::media::{Frame, Media, Packet};
 use crate::server::udp::Datagram;
 
@@ -203,6 +203,9 @@ impl Session {
                 state.seq = seq.wrapping_add(1);
                 true
             }
+            // Never asked: a multicast viewer is neither booked nor a live path's viewer;
+            // its group's sender sends.
+            Dest::Multicast(_) => false,
             Dest::Tcp { writer, channels } => {
                 let mut bytes = Vec::new();
                 let mut seq = state.seq;
@@ -245,13 +248,7 @@ impl Session {
         let ntp = rtcp::ntp::now();
         let ts = match &self.media {
             Media::Clip(clip) => state.rtp_time_now(now, clip.fps),
-            Media::Live(_) => match state.live.anchor {
-                Some((rtp, captured)) => {
-                    let since = live::source::clock_now_ns().saturating_sub(captured);
-                    rtp.wrapping_add(rtp_ticks(since))
-                }
-                None => state.live.promised,
-            },
+            Media::Live(_) => super::live_rtp_now(state),
         };
         let packet =
             rtcp::sender::sender_report(self.ssrc, &self.cname, ntp, ts, state.counts, bye).ok()?;
@@ -279,7 +276,7 @@ impl Session {
                 writer: writer.clone(),
                 channel: channels.1,
             },
-            Dest::Udp { rtcp: None, .. } | Dest::Lab { .. } => return None,
+            Dest::Udp { rtcp: None, .. } | Dest::Lab { .. } | Dest::Multicast(_) => return None,
         };
         Some(RtcpOut { packet, to })
     }

@@ -162,6 +162,15 @@ pub fn udp_transport(rtp_port: u16, rtcp_port: u16) -> Transport {
     rtp_transport(None, |p| p.client_port = Some((rtp_port, Some(rtcp_port))))
 }
 
+/// RTP/AVP over UDP multicast: the server chooses the group, ports and TTL (RFC 2326
+/// 12.39), which its reply says.
+pub fn multicast_transport() -> Transport {
+    rtp_transport(None, |p| {
+        p.unicast = false;
+        p.multicast = true;
+    })
+}
+
 /// RTP/AVP interleaved in the control connection on these channels.
 pub fn tcp_transport(rtp_channel: u8, rtcp_channel: u8) -> Transport {
     rtp_transport(Some(RtpLowerTransport::Tcp), |p| {

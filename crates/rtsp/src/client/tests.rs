@@ -280,6 +280,8 @@ fn requests_carry_typed_headers() {
     );
     let r = setup(&control, tcp_transport(0, 1));
     assert!(text(&r).contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"));
+    let r = setup(&control, multicast_transport());
+    assert!(text(&r).contains("Transport: RTP/AVP;multicast\r\n"));
 
     assert!(text(&options(None)).starts_with("OPTIONS * RTSP/1.0\r\n"));
     assert!(text(&options(Some(&u))).starts_with("OPTIONS rtsp://h:8554/clip.Mjpeg RTSP/1.0"));
@@ -373,7 +375,8 @@ fn a_setup_reply_gives_the_session_and_the_servers_transport() {
         setup.transport,
         Some(ServerTransport {
             server_port: Some((6970, Some(6971))),
-            interleaved: None
+            interleaved: None,
+            multicast: None
         })
     );
     let r = reply(
