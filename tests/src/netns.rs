@@ -44,10 +44,22 @@ impl Netns {
         };
         let netns = Netns { name, handle };
         run_ok(netns.command("ip").args(["link", "set", "lo", "up"]));
-        run_ok(netns.command("ip").args(["link", "set", "lo", "multicast", "on"]));
-        run_ok(netns.command("ip").args(["route", "add", "224.0.0.0/4", "dev", "lo"]));
+        run_ok(
+            netns
+                .command("ip")
+                .args(["link", "set", "lo", "multicast", "on"]),
+        );
+        run_ok(
+            netns
+                .command("ip")
+                .args(["route", "add", "224.0.0.0/4", "dev", "lo"]),
+        );
         // GSO would show a burst of datagrams as one packet in a capture.
-        run_ok(netns.command("ethtool").args(["-K", "lo", "tx-udp-segmentation", "off"]));
+        run_ok(
+            netns
+                .command("ethtool")
+                .args(["-K", "lo", "tx-udp-segmentation", "off"]),
+        );
         netns
     }
 
