@@ -14,7 +14,7 @@
 //!
 //! Whatever ends a relay (refused, 401/404, no reply, BYE, the connection closed, silence
 //! longer than [`SILENCE`]) is reported to the path as `stopped`: it restarts the relay
-//! with backoff while the viewers keep their sessions. Credentials never reach a log
+//! with backoff (1 s doubling to [`MAX_BACKOFF`]) while the viewers keep their sessions. Credentials never reach a log
 //! line or the statistics: URLs are shown through [`redact`].
 
 use std::io::{Read, Write};
@@ -42,6 +42,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the relay's thread looks at the clock (stop, silence, keep-alive).
 const TICK: Duration = Duration::from_millis(100);
+/// The longest wait between a relay's attempts while its upstream is down. A try costs one
+/// connection; waiting longer leaves the viewers frozen that long after the upstream (an
+/// origin being restarted, a camera rebooting) is back.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// `url` with any `user:password@` replaced by `***@`: what logs and statistics show.
 pub fn redact(url: &str) -> String {
@@ -227,6 +231,10 @@ impl super::Feeder for RtspRelay {
 
     fn kind(&self) -> &'static str {
         "relay"
+    }
+
+    fn max_backoff(&self) -> Duration {
+        MAX_BACKOFF
     }
 }
 
@@ -523,6 +531,10 @@ impl super::Feeder for HttpRelay {
 
     fn kind(&self) -> &'static str {
         "relay"
+    }
+
+    fn max_backoff(&self) -> Duration {
+        MAX_BACKOFF
     }
 }
 
