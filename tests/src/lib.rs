@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 pub mod bench;
+pub mod haproxy;
 pub mod http_client;
 pub mod lab_server;
 pub mod mjpeg_http;
 pub mod netns;
 pub mod relay;
 pub mod rtsp;
+pub mod tier;
 
 /// Initialises GStreamer and registers this workspace's plugin in-process.
 pub fn init() {
@@ -513,8 +515,20 @@ pub fn ffmpeg_framecrc(
     output: &[&str],
     limit: std::time::Duration,
 ) -> (bool, Vec<usize>, String) {
+    ffmpeg_framecrc_by(Command::new("ffmpeg"), input, url, output, limit)
+}
+
+/// [`ffmpeg_framecrc`] run by `ffmpeg`, a command for the ffmpeg program (for example
+/// inside a network namespace: `netns.command("ffmpeg")`).
+pub fn ffmpeg_framecrc_by(
+    mut ffmpeg: Command,
+    input: &[&str],
+    url: &str,
+    output: &[&str],
+    limit: std::time::Duration,
+) -> (bool, Vec<usize>, String) {
     let (status, out, err) = run_to_end(
-        std::process::Command::new("ffmpeg")
+        ffmpeg
             .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
             .args(input)
             .args(["-i", url])
