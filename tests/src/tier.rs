@@ -41,8 +41,13 @@ impl Tier {
     /// `--stats` reports; `edge_args` go to both edges. Returns once HAProxy sees both
     /// edges up.
     pub fn start(tag: &str, edge_args: &[&str]) -> Tier {
+        Tier::start_with(tag, SOURCE, edge_args)
+    }
+
+    /// [`start`](Self::start) with the origin's `--source` given (`cam=PIPELINE`).
+    pub fn start_with(tag: &str, source: &str, edge_args: &[&str]) -> Tier {
         let netns = Netns::new(tag);
-        let origin = start_origin(&netns);
+        let origin = start_origin_with(&netns, source);
         let edges = EDGES.map(|addr| Some(start_edge(&netns, addr, edge_args)));
         let haproxy = Haproxy::start(&netns, BALANCER, EDGES);
         for server in crate::haproxy::SERVERS {
@@ -75,10 +80,15 @@ impl Tier {
     }
 }
 
-/// The origin on [`ORIGIN`], with its `--stats` reports.
+/// The origin on [`ORIGIN`] with [`SOURCE`], with its `--stats` reports.
 pub fn start_origin(netns: &Netns) -> ServerProcess {
+    start_origin_with(netns, SOURCE)
+}
+
+/// The origin on [`ORIGIN`] with `source` (`cam=PIPELINE`), with its `--stats` reports.
+pub fn start_origin_with(netns: &Netns, source: &str) -> ServerProcess {
     let (rtsp, http) = (RTSP_PORT.to_string(), HTTP_PORT.to_string());
-    let args = ["--port", &rtsp, "--http-port", &http, "--source", SOURCE];
+    let args = ["--port", &rtsp, "--http-port", &http, "--source", source];
     ServerProcess::start_with_stats_in(netns, ORIGIN, &args, 1)
 }
 
