@@ -419,7 +419,8 @@ fn edges_that_lose_the_origin_reconnect_and_their_viewers_resume() {
         let after: Vec<&RtpPacket> = frames.iter().filter(|f| f.arrival > last.arrival).collect();
         let waited = after[0].arrival.duration_since(back);
         assert!(
-            waited < Duration::from_millis(7500),
+            // 6 s and room for a busy machine; the old 30 s backoff took 15 s here.
+            waited < Duration::from_secs(9),
             "frames came back {waited:?} after the origin"
         );
         assert_eq!(after[0].ssrc, last.ssrc, "the same session");

@@ -202,7 +202,7 @@ fn main() {
         idle[0], idle[1], idle[2], idle[3]
     );
     println!(
-        "  {:<8} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}  {}",
+        "  {:<8} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}  full rate",
         "route",
         "viewers",
         "fps min",
@@ -214,7 +214,6 @@ fn main() {
         "bench",
         "edge/viewer",
         "vs direct",
-        "full rate"
     );
     let idle_edges = idle[1] + idle[2];
     for point in &points {
