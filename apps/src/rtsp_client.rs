@@ -4,7 +4,7 @@
 //! stream by a reader thread. `rtsps://` URLs run the same over TLS (rustls).
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,34 @@ pub struct NoReply(pub String);
 /// Data the server sent on an interleaved channel.
 pub type InterleavedSink = Box<dyn FnMut(u8, &[u8]) + Send>;
 
+/// How long connecting to one address may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The local address to connect to `upstream` from, for a server bound to `bind`: `bind`
+/// itself when it is one address of the same family and scope as the upstream (a loopback
+/// address cannot reach another host, and another host is reached from the address the
+/// route picks); `None` lets the kernel choose.
+pub fn source_for(bind: IpAddr, upstream: IpAddr) -> Option<IpAddr> {
+    let same_family = bind.is_ipv4() == upstream.is_ipv4();
+    let usable = !bind.is_unspecified() && !bind.is_multicast();
+    (same_family && usable && bind.is_loopback() == upstream.is_loopback()).then_some(bind)
+}
+
+/// A TCP connection to `addr`, from `source` when given (any port).
+fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+    Ok(socket.into())
+}
+
 /// The control connection.
 pub struct Control {
     writer: Arc<Mutex<Link>>,
@@ -59,6 +87,17 @@ impl Control {
     /// [`connect`](Self::connect), checking an `rtsps://` server's certificate as
     /// `verify` says.
     pub fn connect_verify(url: &Url, verify: Verify) -> Result<Control> {
+        Control::connect_with(url, verify, None)
+    }
+
+    /// [`connect`](Self::connect) from the local address `source` (a server bound to one
+    /// address speaks from it), where the upstream is reachable from it: see
+    /// [`source_for`].
+    pub fn connect_from(url: &Url, source: Option<IpAddr>) -> Result<Control> {
+        Control::connect_with(url, Verify::System, source)
+    }
+
+    fn connect_with(url: &Url, verify: Verify, source: Option<IpAddr>) -> Result<Control> {
         let host = url.host_str().ok_or_else(|| anyhow!("{url}: no host"))?;
         let secure = match url.scheme() {
             "rtsp" => false,
@@ -75,7 +114,7 @@ impl Control {
         let mut last = None;
         let mut stream = None;
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            match connect_tcp(addr, source.and_then(|ip| source_for(ip, addr.ip()))) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -423,5 +462,33 @@ impl Read for LinkReader {
             }
             self.pending.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_for;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bound_server_connects_from_its_address_where_it_can() {
+        // An edge on its own loopback address reaching an origin on another.
+        assert_eq!(
+            source_for(ip("127.0.1.2"), ip("127.0.1.1")),
+            Some(ip("127.0.1.2"))
+        );
+        assert_eq!(
+            source_for(ip("10.0.0.5"), ip("192.0.2.7")),
+            Some(ip("10.0.0.5"))
+        );
+        // Unbound, or an address that cannot reach the upstream: the kernel chooses.
+        assert_eq!(source_for(ip("0.0.0.0"), ip("127.0.1.1")), None);
+        assert_eq!(source_for(ip("127.0.0.1"), ip("192.0.2.7")), None);
+        assert_eq!(source_for(ip("10.0.0.5"), ip("127.0.0.1")), None);
+        assert_eq!(source_for(ip("::1"), ip("127.0.0.1")), None);
     }
 }

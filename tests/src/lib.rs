@@ -11,12 +11,14 @@ use gst::prelude::*;
 
 pub mod bench;
 pub mod capture;
+pub mod haproxy;
 pub mod http_client;
 pub mod lab_server;
 pub mod mjpeg_http;
 pub mod netns;
 pub mod relay;
 pub mod rtsp;
+pub mod tier;
 
 /// Initialises GStreamer and registers this workspace's plugin in-process.
 pub fn init() {

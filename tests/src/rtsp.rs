@@ -94,6 +94,18 @@ impl Stdout {
     }
 }
 
+/// `args` after `--stats --stats-format json --stats-interval` [`STATS_INTERVAL`] (unless
+/// they hold their own `--stats-interval`).
+fn with_stats<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<std::ffi::OsString> {
+    let mut all: Vec<std::ffi::OsString> = vec!["--stats".into()];
+    all.extend(["--stats-format".into(), "json".into()]);
+    if !args.iter().any(|a| a.as_ref() == "--stats-interval") {
+        all.extend(["--stats-interval".into(), STATS_INTERVAL.into()]);
+    }
+    all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+    all
+}
+
 /// The path `name` as `report` lists it (`paths[]`); null if it is not there.
 pub fn path_in(report: &Value, name: &str) -> Value {
     report["paths"]
@@ -221,13 +233,18 @@ impl ServerProcess {
     /// [`STATS_INTERVAL`] (unless `args` hold their own `--stats-interval`): a report every
     /// interval on stdout, read by [`wait_for_stats`](Self::wait_for_stats) and the like.
     pub fn start_with_stats<S: AsRef<std::ffi::OsStr>>(args: &[S], clips: usize) -> ServerProcess {
-        let mut all: Vec<std::ffi::OsString> = vec!["--stats".into()];
-        all.extend(["--stats-format".into(), "json".into()]);
-        if !args.iter().any(|a| a.as_ref() == "--stats-interval") {
-            all.extend(["--stats-interval".into(), STATS_INTERVAL.into()]);
-        }
-        all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
-        ServerProcess::start(&all, clips)
+        ServerProcess::start(&with_stats(args), clips)
+    }
+
+    /// [`start_with_stats`](Self::start_with_stats) inside a network namespace, listening
+    /// on `bind` (as [`start_in`](Self::start_in)).
+    pub fn start_with_stats_in<S: AsRef<std::ffi::OsStr>>(
+        netns: &crate::netns::Netns,
+        bind: &str,
+        args: &[S],
+        clips: usize,
+    ) -> ServerProcess {
+        ServerProcess::start_in(netns, bind, &with_stats(args), clips)
     }
 
     /// The URL the server printed for the clip `name` (as encoded in the URL).

@@ -108,7 +108,7 @@ struct Args {
     /// when UDP does not get through) or http://[user:password@]host[:port]/path
     /// (multipart MJPEG), pulled once for all viewers while someone watches and served at
     /// rtsp://HOST:PORT/NAME (repeatable). The camera need not be up when the server
-    /// starts; a failing one is retried with backoff (1 s doubling to 30 s)
+    /// starts; a failing one is retried with backoff (1 s doubling to 5 s)
     #[arg(long = "relay", value_name = "NAME=URL", value_parser = name_and_value)]
     relays: Vec<(String, String)>,
     /// Keep live sources running with no viewers (by default a source starts with its

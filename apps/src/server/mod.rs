@@ -743,7 +743,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         // (RFC 2435 headers carry sizes up to 2040).
         let live = LivePath::new(
             spec.name.clone(),
-            live::relay::feeder(url),
+            live::relay::feeder(url, config.bind),
             spec.always_on,
             spec.linger,
             config.mtu,

@@ -1,9 +1,9 @@
 //! Load generator for RTSP servers (`mjpeg-rtsp-bench`).
 //!
 //! [`run`] opens many independent RTSP sessions to one URL, each on its own TCP control
-//! connection and receiving RTP/AVP over UDP unicast, started evenly over a ramp; then it
-//! measures, over a window after the ramp, what every session received and what the server
-//! spent doing it.
+//! connection and receiving RTP/AVP over UDP unicast (or interleaved in that connection,
+//! [`Config::tcp`]), started evenly over a ramp; then it measures, over a window after the
+//! ramp, what every session received and what the server spent doing it.
 //!
 //! - [`session`]: one session's RTSP exchange on tokio, all sessions on one thread; the
 //!   requests and what the replies say (control URLs per RFC 2326 C.1.1, the session) come
@@ -62,6 +62,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Send OPTIONS before DESCRIBE.
     pub options: bool,
+    /// RTP interleaved in the RTSP connection instead of UDP (sessions then read their
+    /// connections on `threads` runtime threads).
+    pub tcp: bool,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             keepalive: Duration::from_secs(20),
             request_timeout: Duration::from_secs(10),
             options: true,
+            tcp: false,
         }
     }
 }
@@ -151,11 +155,22 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
         options: config.options,
         rcvbuf: config.rcvbuf,
         t0,
+        tcp: config.tcp,
+        window,
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    // Over TCP the sessions read their own connections: the runtime gets the threads the
+    // receivers would have had.
+    let runtime = if config.tcp {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .context("starting the tokio runtime")?;
     let mut report = runtime.block_on(async {
         let (stop, stopped) = watch::channel(false);
         let handles: Vec<_> = (0..sessions)
@@ -183,7 +198,7 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
         let memory = config.server_pid.and_then(procstat::memory);
         // Packets stamped before the end may still wait in the socket buffers.
         tokio::time::sleep(Duration::from_millis(300).max(config.poll * 4)).await;
-        let stats = receivers.finish();
+        let mut stats = receivers.finish();
 
         let _ = stop.send(true);
         let deadline = Instant::now() + config.request_timeout + Duration::from_secs(1);
@@ -199,6 +214,11 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
                         ..SessionOutcome::default()
                     });
                 }
+            }
+        }
+        for (i, outcome) in outcomes.iter_mut().enumerate() {
+            if let (Some(own), Some(slot)) = (outcome.interleaved.take(), stats.get_mut(i)) {
+                *slot = own;
             }
         }
         let mut report = Report::build(
@@ -217,5 +237,6 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
         report
     });
     report.sessions = sessions;
+    report.transport = if config.tcp { "tcp" } else { "udp" };
     Ok(report)
 }

@@ -12,7 +12,7 @@ use rtsp_bench::{Config, raise_file_limit, run};
 /// each receives and what the server spends.
 ///
 /// Each session has its own TCP control connection (OPTIONS, DESCRIBE, SETUP over RTP/AVP
-/// UDP unicast, PLAY; GET_PARAMETER or OPTIONS as keep-alive; TEARDOWN at the end). The
+/// UDP unicast or, with --tcp, interleaved in the connection, PLAY; GET_PARAMETER or OPTIONS as keep-alive; TEARDOWN at the end). The
 /// sessions start evenly over the ramp; the measuring window follows it. Reported: sessions
 /// set up and failed, frames/s in all and per session (mean, min, max), packet loss from
 /// the RTP sequence numbers, interarrival jitter (RFC 3550, 90 kHz), the time from PLAY to
@@ -78,6 +78,10 @@ struct Args {
     /// Do not send OPTIONS before DESCRIBE.
     #[arg(long)]
     no_options: bool,
+    /// RTP interleaved in the RTSP connection (RTP/AVP/TCP) instead of UDP: what viewers
+    /// behind a TCP load balancer use. Arrival times are when a packet is read.
+    #[arg(long, conflicts_with = "http")]
+    tcp: bool,
     /// The stream, rtsp://HOST[:PORT]/PATH.
     #[arg(required_unless_present = "http")]
     url: Option<String>,
@@ -107,6 +111,7 @@ fn config(args: &Args) -> Result<Config, String> {
         keepalive: seconds("keepalive", args.keepalive)?,
         request_timeout: seconds("timeout", args.timeout)?,
         options: !args.no_options,
+        tcp: args.tcp,
     })
 }
 

@@ -10,6 +10,8 @@ use super::stats::{StreamStats, Window, units_to_ms};
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub url: String,
+    /// How RTP came: `udp`, or `tcp` (interleaved in the RTSP connection).
+    pub transport: &'static str,
     pub sessions: usize,
     /// Sessions whose PLAY succeeded.
     pub ok: usize,
@@ -173,8 +175,8 @@ impl Report {
             |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{:.1} MB", v as f64 / 1e6));
         let _ = writeln!(
             o,
-            "mjpeg-rtsp-bench {}: {} sessions, ramp {:.1} s, measured over {:.1} s after it",
-            self.url, self.sessions, self.ramp_s, self.window_s
+            "mjpeg-rtsp-bench {} ({}): {} sessions, ramp {:.1} s, measured over {:.1} s after it",
+            self.url, self.transport, self.sessions, self.ramp_s, self.window_s
         );
         let mut sessions = format!("{} set up, {} failed", self.ok, self.failed);
         for (kind, n) in &self.failures {
@@ -287,6 +289,7 @@ impl Report {
             .collect();
         let fields: Vec<(&str, String)> = vec![
             ("url", json_string(&self.url)),
+            ("transport", json_string(self.transport)),
             ("sessions", self.sessions.to_string()),
             ("ok", self.ok.to_string()),
             ("failed", self.failed.to_string()),
@@ -384,7 +387,10 @@ mod tests {
             ..Report::default()
         };
         let j = r.json();
-        assert!(j.starts_with(r#"{"url":"rtsp://h/x","sessions":0"#), "{j}");
+        assert!(
+            j.starts_with(r#"{"url":"rtsp://h/x","transport":"","sessions":0"#),
+            "{j}"
+        );
         assert!(
             j.contains(r#""failures":{"SETUP: 453 Not Enough Bandwidth":2}"#),
             "{j}"

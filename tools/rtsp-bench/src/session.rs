@@ -1,7 +1,12 @@
 //! One RTSP session of the load generator, on its own TCP control connection: OPTIONS
-//! (optional), DESCRIBE, SETUP of one stream over RTP/AVP UDP unicast, PLAY, keep-alives
-//! until the end of the run, TEARDOWN. Requests are built and replies read by the RTSP
-//! core's client side (`rtsp_core::client`), as the player's are; this module does the I/O.
+//! (optional), DESCRIBE, SETUP of one stream over RTP/AVP UDP unicast (or, with
+//! [`ClientConfig::tcp`], interleaved in the control connection), PLAY, keep-alives until
+//! the end of the run, TEARDOWN. Requests are built and replies read by the RTSP core's
+//! client side (`rtsp_core::client`), as the player's are; this module does the I/O.
+//!
+//! Over TCP the session reads its own connection: each interleaved RTP packet goes into the
+//! session's [`StreamStats`] as it is read (its arrival is when it was read: TCP gives no
+//! per-packet kernel timestamp), and keep-alive replies are read between them.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +21,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 use super::receiver::{PortPair, Receivers, realtime_ns};
+use super::stats::{StreamStats, Window};
 
 /// A reply larger than this ends the session (a broken or hostile server).
 const MAX_MESSAGE: usize = 1 << 20;
@@ -36,6 +42,11 @@ pub struct ClientConfig {
     pub rcvbuf: usize,
     /// `CLOCK_REALTIME` at the start of the run, ns.
     pub t0: i64,
+    /// RTP interleaved in the control connection (RFC 2326 10.12) instead of UDP: the only
+    /// way through a TCP load balancer.
+    pub tcp: bool,
+    /// The measuring window (for the sessions that count their own packets, over TCP).
+    pub window: Window,
 }
 
 /// Why a session failed.
@@ -91,6 +102,8 @@ pub struct SessionOutcome {
     pub teardown_ok: bool,
     /// The client ports, held open until the receive threads are done with them.
     pub ports: Option<PortPair>,
+    /// Over TCP: what the session's own connection carried.
+    pub interleaved: Option<StreamStats>,
 }
 
 /// One control connection.
@@ -247,6 +260,20 @@ pub async fn run_session(
     } else {
         Method::Options
     };
+    if config.tcp {
+        let mut stats = StreamStats::default();
+        let played = play_interleaved(&mut conn, &aggregate, method, keepalive, &mut stats, stop);
+        match played.await {
+            Ok(keepalives) => outcome.keepalives = keepalives,
+            Err(e) => outcome.late_error = Some(e),
+        }
+        outcome.interleaved = Some(stats);
+        if outcome.late_error.is_none() {
+            let req = client::teardown(&aggregate);
+            outcome.teardown_ok = conn.exchange("TEARDOWN", req).await.is_ok();
+        }
+        return outcome;
+    }
     let mut next = Instant::now() + keepalive;
     loop {
         tokio::select! {
@@ -302,6 +329,28 @@ async fn establish(
     let media = description.control_url(stream).map_err(describe_error)?;
     let aggregate = description.aggregate;
 
+    if conn.config.tcp {
+        let transport = client::tcp_transport(0, 1);
+        let reply = conn
+            .exchange("SETUP", client::setup(&media, transport))
+            .await?;
+        let setup = conn
+            .client
+            .read_setup(&reply)
+            .map_err(|e| SessionError::Reply("SETUP", e))?;
+        // Packets are told apart by channel: the server must keep the one asked for.
+        let channel = setup.transport.and_then(|t| t.interleaved).map(|c| c.0);
+        if channel.is_some_and(|c| c != 0) {
+            return Err(SessionError::Protocol(
+                "SETUP",
+                format!("the server chose interleaved channel {channel:?}, not 0"),
+            ));
+        }
+        let req = client::play(&aggregate, Some(0.0));
+        outcome.play_sent = Some(realtime_ns() - conn.config.t0);
+        conn.exchange("PLAY", req).await?;
+        return Ok((aggregate, get_parameter));
+    }
     let ip = match conn.config.server.ip() {
         IpAddr::V4(_) => IpAddr::from([0u8; 4]),
         IpAddr::V6(_) => IpAddr::from([0u16; 8]),
@@ -328,6 +377,92 @@ async fn establish(
     conn.exchange("PLAY", req).await?;
     Ok((aggregate, get_parameter))
 }
+
+/// Reads the interleaved stream until `stop`: RTP on channel 0 into `stats`, replies to
+/// the keep-alives it sends every `keepalive`. How many keep-alives were answered, or why
+/// the session ended early.
+async fn play_interleaved(
+    conn: &mut Connection,
+    aggregate: &Url,
+    mut method: Method,
+    keepalive: Duration,
+    stats: &mut StreamStats,
+    mut stop: watch::Receiver<bool>,
+) -> Result<u32, SessionError> {
+    let (t0, window) = (conn.config.t0, conn.config.window);
+    let mut answered = 0;
+    let mut next = Instant::now() + keepalive;
+    loop {
+        conn.buf.reserve(READ_CHUNK);
+        tokio::select! {
+            _ = stopped(&mut stop) => return Ok(answered),
+            _ = tokio::time::sleep_until(next) => {
+                next += keepalive;
+                let req = match method {
+                    Method::GetParameter => client::get_parameter(aggregate),
+                    _ => client::options(Some(aggregate)),
+                };
+                conn.send("keep-alive", req).await?;
+            }
+            read = conn.stream.read_buf(&mut conn.buf) => {
+                let n = read.map_err(|e| SessionError::Io("PLAY", e))?;
+                if n == 0 {
+                    return Err(SessionError::Protocol(
+                        "PLAY",
+                        "the server closed the connection".into(),
+                    ));
+                }
+            }
+        }
+        let now = realtime_ns() - t0;
+        let mut used = 0;
+        loop {
+            match Message::<&[u8]>::parse(&conn.buf[used..]) {
+                Ok((Message::Data(data), n)) => {
+                    used += n;
+                    if data.channel_id() == 0 {
+                        let packet = data.as_slice();
+                        stats.on_datagram(packet, packet.len(), now, now, &window);
+                    }
+                }
+                Ok((Message::Response(reply), n)) => {
+                    used += n;
+                    if !conn.client.answers(&reply) {
+                        continue;
+                    }
+                    let status = u16::from(reply.status());
+                    match status {
+                        200..=299 => answered += 1,
+                        // A server that does not know GET_PARAMETER: OPTIONS keeps it alive.
+                        405 | 501 if method == Method::GetParameter => method = Method::Options,
+                        _ => {
+                            let reason = reply.reason_phrase().to_string();
+                            return Err(SessionError::Status("keep-alive", status, reason));
+                        }
+                    }
+                }
+                // Requests from the server (none is expected) are skipped.
+                Ok((Message::Request(_), n)) => used += n,
+                Err(rtsp_types::ParseError::Incomplete(_)) => break,
+                Err(rtsp_types::ParseError::Error) => {
+                    let rest = &conn.buf[used..];
+                    let head = String::from_utf8_lossy(&rest[..rest.len().min(60)]);
+                    return Err(SessionError::Protocol(
+                        "PLAY",
+                        format!("unparsable data starting {head:?}"),
+                    ));
+                }
+            }
+        }
+        conn.buf.drain(..used);
+        if conn.buf.len() > MAX_MESSAGE {
+            return Err(SessionError::Protocol("PLAY", "message too large".into()));
+        }
+    }
+}
+
+/// Bytes read from an interleaved connection at a time (at least).
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Pause between keep-alives: the configured one, at most half the session timeout the
 /// server announced (RFC 2326 12.37: 60 s when it says none).

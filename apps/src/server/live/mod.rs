@@ -8,7 +8,8 @@
 //! that records, [`push`]) and stops `linger` after the last one leaves (unless it is
 //! always on). When it fails while running (a camera unplugged), the
 //! viewers keep their sessions and the source is restarted with backoff (1 s doubling to
-//! 30 s); each change of state is logged once, not each retry.
+//! 30 s for a pipeline, to 5 s for a relay: [`Feeder::max_backoff`]); each change of state
+//! is logged once, not each retry.
 
 pub mod publish;
 pub mod push;
@@ -26,7 +27,8 @@ use source::{Events, Running};
 /// The first wait before restarting a failed source (or reconnecting a push), doubled
 /// after each failure.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest wait between restarts.
+/// The longest wait between restarts of a pipeline or reconnects of a push (relays:
+/// [`relay::MAX_RELAY_BACKOFF`]).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 type MappedBuffer = gst::MappedBuffer<gst::buffer::Readable>;
@@ -105,6 +107,11 @@ pub trait Feeder: Send + Sync + 'static {
     /// What the statistics call the path: `live` (a pipeline) or `relay`.
     fn kind(&self) -> &'static str {
         "live"
+    }
+    /// The longest wait between restarts after failures. The viewers wait this long at
+    /// worst once the source is back.
+    fn max_backoff(&self) -> Duration {
+        MAX_BACKOFF
     }
 }
 
@@ -531,7 +538,7 @@ impl LivePath {
         // New viewers wait for the source's next frame, not its last before the failure.
         self.latest.send_replace(None);
         inner.retry_at = Some(Instant::now() + wait);
-        inner.backoff = (wait * 2).min(MAX_BACKOFF);
+        inner.backoff = (wait * 2).min(self.feeder.max_backoff());
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! Whatever ends a relay (refused, 401/404, no reply, BYE, the connection closed, silence
 //! longer than [`SILENCE`]) is reported to the path as `stopped`: it restarts the relay
-//! with backoff while the viewers keep their sessions. Credentials never reach a log
+//! with backoff (1 s doubling to [`MAX_RELAY_BACKOFF`]) while the viewers keep their sessions. Credentials never reach a log
 //! line or the statistics: URLs are shown through [`redact`].
 
 use std::io::{Read, Write};
@@ -42,6 +42,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the relay's thread looks at the clock (stop, silence, keep-alive).
 const TICK: Duration = Duration::from_millis(100);
+/// The longest wait between a relay's attempts while its upstream is down. A try costs one
+/// connection; waiting longer leaves the viewers frozen that long after the upstream (an
+/// origin being restarted, a camera rebooting) is back.
+pub const MAX_RELAY_BACKOFF: Duration = Duration::from_secs(5);
 
 /// `url` with any `user:password@` replaced by `***@`: what logs and statistics show.
 pub fn redact(url: &str) -> String {
@@ -98,12 +102,14 @@ pub fn parse_url(url: &str) -> Result<Url> {
     Ok(parsed)
 }
 
-/// The feeder of a relay path, by the URL's scheme.
-pub fn feeder(url: Url) -> Box<dyn super::Feeder> {
+/// The feeder of a relay path, by the URL's scheme. An RTSP relay of a server bound to
+/// `bind` connects from that address where it can ([`crate::rtsp_client::source_for`]):
+/// an origin then tells its edges apart, and a firewall sees the address it expects.
+pub fn feeder(url: Url, bind: std::net::IpAddr) -> Box<dyn super::Feeder> {
     if url.scheme() == "http" {
         Box::new(HttpRelay { url })
     } else {
-        Box::new(RtspRelay { url })
+        Box::new(RtspRelay { url, bind })
     }
 }
 
@@ -194,6 +200,8 @@ fn spawn_puller(
 /// `--relay NAME=rtsp://...`.
 pub struct RtspRelay {
     url: Url,
+    /// The server's `--bind` address.
+    bind: std::net::IpAddr,
 }
 
 impl super::Feeder for RtspRelay {
@@ -201,10 +209,11 @@ impl super::Feeder for RtspRelay {
         let (runner, input) = Runner::start_rtp_input(mtu, events.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let url = self.url.clone();
+        let bind = self.bind;
         let thread = {
             let input = input.clone();
             spawn_puller("relay-rtsp", url, &stop, events, move |url, stop| {
-                pull_rtsp(url, &input, stop)
+                pull_rtsp(url, bind, &input, stop)
             })?
         };
         Ok(Box::new(Relay {
@@ -223,6 +232,10 @@ impl super::Feeder for RtspRelay {
     fn kind(&self) -> &'static str {
         "relay"
     }
+
+    fn max_backoff(&self) -> Duration {
+        MAX_RELAY_BACKOFF
+    }
 }
 
 /// An RTSP session with the upstream.
@@ -237,9 +250,14 @@ struct Upstreaming {
 }
 
 /// Pulls the upstream until `stop` is set (`Ok`) or the upstream fails (`Err`, why).
-fn pull_rtsp(url: &Url, input: &RtpInput, stop: &Arc<AtomicBool>) -> Result<()> {
+fn pull_rtsp(
+    url: &Url,
+    bind: std::net::IpAddr,
+    input: &RtpInput,
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
     let (bare, credentials) = auth::split_credentials(url)?;
-    let mut control = connect(&bare)?;
+    let mut control = connect(&bare, bind)?;
     control.auth = Authenticator::new(credentials);
     let describe = control.request(client::describe(&bare))?;
     check(&describe)?;
@@ -261,9 +279,9 @@ fn pull_rtsp(url: &Url, input: &RtpInput, stop: &Arc<AtomicBool>) -> Result<()> 
     result
 }
 
-fn connect(url: &Url) -> Result<Control> {
-    // Control::connect waits up to 5 s (CONNECT_TIMEOUT) per address.
-    let mut control = Control::connect(url)?;
+fn connect(url: &Url, bind: std::net::IpAddr) -> Result<Control> {
+    // Control::connect_from waits up to 5 s (CONNECT_TIMEOUT) per address.
+    let mut control = Control::connect_from(url, Some(bind))?;
     control.client = client::Client::new(concat!("mjpeg-rtsp-server/", env!("CARGO_PKG_VERSION")));
     control.reply_timeout = REPLY_TIMEOUT;
     Ok(control)
@@ -513,6 +531,10 @@ impl super::Feeder for HttpRelay {
 
     fn kind(&self) -> &'static str {
         "relay"
+    }
+
+    fn max_backoff(&self) -> Duration {
+        MAX_RELAY_BACKOFF
     }
 }
 
