@@ -60,6 +60,15 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A URL that does not parse, as a message shows it: what comes before its last `@` may
+/// be a password even without `://` (a typo such as `rtsp//user:pw@host`).
+pub fn unparsed(text: &str) -> String {
+    match text.rfind('@') {
+        Some(at) => format!("***{}", &text[at..]),
+        None => text.to_string(),
+    }
+}
+
 /// `text` (a pipeline description, an error message) with the credentials of every URL in
 /// it replaced by `***`: `rtspsrc location=rtsp://user:pw@cam/1` shows as
 /// `rtspsrc location=rtsp://***@cam/1`.
@@ -87,7 +96,7 @@ pub fn redact_text(text: &str) -> String {
 
 /// A relay's URL, checked when the server starts (nothing connects then).
 pub fn parse_url(url: &str) -> Result<Url> {
-    let parsed = Url::parse(url).map_err(|e| anyhow!("{}: not a URL: {e}", redact_text(url)))?;
+    let parsed = Url::parse(url).map_err(|e| anyhow!("{}: not a URL: {e}", unparsed(url)))?;
     match parsed.scheme() {
         "rtsp" | "http" => {}
         other => bail!(
@@ -658,5 +667,11 @@ mod tests {
         assert!(!err.contains("secret"), "{err}");
         assert!(parse_url("rtsp://u:secret@cam/x").is_ok());
         assert!(parse_url("http://cam:8080/stream").is_ok());
+        // A URL that does not parse may still hold a password before its `@`.
+        let err = parse_url("rtsp//user:secret@cam/x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(err.contains("***@cam/x"), "{err}");
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use rtsp_types::{Method, Response, StatusCode, Url};
 
-use super::relay::{redact, redact_text};
+use super::relay::{redact, redact_text, unparsed};
 use super::{FIRST_BACKOFF, LivePath, MAX_BACKOFF};
 use crate::rtsp::auth::{self, Authenticator};
 use crate::rtsp::client::{self, Client};
@@ -60,15 +60,6 @@ pub fn parse_url(url: &str) -> Result<Url> {
     }
     auth::split_credentials(&parsed).map_err(|e| anyhow!("{}: {e}", redact(url)))?;
     Ok(parsed)
-}
-
-/// A push URL that does not parse, as a message shows it: what comes before its last
-/// `@` may be a password even without `://` (a typo such as `rtsp//user:pw@host`).
-fn unparsed(text: &str) -> String {
-    match text.rfind('@') {
-        Some(at) => format!("***{}", &text[at..]),
-        None => text.to_string(),
-    }
 }
 
 /// One push: its thread, and what it reports.
