@@ -208,7 +208,8 @@ class Receiver:
                 self.print_report(s)
             elif s.get_name() == "rtcp-bye":
                 ssrc, reason = value(s, "ssrc", 0), value(s, "reason", "")
-                print(f"bye ssrc=0x{ssrc:08x} reason={reason!r}", flush=True)
+                sender = value(s, "sender", False)
+                print(f"bye ssrc=0x{ssrc:08x} sender={str(sender).lower()} reason={reason!r}", flush=True)
         elif msg.type == Gst.MessageType.ELEMENT and msg.has_name("GstUDPSrcTimeout"):
             stats = self.monitor.get_property("stats")
             if any(src.has_field("packets-expected") for src in sources(stats)):

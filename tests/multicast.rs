@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use mjpeg_rtsp_tests::capture::{Capture, Datagram};
 use mjpeg_rtsp_tests::http_client;
+use mjpeg_rtsp_tests::multicast::{Recorder, join, receiver_bye};
 use mjpeg_rtsp_tests::netns::Netns;
 use mjpeg_rtsp_tests::rtsp::{
     Client, ClipDir, Reply, RtpPacket, ServerProcess, receiver_report, udp_pair,
@@ -146,6 +147,19 @@ impl Group {
         }
     }
 
+    /// A group as `--stats` lists it (`multicast_groups[]`).
+    fn from_stats(entry: &Value) -> Group {
+        Group {
+            addr: entry["group"].as_str().unwrap().parse().unwrap(),
+            ports: (
+                entry["rtp_port"].as_u64().unwrap() as u16,
+                entry["rtcp_port"].as_u64().unwrap() as u16,
+            ),
+            ttl: entry["ttl"].as_u64().unwrap() as u8,
+            ssrc: entry["ssrc"].as_u64().unwrap() as u32,
+        }
+    }
+
     fn rtp(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.addr, self.ports.0)
     }
@@ -159,18 +173,6 @@ fn setup_multicast(client: &mut Client, url: &str) -> (Group, String) {
         &[("Transport", "RTP/AVP;multicast")],
     );
     (Group::from_reply(&reply), reply.session())
-}
-
-/// A socket on `group`'s RTP port, joined to it (shared with other receivers).
-fn join(group: &Group) -> UdpSocket {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    socket.set_reuse_address(true).unwrap();
-    socket.bind(&group.rtp().into()).unwrap();
-    socket
-        .join_multicast_v4(&group.addr, &Ipv4Addr::UNSPECIFIED)
-        .unwrap();
-    socket.into()
 }
 
 /// The RTP packets arriving on `socket` within `wait`.
@@ -226,22 +228,21 @@ fn groups_in(report: &Value) -> Vec<Value> {
 }
 
 /// Three ffmpeg viewers and an rtspsrc viewer play a live path over multicast at once:
-/// each decodes 100 frames, all four are in one group, and the loopback carries one
-/// stream's worth of packets to it (each packet once), with the group's sender reports
-/// on its RTCP port.
+/// each decodes 100 frames, all four are in one group, and while they play the loopback
+/// carries one stream's worth of packets to it: each RTP packet once, as the test's own
+/// receiver on the group hears them, with the group's sender reports on its RTCP port.
 #[test]
 fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
     let netns = Netns::new("mcast-peers");
     let server = server(&netns, &["--source", LIVE], 1);
     let url = server.url("cam");
     let capture = Capture::start(&netns, &format!("udp and dst net {RANGE}"));
-    let window = Instant::now();
     // rtspsrc first. On a host where the group loops back, it takes its own first receiver
     // report for another source's and says BYE once (an SSRC collision, RFC 3550 8.2);
     // ffmpeg ends its stream on any BYE it hears in the group. So the ffmpeg viewers join
     // once that is over, and rtspsrc plays on until they are done.
     let rtspsrc = Rtspsrc::start(&netns, &url);
-    server.wait_for_stats(
+    let heard_from_rtspsrc = server.wait_for_stats(
         "rtspsrc's first receiver report",
         |r| {
             groups_in(r)
@@ -250,7 +251,10 @@ fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
         },
         Duration::from_secs(15),
     );
+    let group = Group::from_stats(&groups_in(&heard_from_rtspsrc)[0]);
     std::thread::sleep(Duration::from_millis(500));
+    // The test's own receiver on the group, from now until the ffmpeg viewers are done.
+    let recorder = Recorder::start(netns.run(|| join(group.rtp())));
     let ffmpeg: Vec<_> = (0..3)
         .map(|_| {
             let command = netns.command("ffmpeg");
@@ -268,13 +272,14 @@ fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
         .collect();
     let ffmpeg: Vec<(bool, Vec<usize>, String)> =
         ffmpeg.into_iter().map(|t| t.join().unwrap()).collect();
+    let since = recorder.since;
+    let (heard, until) = recorder.stop();
     let (rtspsrc_frames, rtspsrc_err) = rtspsrc.stop();
     // The group is freed with its last viewer: its final figures are in the log.
     let freed = server.wait_for_log(
         &["path cam: multicast group", "freed"],
         Duration::from_secs(10),
     );
-    let elapsed = window.elapsed().as_secs_f64();
     // The last datagrams reach the capture a moment after they are sent.
     std::thread::sleep(Duration::from_millis(500));
     let captured = capture.stop();
@@ -308,30 +313,12 @@ fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
     assert_eq!(viewers.len(), 4, "{viewers:?}");
     assert_eq!(groups.len(), 1, "viewers in several groups: {groups:?}");
     assert_eq!(most, 4, "the group never had its four viewers at once");
-    // What the group's sender sent: its last report while it was there.
-    let last = reports
-        .iter()
-        .rev()
-        .flat_map(groups_in)
-        .next()
-        .expect("a report listed the group");
-    let group = Group {
-        addr: last["group"].as_str().unwrap().parse().unwrap(),
-        ports: (
-            last["rtp_port"].as_u64().unwrap() as u16,
-            last["rtcp_port"].as_u64().unwrap() as u16,
-        ),
-        ttl: last["ttl"].as_u64().unwrap() as u8,
-        ssrc: last["ssrc"].as_u64().unwrap() as u32,
-    };
     let sent: u64 = freed
         .split("after ")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no packet count in {freed:?}"));
-    let frames_sent = last["frames_sent"].as_u64().unwrap().max(1);
-    let per_frame = last["packets_sent"].as_u64().unwrap() as f64 / frames_sent as f64;
     // The server's datagrams (rtspsrc sends a few of its own to the group's RTP port, to
     // open firewalls).
     let from_server = |d: &&Datagram| d.from.starts_with(&format!("{SERVER}."));
@@ -340,30 +327,62 @@ fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
         .filter(|d| d.to == group.rtp())
         .filter(from_server)
         .collect();
-    let bytes: usize = on_group.iter().map(|d| d.length).sum();
-    eprintln!(
-        "group {}: {} datagrams ({bytes} bytes) on the wire in {elapsed:.1} s, the server sent {sent}; \
-         {per_frame:.1} packets a frame; 4 viewers decoded {} frames",
-        group.rtp(),
-        on_group.len(),
-        100 * 4
-    );
-    // Each packet once: what the wire carried is what the group's sender sent...
+    // What the wire carried is what the server says it sent...
     let carried = on_group.len() as f64;
     assert!(
         (carried - sent as f64).abs() <= 0.01 * sent as f64 + 2.0,
         "{carried} datagrams on the wire, {sent} sent"
     );
-    // ... which is one stream's worth over the window, not one per viewer.
-    let one_stream = FPS * elapsed * per_frame;
+    // ... and, while the four played, what one receiver on the group heard: each packet
+    // once, in sequence, one stream's frame rate.
+    let stream: Vec<_> = heard.iter().filter(|h| h.ssrc == group.ssrc).collect();
     assert!(
-        carried <= 1.2 * one_stream,
-        "{carried} datagrams in {elapsed:.1} s: more than one stream ({one_stream:.0})"
+        stream.len() > 100,
+        "the receiver heard {} packets",
+        stream.len()
     );
-    let four_streams = 4.0 * 100.0 * per_frame;
+    let mut seqs = std::collections::BTreeSet::new();
+    let mut next = stream[0].seq;
+    let mut extended = 0u64;
+    for h in &stream {
+        extended += u64::from(h.seq.wrapping_sub(next)) + 1;
+        next = h.seq.wrapping_add(1);
+        assert!(seqs.insert(extended), "packet {} heard twice", h.seq);
+    }
+    let span = extended as usize;
     assert!(
-        carried < 0.6 * four_streams,
-        "{carried} datagrams for 4 viewers of 100 frames ({four_streams:.0} if sent to each)"
+        stream.len() * 100 >= span * 99,
+        "{} of {span} packets heard: lost on loopback",
+        stream.len()
+    );
+    let frames = stream
+        .iter()
+        .map(|h| h.ts)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let listened = until - since;
+    let rate = frames as f64 / listened;
+    assert!(
+        (0.8 * FPS..=1.2 * FPS).contains(&rate),
+        "{frames} frames in {listened:.1} s: {rate:.1} a second, not one {FPS} fps stream"
+    );
+    let in_window = on_group
+        .iter()
+        .filter(|d| d.at >= since && d.at <= until)
+        .count();
+    let per_frame = stream.len() as f64 / frames as f64;
+    eprintln!(
+        "group {}: {} datagrams on the wire in all, the server sent {sent}; while 4 viewers \
+         played ({listened:.1} s): {in_window} on the wire, {} heard ({frames} frames, \
+         {per_frame:.1} packets a frame)",
+        group.rtp(),
+        on_group.len(),
+        stream.len()
+    );
+    assert!(
+        (in_window as f64 - stream.len() as f64).abs() <= 2.0 * per_frame + 2.0,
+        "{in_window} datagrams on the wire while one receiver heard {}: not each packet once",
+        stream.len()
     );
     // The sender's reports went to the group's RTCP port, from the server.
     let reports_sent = datagrams
@@ -380,24 +399,49 @@ fn four_peers_share_one_group_and_the_wire_carries_one_stream() {
 
 /// mjpeg-player plays a live path over multicast (joined on the address it reached the
 /// server from), and the server hears its receiver reports: logged, and given to its
-/// session (the only viewer at that address) in the statistics.
+/// session (the only viewer at that address) in the statistics. Another receiver leaving
+/// the group with a BYE does not end the player's stream.
 #[test]
 fn the_player_plays_multicast_and_the_server_hears_its_reports() {
     let netns = Netns::new("mcast-player");
     let server = server(&netns, &["--source", LIVE], 1);
     let url = server.url("cam");
     let json = tempfile::NamedTempFile::new().unwrap();
-    let (status, out, err) = run_to_end(
-        netns
-            .command(plugin_dir().join("mjpeg-player"))
-            .args(["--transport", "multicast", "--headless", "--frames", "75"])
-            .arg("--stats-json")
-            .arg(json.path())
-            .arg(&url)
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY"),
-        Duration::from_secs(40),
-    );
+    let (status, out, err, bye_sent) = std::thread::scope(|scope| {
+        // Once the player plays, another receiver (on 127.0.0.2) says BYE to the group.
+        let stray = scope.spawn(|| {
+            let playing = server.wait_for_stats(
+                "the player's group",
+                |r| groups_in(r).iter().any(|g| g["state"] == "playing"),
+                Duration::from_secs(20),
+            );
+            let group = Group::from_stats(&groups_in(&playing)[0]);
+            std::thread::sleep(Duration::from_secs(1));
+            let socket = netns.run(|| UdpSocket::bind("127.0.0.2:0").unwrap());
+            let bye = receiver_bye(0x5EEB_0001, group.ssrc);
+            for _ in 0..3 {
+                socket
+                    .send_to(&bye, SocketAddrV4::new(group.addr, group.ports.1))
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Instant::now()
+        });
+        let (status, out, err) = run_to_end(
+            netns
+                .command(plugin_dir().join("mjpeg-player"))
+                .args(["--transport", "multicast", "--headless", "--frames", "150"])
+                .arg("--stats-json")
+                .arg(json.path())
+                .arg(&url)
+                .env_remove("DISPLAY")
+                .env_remove("WAYLAND_DISPLAY"),
+            Duration::from_secs(40),
+        );
+        let ended = Instant::now();
+        let bye_sent = stray.join().unwrap();
+        (status, out, err, ended.checked_duration_since(bye_sent))
+    });
     assert!(
         status.success(),
         "the player failed: {status}\n{out}\n{err}"
@@ -405,7 +449,16 @@ fn the_player_plays_multicast_and_the_server_hears_its_reports() {
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap())
         .expect("the player's --stats-json");
     assert_eq!(summary["transport"], "multicast", "{summary}");
-    assert!(summary["frames_shown"].as_u64().unwrap() >= 75, "{summary}");
+    assert!(
+        summary["frames_shown"].as_u64().unwrap() >= 150,
+        "{summary}"
+    );
+    // It played on after the other receiver's BYE, to the frames it was asked for.
+    assert_eq!(summary["ended_by"], "frames", "{summary}\n{err}");
+    assert!(
+        bye_sent.is_some_and(|d| d >= Duration::from_millis(500)),
+        "the stray BYE went out {bye_sent:?} before the player ended: too late to tell"
+    );
     // The server logged the player's first receiver report, for its session.
     let line = server.wait_for_log(
         &["receiver report from 127.0.0.1:", "(multicast 239.255.77."],
@@ -475,7 +528,7 @@ fn channel(addr: SocketAddr, url: &str, server: &ServerProcess) -> String {
     let (group, a_id) = setup_multicast(&mut a, url);
     assert_eq!(group.ttl, 2, "--multicast-ttl");
     assert!(group.addr.octets()[..3] == [239, 255, 77], "{group:?}");
-    let socket = join(&group);
+    let socket = join(group.rtp());
     a.request("PLAY", url, &[("Session", &a_id), ("Range", "npt=0-")])
         .assert_status(200);
     let first = first_packet(&socket, Duration::from_secs(5)).expect("the group plays");
@@ -525,6 +578,38 @@ fn channel(addr: SocketAddr, url: &str, server: &ServerProcess) -> String {
         group_entry["receivers"][0]["session"],
         a_id.as_str(),
         "{api}"
+    );
+    // The same SSRC reporting from an address no viewer has is not the viewer's any more
+    // (the viewer keeps what it was given)...
+    let elsewhere = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let group_rtcp = SocketAddrV4::new(group.addr, group.ports.1);
+    elsewhere
+        .send_to(&receiver_report(0x00C0_FFEE, group.ssrc, 0, 0), group_rtcp)
+        .unwrap();
+    server.wait_for_stats(
+        "the report from 127.0.0.2 kept apart",
+        |r| {
+            groups_in(r).first().is_some_and(|g| {
+                g["receivers"][0]["from"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("127.0.0.2:"))
+                    && g["receivers"][0]["session"].is_null()
+            })
+        },
+        Duration::from_secs(5),
+    );
+    // ... and a receiver that says BYE is forgotten.
+    elsewhere
+        .send_to(&receiver_bye(0x00C0_FFEE, group.ssrc), group_rtcp)
+        .unwrap();
+    server.wait_for_stats(
+        "the receiver forgotten after its BYE",
+        |r| {
+            groups_in(r)
+                .first()
+                .is_some_and(|g| g["receivers"].as_array().is_some_and(Vec::is_empty))
+        },
+        Duration::from_secs(5),
     );
 
     // A second multicast viewer, 1.5 s later, joins the channel where it is.

@@ -283,6 +283,8 @@ fn bye_ends_a_source_with_a_message() {
         .expect("an rtcp-bye message");
     assert_eq!(bye.get::<u32>("ssrc"), Ok(SSRC));
     assert_eq!(bye.get::<&str>("reason"), Ok("done"));
+    // No RTP came from it: not the stream's sender.
+    assert_eq!(bye.get::<bool>("sender"), Ok(false));
     let s = source_stats(&pipeline.by_name("mon").unwrap());
     assert_eq!(s.get::<bool>("ended"), Ok(true));
     assert_eq!(s.get::<&str>("cname"), Ok("camera@lab"));

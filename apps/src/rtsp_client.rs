@@ -6,7 +6,7 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,9 @@ pub type InterleavedSink = Box<dyn FnMut(u8, &[u8]) + Send>;
 
 /// How long connecting to one address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Replies read and not yet taken. Each request waits for its own, so only a server that
+/// answers what was not asked fills this: what does not fit is dropped.
+const QUEUED_REPLIES: usize = 16;
 
 /// The local address to connect to `upstream` from, for a server bound to `bind`: `bind`
 /// itself when it is one address of the same family and scope as the upstream (a loopback
@@ -136,7 +139,7 @@ impl Control {
             Link::plain(stream)
         };
         let reader = link.reader()?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(QUEUED_REPLIES);
         let interleaved: Arc<Mutex<Option<InterleavedSink>>> = Arc::new(Mutex::new(None));
         let sink = interleaved.clone();
         let closed = Arc::new(AtomicBool::new(false));
@@ -244,6 +247,16 @@ impl Control {
         }
         let mut bytes = Vec::new();
         request.write(&mut bytes).map_err(|e| anyhow!("{e:?}"))?;
+        // Replies that came unasked (or too late) go before the request does, so that the
+        // queue has room for its reply.
+        loop {
+            match self.replies.try_recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => bail!("the connection to the server: {e}"),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => bail!("the server closed the connection"),
+            }
+        }
         {
             let mut writer = self.writer.lock().map_err(|_| anyhow!("writer poisoned"))?;
             writer.write_all(&bytes).context("sending the request")?;
@@ -271,7 +284,7 @@ impl Control {
 
 fn read_loop(
     mut stream: LinkReader,
-    replies: &Sender<Result<Response<Vec<u8>>, String>>,
+    replies: &SyncSender<Result<Response<Vec<u8>>, String>>,
     interleaved: &Mutex<Option<InterleavedSink>>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -282,11 +295,14 @@ fn read_loop(
                 Ok((message, used)) => {
                     buf.drain(..used);
                     match message {
-                        Message::Response(response) => {
-                            if replies.send(Ok(response)).is_err() {
-                                return;
+                        Message::Response(response) => match replies.try_send(Ok(response)) {
+                            Ok(()) => {}
+                            // Replies nobody asked for, faster than requests are made.
+                            Err(mpsc::TrySendError::Full(_)) => {
+                                tracing::debug!("dropping an unsolicited RTSP reply");
                             }
-                        }
+                            Err(mpsc::TrySendError::Disconnected(_)) => return,
+                        },
                         Message::Data(data) => {
                             if let Ok(mut sink) = interleaved.lock()
                                 && let Some(sink) = sink.as_mut()
@@ -302,7 +318,8 @@ fn read_loop(
                 }
                 Err(ParseError::Incomplete(_)) if buf.len() < 1 << 20 => break,
                 Err(_) => {
-                    let _ = replies.send(Err("unreadable data on the control connection".into()));
+                    let _ =
+                        replies.try_send(Err("unreadable data on the control connection".into()));
                     return;
                 }
             }
@@ -490,5 +507,53 @@ mod tests {
         assert_eq!(source_for(ip("127.0.0.1"), ip("192.0.2.7")), None);
         assert_eq!(source_for(ip("10.0.0.5"), ip("127.0.0.1")), None);
         assert_eq!(source_for(ip("::1"), ip("127.0.0.1")), None);
+    }
+
+    /// A server that floods the connection with replies nobody asked for: what is kept of
+    /// them is bounded, and a request still gets its own reply.
+    #[test]
+    fn unsolicited_replies_are_dropped_and_a_request_gets_its_own() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let flood = "RTSP/1.0 200 OK\r\nCSeq: 999999\r\n\r\n".repeat(20_000);
+            stream.write_all(flood.as_bytes()).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut cseq = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    return;
+                }
+                if let Some(v) = line.strip_prefix("CSeq:") {
+                    cseq = v.trim().to_string();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let reply = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nPublic: OPTIONS\r\n\r\n");
+            stream.write_all(reply.as_bytes()).unwrap();
+            stream.write_all(flood.as_bytes()).unwrap();
+            // Hold the connection until the client is done.
+            let _ = reader.read_line(&mut String::new());
+        });
+        let url = super::Url::parse(&format!("rtsp://127.0.0.1:{port}/x")).unwrap();
+        let mut control = super::Control::connect(&url).unwrap();
+        // The flood is read (and mostly dropped) before the request goes.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let reply = control
+            .request(crate::rtsp::client::options(Some(&url)))
+            .unwrap();
+        assert_eq!(reply.status(), super::StatusCode::Ok);
+        assert!(reply.header(&rtsp_types::headers::PUBLIC).is_some());
+        // A second flood after the reply: what is kept of it is bounded.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let kept = control.replies.try_iter().count();
+        assert!((1..=super::QUEUED_REPLIES).contains(&kept), "{kept} kept");
+        drop(control);
+        server.join().unwrap();
     }
 }

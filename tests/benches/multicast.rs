@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mjpeg_rtsp_tests::capture::{Capture, unix_now};
+use mjpeg_rtsp_tests::multicast::join;
 use mjpeg_rtsp_tests::netns::Netns;
 use mjpeg_rtsp_tests::rtsp::{Client, ServerProcess, udp_pair};
 use mjpeg_rtsp_tests::workspace_root;
@@ -61,19 +62,6 @@ fn read_all(socket: UdpSocket, stop: Arc<AtomicBool>) -> Reader {
         }
     });
     Reader { count, thread }
-}
-
-/// A socket on the group's RTP port, joined to it.
-fn join(group: SocketAddrV4) -> UdpSocket {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    socket.set_reuse_address(true).unwrap();
-    socket.set_recv_buffer_size(1 << 20).unwrap();
-    socket.bind(&group.into()).unwrap();
-    socket
-        .join_multicast_v4(group.ip(), &Ipv4Addr::UNSPECIFIED)
-        .unwrap();
-    socket.into()
 }
 
 /// N viewers of `url` play; the capture counts the server's RTP over `window`.

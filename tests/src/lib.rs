@@ -15,6 +15,7 @@ pub mod haproxy;
 pub mod http_client;
 pub mod lab_server;
 pub mod mjpeg_http;
+pub mod multicast;
 pub mod netns;
 pub mod relay;
 pub mod rtsp;

@@ -172,7 +172,11 @@ fn drive(
                 }
                 gst::MessageView::Error(e) => return Err(anyhow!("{}", e.error())),
                 gst::MessageView::Element(e)
-                    if e.structure().is_some_and(|s| s.name() == "rtcp-bye") =>
+                    if e.structure().is_some_and(|s| {
+                        // Only the stream's sender ends it: on a multicast group other
+                        // receivers leave with a BYE of their own.
+                        s.name() == "rtcp-bye" && s.get::<bool>("sender").unwrap_or(false)
+                    }) =>
                 {
                     tracing::info!("the server ended the stream");
                     return Ok(Ending::Server);

@@ -214,13 +214,41 @@ impl RtcpLossMonitor {
             return Ok(gst::FlowSuccess::Ok);
         };
         let now = self.monotonic_ns();
-        let result = lock(&self.state).session.on_rtcp(&map, now, ntp::now());
+        let mut state = lock(&self.state);
+        let result = state.session.on_rtcp(&map, now, ntp::now());
+        // Whether each BYE is from a source whose RTP came here: on a multicast group,
+        // other receivers say BYE too, and only the stream's own sender ends it.
+        let result = result.map(|events| {
+            events
+                .byes
+                .into_iter()
+                .map(|(ssrc, reason)| {
+                    let sender = state
+                        .session
+                        .sources()
+                        .iter()
+                        .any(|s| s.ssrc == ssrc && s.packets_seen() > 0);
+                    (ssrc, reason, sender)
+                })
+                .collect::<Vec<_>>()
+        });
+        drop(state);
         match result {
-            Ok(events) => {
-                for (ssrc, reason) in events.byes {
-                    gst::info!(CAT, imp = self, "BYE from SSRC {ssrc:#010x}: {reason:?}");
+            Ok(byes) => {
+                for (ssrc, reason, sender) in byes {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "BYE from SSRC {ssrc:#010x} ({}): {reason:?}",
+                        if sender {
+                            "the stream's sender"
+                        } else {
+                            "not a sender here"
+                        }
+                    );
                     let s = gst::Structure::builder("rtcp-bye")
                         .field("ssrc", ssrc)
+                        .field("sender", sender)
                         .field("reason", reason.unwrap_or_default())
                         .build();
                     let _ = self

@@ -14,7 +14,9 @@
 //! (`reduced-minimum` for the shorter minimum of section 6.2), with LSR/DLSR from the sender
 //! reports that arrive on `rtcp_sink`. Receiver reports arriving there (at a sender) show up
 //! in the statistics as `rb-*` fields with the round-trip time; BYE marks a source ended and
-//! posts an `rtcp-bye` message. Malformed RTCP is dropped with a warning and counted.
+//! posts an `rtcp-bye` message (`ssrc`, `reason`, and `sender`: whether RTP from that SSRC
+//! came through, so that a receiver's BYE on a multicast group is told from the stream's
+//! sender's). Malformed RTCP is dropped with a warning and counted.
 //! When the RTP stream ends (EOS on `sink`), a last report ending with a BYE for our SSRC
 //! (RFC 3550 6.6) goes out, then EOS on `rtcp_src`; flushing seeks neither end `rtcp_src`
 //! nor say BYE.

@@ -13,13 +13,15 @@
 //!
 //! Receiver reports come to the group's RTCP port (RFC 3550 receivers send them there),
 //! or to the server's own. They are kept per receiver SSRC, and given to the viewer whose
-//! address they came from when no other viewer of the group has that address.
+//! address they came from when no other viewer of the group has that address. A receiver
+//! is forgotten when it says BYE, when its viewer leaves, or when it has been quiet for
+//! [`RECEIVER_TIMEOUT`]; past [`MAX_RECEIVERS`], the longest quiet one makes room.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gstmjpegrtp::rtcp;
 
@@ -30,8 +32,11 @@ use crate::server::policy::Policy;
 use crate::server::session::{self, Dest, Play, PlayError, RtcpOut, Session};
 use crate::server::stats::{GroupReceiver, GroupStats, ReceiverReport, SessionStats};
 
-/// Receivers a group keeps figures for: a peer that invents SSRCs gets no more.
+/// Receivers a group keeps figures for: a peer that invents SSRCs only churns them.
 const MAX_RECEIVERS: usize = 1024;
+/// A receiver not heard from for this long is gone (RFC 3550 6.3.5 times out members
+/// after five report intervals; receivers report every 5 s or so).
+const RECEIVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the RTCP thread looks whether its group was freed.
 const POLL: Duration = Duration::from_millis(250);
 /// A PLAY whose range starts this close to a clip channel's position joins it: a client
@@ -79,8 +84,6 @@ pub struct Group {
 struct Inner {
     viewers: Vec<Arc<Session>>,
     receivers: BTreeMap<u32, Receiver>,
-    /// Reads the receivers' RTCP (reports about the sender's SSRC).
-    rtcp: rtcp::Session,
 }
 
 struct Receiver {
@@ -88,6 +91,31 @@ struct Receiver {
     /// The viewer its reports were given to.
     session: Option<String>,
     report: ReceiverReport,
+    heard: Instant,
+}
+
+impl Inner {
+    /// Forgets receivers quiet for [`RECEIVER_TIMEOUT`].
+    fn expire(&mut self, now: Instant) {
+        self.receivers
+            .retain(|_, r| now.duration_since(r.heard) < RECEIVER_TIMEOUT);
+    }
+
+    /// Forgets quiet receivers and, to take in `new` past [`MAX_RECEIVERS`], the one
+    /// quiet the longest.
+    fn make_room(&mut self, new: u32, now: Instant) {
+        self.expire(now);
+        if self.receivers.len() >= MAX_RECEIVERS && !self.receivers.contains_key(&new) {
+            let quietest = self
+                .receivers
+                .iter()
+                .min_by_key(|(_, r)| r.heard)
+                .map(|(ssrc, _)| *ssrc);
+            if let Some(ssrc) = quietest {
+                self.receivers.remove(&ssrc);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Group {
@@ -141,7 +169,6 @@ impl Group {
             inner: Mutex::new(Inner {
                 viewers: Vec::new(),
                 receivers: BTreeMap::new(),
-                rtcp: rtcp::Session::new(sender.ssrc, &sender.cname),
             }),
             sender,
             closed: closed.clone(),
@@ -169,10 +196,14 @@ impl Group {
         self.lock().viewers.push(viewer);
     }
 
-    /// A viewer left; returns how many remain. With none playing, the group pauses.
+    /// A viewer left (its receivers with it); returns how many remain. With none
+    /// playing, the group pauses.
     pub fn remove(&self, viewer: &Session) -> usize {
         let mut inner = self.lock();
         inner.viewers.retain(|v| !std::ptr::eq(v.as_ref(), viewer));
+        inner
+            .receivers
+            .retain(|_, r| r.session.as_deref() != Some(viewer.id.as_str()));
         if !inner.viewers.iter().any(|v| v.is_playing()) && self.sender.is_playing() {
             self.sender.pause();
         }
@@ -235,26 +266,25 @@ impl Group {
 
     /// A compound RTCP packet from `from` (on the group's RTCP port or the server's):
     /// a receiver's report about the group's stream is kept for its SSRC and, when its
-    /// address tells which viewer sent it, given to that viewer's session. What else
-    /// comes (the sender's own reports looped back, other streams) is ignored.
+    /// address tells which viewer sent it, given to that viewer's session. A receiver's
+    /// BYE is given to its viewer, and the receiver forgotten. What else comes (the
+    /// sender's own reports looped back, other streams) is ignored.
     pub fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
         let ssrc = self.ssrc();
         if !rtcp::session::reported_ssrcs(data).contains(&ssrc) {
             return;
         }
-        let mut inner = self.lock();
-        let events = match inner
-            .rtcp
-            .on_rtcp(data, session::monotonic_ns(), rtcp::ntp::now())
-        {
+        // Each packet is read on its own: what a report says needs nothing earlier, and
+        // the receivers' SSRCs are kept below, bounded.
+        let mut reader = rtcp::Session::new(ssrc, &self.sender.cname);
+        let events = match reader.on_rtcp(data, session::monotonic_ns(), rtcp::ntp::now()) {
             Ok(events) => events,
             Err(e) => {
                 tracing::debug!("{self} of {}: malformed RTCP from {from}: {e}", self.path);
                 return;
             }
         };
-        let Some(peer) = inner
-            .rtcp
+        let Some(peer) = reader
             .sources()
             .iter()
             .find(|s| s.ssrc == ssrc)
@@ -263,41 +293,46 @@ impl Group {
             return;
         };
         let receiver = peer.reporter;
-        if !inner.receivers.contains_key(&receiver) && inner.receivers.len() >= MAX_RECEIVERS {
-            return;
-        }
         let bye = events.byes.iter().any(|(s, _)| *s == receiver);
-        let at_address: Vec<Arc<Session>> = inner
-            .viewers
-            .iter()
-            .filter(|v| v.peer.ip() == from.ip())
-            .cloned()
-            .collect();
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.make_room(receiver, now);
         let Inner {
             viewers, receivers, ..
         } = &mut *inner;
+        let at_address: Vec<&Arc<Session>> = viewers
+            .iter()
+            .filter(|v| v.peer.ip() == from.ip())
+            .collect();
         let entry = receivers.entry(receiver).or_insert(Receiver {
             from,
             session: None,
             report: ReceiverReport::default(),
+            heard: now,
         });
         let first_from_receiver = entry.report.reports == 0;
         let report = session::receiver_report(&peer, Some(entry.report));
         entry.from = from;
         entry.report = report;
-        // A receiver told apart before stays its viewer's while that viewer is here.
-        let mut viewer = entry
+        entry.heard = now;
+        // A receiver told apart before stays its viewer's while that viewer is here and
+        // the reports come from its address; otherwise the address decides again.
+        let viewer = entry
             .session
             .as_ref()
-            .and_then(|id| viewers.iter().find(|v| v.id == *id).cloned());
-        if viewer.is_none() {
-            viewer = match at_address.as_slice() {
-                [only] => Some(only.clone()),
+            .and_then(|id| at_address.iter().find(|v| v.id == *id))
+            .or(match at_address.as_slice() {
+                [only] => Some(only),
                 _ => None,
-            };
-        }
+            })
+            .map(|v| Arc::clone(v));
         entry.session = viewer.as_ref().map(|v| v.id.clone());
         let figures = report_text(&report);
+        let told_apart = at_address.len();
+        if bye {
+            receivers.remove(&receiver);
+        }
+        drop(inner);
         match viewer {
             Some(viewer) => {
                 let first = viewer.take_group_report(receiver, report, bye);
@@ -313,9 +348,8 @@ impl Group {
             }
             None => {
                 let line = format!(
-                    "{self} of {}: receiver report from {from}, receiver SSRC {receiver:08x} ({} of the group's viewers at that address: not told apart): {figures}",
+                    "{self} of {}: receiver report from {from}, receiver SSRC {receiver:08x} ({told_apart} of the group's viewers at that address: not told apart): {figures}",
                     self.path,
-                    at_address.len()
                 );
                 if first_from_receiver {
                     tracing::info!("{line}");
@@ -329,7 +363,8 @@ impl Group {
     /// What `--stats` says about the group.
     pub fn stats(&self) -> GroupStats {
         let sent = self.sender.snapshot();
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.expire(Instant::now());
         GroupStats {
             path: self.path.clone(),
             group: self.addr.to_string(),
@@ -443,6 +478,41 @@ mod tests {
     fn asking_for_where_the_channel_is_joins_it() {
         assert!(joins(range(Some(12.5), None), 12.0));
         assert!(joins(range(Some(12.0), None), 12.9));
+    }
+
+    fn receiver(heard: Instant) -> Receiver {
+        Receiver {
+            from: "127.0.0.1:5000".parse().unwrap(),
+            session: None,
+            report: ReceiverReport::default(),
+            heard,
+        }
+    }
+
+    #[test]
+    fn quiet_receivers_are_forgotten_and_a_full_table_makes_room() {
+        let now = Instant::now();
+        let ago = |s: u64| now.checked_sub(Duration::from_secs(s)).unwrap();
+        let mut inner = Inner {
+            viewers: Vec::new(),
+            receivers: BTreeMap::new(),
+        };
+        inner.receivers.insert(1, receiver(ago(31)));
+        inner.receivers.insert(2, receiver(ago(5)));
+        inner.make_room(3, now);
+        assert_eq!(inner.receivers.keys().copied().collect::<Vec<_>>(), [2]);
+        // Full: the one quiet the longest goes, the others stay.
+        for ssrc in 10..10 + MAX_RECEIVERS as u32 - 1 {
+            inner.receivers.insert(ssrc, receiver(ago(1)));
+        }
+        assert_eq!(inner.receivers.len(), MAX_RECEIVERS);
+        inner.make_room(7, now);
+        assert_eq!(inner.receivers.len(), MAX_RECEIVERS - 1);
+        assert!(!inner.receivers.contains_key(&2));
+        // A receiver already known needs no room.
+        inner.receivers.insert(7, receiver(now));
+        inner.make_room(7, now);
+        assert_eq!(inner.receivers.len(), MAX_RECEIVERS);
     }
 
     #[test]
