@@ -12,7 +12,9 @@
 //!   SERVER and src port SERVER_RTP_PORT` (the server's shared RTP socket).
 //!
 //! Every viewer reads its socket throughout; what each received in the window is reported
-//! too (a multicast viewer gets every datagram of the group).
+//! too (a multicast viewer gets every datagram of the group), and the server process's
+//! CPU time over the window (from `/proc`, in clock ticks: use a longer window for finer
+//! figures).
 //!
 //! `MULTICAST_BENCH_WINDOW` sets the window in seconds (default 5).
 
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use mjpeg_rtsp_tests::bench::cpu_seconds;
 use mjpeg_rtsp_tests::capture::{Capture, unix_now};
 use mjpeg_rtsp_tests::multicast::join;
 use mjpeg_rtsp_tests::netns::Netns;
@@ -39,6 +42,8 @@ struct Point {
     /// Datagrams a second each viewer received (lowest, highest).
     received: (f64, f64),
     dropped: u64,
+    /// The server process's CPU over the window, in % of a core.
+    server_cpu: f64,
 }
 
 /// A viewer's socket, read on a thread of its own until `stop`.
@@ -64,9 +69,11 @@ fn read_all(socket: UdpSocket, stop: Arc<AtomicBool>) -> Reader {
     Reader { count, thread }
 }
 
-/// N viewers of `url` play; the capture counts the server's RTP over `window`.
+/// N viewers of `url` play; the capture counts the server's RTP over `window`, and the
+/// server's CPU time (process `pid`) over the same window is taken.
 fn point(
     netns: &Netns,
+    pid: u32,
     addr: SocketAddr,
     url: &str,
     viewers: usize,
@@ -123,7 +130,9 @@ fn point(
         .map(|r| r.count.load(Ordering::Relaxed))
         .collect();
     let (from, started) = (unix_now(), Instant::now());
+    let cpu_before = cpu_seconds(pid).unwrap_or(f64::NAN);
     std::thread::sleep(window);
+    let cpu_after = cpu_seconds(pid).unwrap_or(f64::NAN);
     let after: Vec<u64> = readers
         .iter()
         .map(|r| r.count.load(Ordering::Relaxed))
@@ -167,6 +176,7 @@ fn point(
             rates.iter().cloned().fold(0.0, f64::max),
         ),
         dropped: captured.dropped,
+        server_cpu: 100.0 * (cpu_after - cpu_before) / seconds,
     }
 }
 
@@ -197,7 +207,7 @@ fn main() {
     let points: Vec<Point> = [(1, true), (50, true), (50, false)]
         .into_iter()
         .map(|(viewers, multicast)| {
-            let point = point(&netns, addr, &url, viewers, multicast, window);
+            let point = point(&netns, server.pid(), addr, &url, viewers, multicast, window);
             std::thread::sleep(Duration::from_millis(500));
             point
         })
@@ -207,12 +217,12 @@ fn main() {
         window.as_secs_f64()
     );
     println!(
-        "| transport | viewers | RTP datagrams/s on the wire | UDP payload bytes/s (Mbit/s) | each viewer received (datagrams/s) | capture drops |"
+        "| transport | viewers | RTP datagrams/s on the wire | UDP payload bytes/s (Mbit/s) | each viewer received (datagrams/s) | capture drops | server CPU (% of a core) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for p in &points {
         println!(
-            "| {} | {} | {:.0} | {:.0} ({:.2}) | {:.0} to {:.0} | {} |",
+            "| {} | {} | {:.0} | {:.0} ({:.2}) | {:.0} to {:.0} | {} | {:.2} |",
             p.name,
             p.viewers,
             p.packets_per_s,
@@ -220,7 +230,8 @@ fn main() {
             p.bytes_per_s * 8.0 / 1e6,
             p.received.0,
             p.received.1,
-            p.dropped
+            p.dropped,
+            p.server_cpu
         );
     }
     let (one, fifty, unicast) = (&points[0], &points[1], &points[2]);
@@ -230,6 +241,11 @@ fn main() {
         fifty.bytes_per_s / one.bytes_per_s,
         unicast.packets_per_s / fifty.packets_per_s,
         unicast.bytes_per_s / fifty.bytes_per_s
+    );
+    println!(
+        "server CPU: 50 multicast viewers / 1: {:.2}x; 50 unicast / 50 multicast: {:.1}x",
+        fifty.server_cpu / one.server_cpu,
+        unicast.server_cpu / fifty.server_cpu
     );
     drop(server);
 }

@@ -27,7 +27,7 @@
 
 use std::time::{Duration, Instant};
 
-use mjpeg_rtsp_tests::bench::build_apps;
+use mjpeg_rtsp_tests::bench::{build_apps, cpu_seconds};
 use mjpeg_rtsp_tests::haproxy::RTSP_PORT;
 use mjpeg_rtsp_tests::netns::Netns;
 use mjpeg_rtsp_tests::tier::{EDGES, FPS, Tier};
@@ -38,18 +38,6 @@ const DEFAULT_WINDOW_S: f64 = 8.0;
 const DEFAULT_SWEEP: &str = "100,300,1000";
 /// Every viewer gets at least this many frames/s at a point that holds.
 const MIN_FPS: f64 = FPS - 1.0;
-
-/// A process's CPU time, in seconds, now.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields count from the last ')': the command name may hold spaces.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf has no memory arguments.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / ticks)
-}
 
 /// The tier's processes whose CPU is measured, in the table's order.
 struct Pids {

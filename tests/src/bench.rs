@@ -162,3 +162,15 @@ pub fn build_apps() {
 pub fn binary(name: &str) -> std::path::PathBuf {
     crate::plugin_dir().join(name)
 }
+
+/// A process's CPU time, in seconds, now.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields count from the last ')': the command name may hold spaces.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no memory arguments.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
+}
