@@ -1,7 +1,8 @@
 //! Pushes (`--push NAME=URL`, and `push = [...]` in a `[paths.NAME]` of `--config`) end
 //! to end, every receiver a real one started by the test: our own server with a
 //! `--publish` path (open, and behind `[[users]]`; a published path pushed on), and
-//! GStreamer's RTSP server in RECORD mode (tests/scripts/gst-rtsp-record.py). ffmpeg reads back what each received. A wrong
+//! GStreamer's RTSP server in RECORD mode (tests/scripts/gst-rtsp-server.py --record).
+//! ffmpeg reads back what each received. A wrong
 //! password and a port where nothing listens are logged and retried with backoff while
 //! the sender keeps serving; a receiver started again on the same port gets the push
 //! again; unknown paths, clips and bad URLs stop the server at start.
@@ -52,7 +53,7 @@ fn a_live_path_pushed_into_our_own_published_path_plays_in_ffmpeg() {
     // The receiver pushes its published path on, into another of its own.
     let port = free_tcp_port();
     let onward = format!("in=rtsp://127.0.0.1:{port}/copy");
-    let receiver = ServerProcess::start(
+    let receiver = ServerProcess::start_with_stats(
         &[
             "--port",
             &port.to_string(),
@@ -66,8 +67,31 @@ fn a_live_path_pushed_into_our_own_published_path_plays_in_ffmpeg() {
         2,
     );
     let push = format!("cam={}", receiver.url("in"));
-    let mut sender = ServerProcess::start_with_stats(&["--source", &source(), "--push", &push], 1);
+    // The sender on an address of its own: its push connects from there.
+    let mut sender = ServerProcess::start_with_stats(
+        &[
+            "--bind",
+            "127.0.1.2",
+            "--source",
+            &source(),
+            "--push",
+            &push,
+        ],
+        1,
+    );
     sender.wait_for_log(&["push cam to rtsp://127.0.0.1:", "/in: recording"], WAIT);
+    receiver.wait_for_stats(
+        "the push recording into `in`, from the sender's --bind address",
+        |r| {
+            r["publishers"].as_array().into_iter().flatten().any(|p| {
+                p["path"] == "in"
+                    && p["client"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("127.0.1.2:"))
+            })
+        },
+        WAIT,
+    );
     ffmpeg_reads(&receiver.url("in"), 50);
     ffmpeg_reads(&receiver.url("copy"), 25);
     sender.wait_for_stats(
@@ -202,7 +226,7 @@ fn a_push_resumes_into_a_receiver_started_again_on_the_same_port() {
     receiver.wait_for_log(&["path in: publisher", "recording"], WAIT);
 }
 
-/// tests/scripts/gst-rtsp-record.py receiving into `out`, killed on drop.
+/// tests/scripts/gst-rtsp-server.py --record receiving into `out`, killed on drop.
 struct GstRecord {
     child: Child,
     url: String,
@@ -211,15 +235,15 @@ struct GstRecord {
 impl GstRecord {
     fn start(out: &Path) -> GstRecord {
         let mut child = Command::new("/usr/bin/python3")
-            .arg(workspace_root().join("tests/scripts/gst-rtsp-record.py"))
-            .args(["--port", "0", "--name", "record", "--tcp-only"])
+            .arg(workspace_root().join("tests/scripts/gst-rtsp-server.py"))
+            .args(["--port", "0", "--name", "record", "--tcp-only", "--record"])
             .arg(out)
             .env_remove("GST_DEBUG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("the gst-rtsp-record script runs (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+            .expect("the gst-rtsp-server script runs (python3-gi, gir1.2-gst-rtsp-server-1.0)");
         let url = BufReader::new(child.stdout.take().unwrap())
             .lines()
             .next()

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Serves one Motion-JPEG clip, or a live pipeline, with GStreamer's own RTSP server
-(GstRtspServer).
+(GstRtspServer); or, with --record OUT, receives one published stream.
 
 The anchor of the RTSP server benchmark (tests/benches/rtsp_server.rs): the clip is served
 at rtsp://ADDR:PORT/NAME by the media factory
@@ -10,8 +10,18 @@ at rtsp://ADDR:PORT/NAME by the media factory
 one pipeline per client, or with --shared one pipeline for every client. With --launch
 DESCRIPTION (a live source whose output is JPEG) instead of a clip, the factory is
 ( DESCRIPTION ! rtpjpegpay name=pay0 pt=26 ), shared by every client, served at --name
-(default "live"). When the server
-listens, the URL is printed on stdout (one line); it then serves until SIGINT or SIGTERM.
+(default "live").
+
+With --record OUT the mount (--name, default "record") takes ANNOUNCE, SETUP
+(mode=record) and RECORD from a publisher, in the factory's RECORD transport mode:
+
+    ( rtpjpegdepay name=depay0 ! jpegparse ! filesink buffer-mode=unbuffered location=OUT )
+
+so OUT holds the received JPEG images one after the other (concatenated JPEG, which
+ffmpeg reads with -f mjpeg). Each new publisher starts OUT again.
+
+When the server listens, the URL is printed on stdout (one line); it then serves until
+SIGINT or SIGTERM.
 
 mjpegfilesrc comes from this project's plugin: point GST_PLUGIN_PATH at the directory
 holding libgstmjpegrtp.so (target/release or target/debug).
@@ -46,6 +56,11 @@ def parse_args():
         help="serve this live pipeline (output JPEG), shared by all clients, instead of a clip",
     )
     parser.add_argument(
+        "--record",
+        metavar="OUT",
+        help="receive one published stream (ANNOUNCE and RECORD) and write its JPEG images to OUT",
+    )
+    parser.add_argument(
         "--port", type=int, default=8554, help="TCP port to listen on, 0 for any (default 8554)"
     )
     parser.add_argument(
@@ -55,7 +70,7 @@ def parse_args():
     parser.add_argument(
         "--tcp-only",
         action="store_true",
-        help="offer RTP over TCP (interleaved) only: a SETUP for UDP is answered 461",
+        help="RTP over TCP (interleaved) only: a SETUP for UDP is answered 461",
     )
     parser.add_argument(
         "--shared",
@@ -93,8 +108,8 @@ def parse_args():
         parser.error("--credentials takes USER:PASSWORD")
     if args.fps <= 0:
         parser.error("--fps must be positive")
-    if (args.clip is None) == (args.launch is None):
-        parser.error("give a clip or --launch DESCRIPTION")
+    if [args.clip, args.launch, args.record].count(None) != 2:
+        parser.error("give a clip, --launch DESCRIPTION or --record OUT")
     return args
 
 
@@ -120,10 +135,24 @@ def require_credentials(server, factory, credentials, digest):
     factory.set_permissions(permissions)
 
 
+def quoted(path):
+    """A path inside a double-quoted gst-launch property value."""
+    return path.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def main():
     args = parse_args()
     Gst.init(None)
-    if args.launch:
+    record = args.record is not None
+    if record:
+        name = args.name or "record"
+        location = quoted(args.record)
+        launch = (
+            "( rtpjpegdepay name=depay0 ! jpegparse "
+            f'! filesink buffer-mode=unbuffered location="{location}" )'
+        )
+        shared = False
+    elif args.launch:
         name = args.name or "live"
         launch = f"( {args.launch} ! rtpjpegpay name=pay0 pt=26 )"
         shared = True
@@ -137,7 +166,7 @@ def main():
         if not os.path.isfile(clip):
             sys.exit(f"gst-rtsp-server.py: {clip}: no such file")
         name = args.name or os.path.basename(clip)
-        location = clip.replace("\\", "\\\\").replace('"', '\\"')
+        location = quoted(clip)
         loop = "false" if args.no_loop else "true"
         launch = (
             f'( mjpegfilesrc location="{location}" framerate={args.fps}/1 loop={loop} '
@@ -152,6 +181,8 @@ def main():
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
     factory.set_shared(shared)
+    if record:
+        factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
     if args.tcp_only:
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     if args.credentials:

@@ -129,8 +129,8 @@ pub fn closed_in<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
 }
 
 impl ServerProcess {
-    /// Starts the server on 127.0.0.1 and a free port with `args` (options, then clip
-    /// paths), and waits until it printed `clips` URLs.
+    /// Starts the server on 127.0.0.1 (unless `args` hold a `--bind`) and a free port
+    /// with `args` (options, then clip paths), and waits until it printed `clips` URLs.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], clips: usize) -> ServerProcess {
         ServerProcess::spawn(Command::new(server_binary()), "127.0.0.1", args, clips)
     }
@@ -158,8 +158,10 @@ impl ServerProcess {
             .iter()
             .any(|a| a.as_ref() == "--http-port" || a.as_ref() == "--no-http");
         let port_chosen = args.iter().any(|a| a.as_ref() == "--port");
+        let bind_chosen = args.iter().any(|a| a.as_ref() == "--bind");
+        let bind_args = ["--bind", bind];
         let mut child = command
-            .args(["--bind", bind])
+            .args(if bind_chosen { &[][..] } else { &bind_args[..] })
             .args(if port_chosen {
                 &[][..]
             } else {

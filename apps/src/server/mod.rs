@@ -776,7 +776,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
         tracing::info!("path {name}: published (ANNOUNCE and RECORD)");
         paths.insert(name.clone(), Media::Live(live));
     }
-    let pushes = pushes(&config.pushes, &paths)?;
+    let pushes = pushes(&config.pushes, &paths, config.bind)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -892,14 +892,7 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
                                 tracing::warn!("RTCP socket: {e} (still reading)");
                                 said = true;
                             }
-                            if !matches!(
-                                e.kind(),
-                                std::io::ErrorKind::ConnectionRefused
-                                    | std::io::ErrorKind::ConnectionReset
-                                    | std::io::ErrorKind::Interrupted
-                                    | std::io::ErrorKind::WouldBlock
-                                    | std::io::ErrorKind::TimedOut
-                            ) {
+                            if !udp::transient(&e) {
                                 std::thread::sleep(std::time::Duration::from_millis(10));
                             }
                         }
@@ -922,10 +915,11 @@ pub fn run(config: Config, bundled_sample: PathBuf) -> Result<()> {
 
 /// The pushes of `specs`, not started: each names a live path of `paths` and an
 /// `rtsp://` URL. Clips are not pushed (they have no shared timeline: each session plays
-/// its own position).
+/// its own position). They connect from `bind` where it can reach the receiver.
 fn pushes(
     specs: &[PushSpec],
     paths: &HashMap<String, Media>,
+    bind: IpAddr,
 ) -> Result<Vec<Arc<live::push::Push>>> {
     let mut pushes = Vec::new();
     for spec in specs {
@@ -942,7 +936,7 @@ fn pushes(
             "path {name}: pushed to {}",
             live::relay::redact(url.as_str())
         );
-        pushes.push(live::push::Push::new(live, url));
+        pushes.push(live::push::Push::new(live, url, bind));
     }
     Ok(pushes)
 }

@@ -10,6 +10,21 @@ mod linux;
 
 use std::net::{SocketAddr, UdpSocket};
 
+/// Whether an error receiving on a UDP socket is passing: a read timeout, a signal, or an
+/// ICMP error for an earlier send to a client gone (`ECONNREFUSED`, on Windows
+/// `ECONNRESET`). Reading goes on after it.
+pub fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock
+            | ErrorKind::TimedOut
+            | ErrorKind::Interrupted
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+    )
+}
+
 /// One datagram: a header and the slices that follow it.
 pub struct Datagram<'a> {
     pub to: SocketAddr,

@@ -31,6 +31,7 @@ use crate::server::media::Media;
 use crate::server::policy::Policy;
 use crate::server::session::{self, Dest, Play, PlayError, RtcpOut, Session};
 use crate::server::stats::{GroupReceiver, GroupStats, ReceiverReport, SessionStats};
+use crate::server::udp;
 
 /// Receivers a group keeps figures for: a peer that invents SSRCs only churns them.
 const MAX_RECEIVERS: usize = 1024;
@@ -284,12 +285,7 @@ impl Group {
                 return;
             }
         };
-        let Some(peer) = reader
-            .sources()
-            .iter()
-            .find(|s| s.ssrc == ssrc)
-            .and_then(|s| s.peer_report)
-        else {
+        let Some(peer) = reader.peer_report_about(ssrc) else {
             return;
         };
         let receiver = peer.reporter;
@@ -441,14 +437,7 @@ fn listen(socket: &UdpSocket, group: &Weak<Group>, closed: &AtomicBool) {
                 Some(group) => group.on_rtcp(&buf[..n], from),
                 None => return,
             },
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionRefused
-                ) => {}
+            Err(e) if udp::transient(&e) => {}
             Err(e) => {
                 tracing::debug!("multicast RTCP socket: {e}");
                 std::thread::sleep(POLL);

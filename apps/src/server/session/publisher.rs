@@ -336,15 +336,7 @@ fn receive(
                 }
                 continue;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
+            Err(e) if crate::server::udp::transient(&e) => {
                 // A publisher gone without its end (a failed start) frees its sockets.
                 if publisher.strong_count() == 0 {
                     return;

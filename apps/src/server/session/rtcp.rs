@@ -63,13 +63,7 @@ impl Session {
                 reason.map(|r| format!(" ({r})")).unwrap_or_default()
             ));
         }
-        let Some(peer) = state
-            .rtcp
-            .sources()
-            .iter()
-            .find(|s| s.ssrc == self.ssrc)
-            .and_then(|s| s.peer_report)
-        else {
+        let Some(peer) = state.rtcp.peer_report_about(self.ssrc) else {
             return lines;
         };
         let report = receiver_report(&peer, state.report);

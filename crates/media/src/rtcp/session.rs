@@ -362,6 +362,14 @@ impl Session {
         &self.sources
     }
 
+    /// The last report block heard about `ssrc` (ours, at a sender), with its reporter.
+    pub fn peer_report_about(&self, ssrc: u32) -> Option<PeerReport> {
+        self.sources
+            .iter()
+            .find(|s| s.ssrc == ssrc)
+            .and_then(|s| s.peer_report)
+    }
+
     pub fn rtcp_errors(&self) -> u64 {
         self.rtcp_errors
     }

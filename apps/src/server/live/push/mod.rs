@@ -66,6 +66,9 @@ pub fn parse_url(url: &str) -> Result<Url> {
 pub struct Push {
     path: Arc<LivePath>,
     url: Url,
+    /// The server's `--bind` address: connections start from it where it can reach the
+    /// receiver ([`crate::rtsp_client::source_for`]).
+    bind: std::net::IpAddr,
     /// The URL without credentials.
     shown: String,
     status: Arc<Mutex<PushStats>>,
@@ -78,8 +81,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Push {
-    /// A push of `path` to `url` (from [`parse_url`]), not started.
-    pub fn new(path: Arc<LivePath>, url: Url) -> Arc<Push> {
+    /// A push of `path` to `url` (from [`parse_url`]), from `bind`, not started.
+    pub fn new(path: Arc<LivePath>, url: Url, bind: std::net::IpAddr) -> Arc<Push> {
         let shown = redact(url.as_str());
         Arc::new(Push {
             status: Arc::new(Mutex::new(PushStats {
@@ -96,6 +99,7 @@ impl Push {
             })),
             path,
             url,
+            bind,
             shown,
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -208,7 +212,7 @@ impl Push {
     /// One connection, from connect to its end; `recorded` is set when RECORD succeeded.
     fn connect_and_record(&self, recorded: &mut Option<Instant>) -> Result<()> {
         let (bare, credentials) = auth::split_credentials(&self.url)?;
-        let mut control = Control::connect(&bare)?;
+        let mut control = Control::connect_from(&bare, Some(self.bind))?;
         control.client = Client::new(USER_AGENT);
         control.reply_timeout = REPLY_TIMEOUT;
         control.auth = Authenticator::new(credentials);

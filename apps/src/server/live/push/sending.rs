@@ -20,11 +20,11 @@ use crate::rtsp::interleaved;
 use crate::rtsp_client::{InterleavedSink, Link};
 use crate::server::live::source::clock_now_ns;
 use crate::server::live::{LiveFrame, LivePath};
-use crate::server::session::{monotonic_ns, random_u32};
-use crate::server::stats::{PushStats, ReceiverReport};
+use crate::server::session::{self, monotonic_ns, random_u32, receiver_report};
+use crate::server::stats::PushStats;
 
-/// RFC 2435's clock.
-const CLOCK_RATE: u32 = 90_000;
+/// The RTP clock, as a u32 (RFC 2435: 90 kHz).
+const CLOCK_RATE: u32 = session::CLOCK_RATE as u32;
 /// How often the sender looks up from waiting for a frame (stop, sender reports).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -215,23 +215,11 @@ impl Sending {
             if !rtcp::session::reported_ssrcs(data).contains(&ssrc) {
                 return;
             }
-            let Some(peer) = session
-                .sources()
-                .iter()
-                .find(|s| s.ssrc == ssrc)
-                .and_then(|s| s.peer_report)
-            else {
+            let Some(peer) = session.peer_report_about(ssrc) else {
                 return;
             };
             let mut status = lock(&status);
-            let reports = status.receiver_report.map_or(0, |r| r.reports);
-            status.receiver_report = Some(ReceiverReport {
-                fraction_lost: f64::from(peer.fraction_lost) / 256.0,
-                cumulative_lost: peer.cumulative_lost,
-                jitter_ms: f64::from(peer.jitter) * 1000.0 / f64::from(CLOCK_RATE),
-                rtt_ms: peer.round_trip_ns.map(|ns| ns as f64 / 1e6),
-                reports: reports + 1,
-            });
+            status.receiver_report = Some(receiver_report(&peer, status.receiver_report));
         })
     }
 }
