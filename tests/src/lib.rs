@@ -19,6 +19,7 @@ pub mod multicast;
 pub mod netns;
 pub mod relay;
 pub mod rtsp;
+pub mod server_process;
 pub mod tier;
 
 /// Initialises GStreamer and registers this workspace's plugin in-process.
