@@ -3,11 +3,11 @@
 //! answered, and the interleaved channels of RTP/AVP/TCP demultiplexed from the same byte
 //! stream by a reader thread. `rtsps://` URLs run the same over TLS (rustls).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -36,8 +36,115 @@ pub type InterleavedSink = Box<dyn FnMut(u8, &[u8]) + Send>;
 /// How long connecting to one address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Replies read and not yet taken. Each request waits for its own, so only a server that
-/// answers what was not asked fills this: what does not fit is dropped.
+/// answers what was not asked fills this: the oldest make room, never the reply to the
+/// request waiting.
 const QUEUED_REPLIES: usize = 16;
+
+/// What the reader thread read for the requests: a reply, or why the connection became
+/// unreadable.
+type ReadReply = Result<Response<Vec<u8>>, String>;
+
+/// The replies between the reader thread and the requests, at most [`QUEUED_REPLIES`].
+#[derive(Default)]
+struct Replies {
+    state: Mutex<RepliesState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct RepliesState {
+    queue: VecDeque<ReadReply>,
+    /// The CSeq of the request waiting for its reply.
+    awaited: Option<String>,
+    /// The reader stopped: the connection closed or cannot be read.
+    ended: bool,
+}
+
+/// A reply's CSeq, as written.
+fn cseq_of(reply: &ReadReply) -> Option<&str> {
+    reply
+        .as_ref()
+        .ok()
+        .and_then(|r| r.header(&rtsp_types::headers::CSEQ))
+        .map(|v| v.as_str().trim())
+}
+
+/// Why no reply came.
+enum Waited {
+    TimedOut,
+    Ended,
+}
+
+impl Replies {
+    fn lock(&self) -> MutexGuard<'_, RepliesState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, reply: ReadReply) {
+        let mut state = self.lock();
+        if state.queue.len() >= QUEUED_REPLIES {
+            let awaited = state.awaited.clone();
+            let unasked = state
+                .queue
+                .iter()
+                .position(|r| awaited.is_none() || cseq_of(r) != awaited.as_deref())
+                .unwrap_or(0);
+            state.queue.remove(unasked);
+            tracing::debug!("dropping an unsolicited RTSP reply");
+        }
+        state.queue.push_back(reply);
+        self.ready.notify_all();
+    }
+
+    fn end(&self) {
+        self.lock().ended = true;
+        self.ready.notify_all();
+    }
+
+    /// Takes what is queued (replies nobody waits for any more) before the request with
+    /// CSeq `awaited` goes. An error in them, or a connection that ended, is returned.
+    fn clear(&self, awaited: Option<&str>) -> Result<()> {
+        let mut state = self.lock();
+        state.awaited = awaited.map(|c| c.trim().to_string());
+        for stale in state.queue.drain(..) {
+            if let Err(e) = stale {
+                bail!("the connection to the server: {e}");
+            }
+        }
+        if state.ended {
+            bail!("the server closed the connection");
+        }
+        Ok(())
+    }
+
+    /// The next reply, waiting up to `timeout` for it.
+    fn next(&self, timeout: Duration) -> Result<ReadReply, Waited> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Some(reply) = state.queue.pop_front() {
+                return Ok(reply);
+            }
+            if state.ended {
+                return Err(Waited::Ended);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Waited::TimedOut);
+            }
+            state = self
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+}
 
 /// The local address to connect to `upstream` from, for a server bound to `bind`: `bind`
 /// itself when it is one address of the same family and scope as the upstream (a loopback
@@ -67,7 +174,7 @@ fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream
 /// The control connection.
 pub struct Control {
     writer: Arc<Mutex<Link>>,
-    replies: Receiver<Result<Response<Vec<u8>>, String>>,
+    replies: Arc<Replies>,
     /// CSeq numbering and the session SETUP opened.
     pub client: Client,
     /// How long a reply may take (shorter for the first request, to tell a lab server,
@@ -139,7 +246,8 @@ impl Control {
             Link::plain(stream)
         };
         let reader = link.reader()?;
-        let (tx, rx) = mpsc::sync_channel(QUEUED_REPLIES);
+        let replies = Arc::new(Replies::default());
+        let read = replies.clone();
         let interleaved: Arc<Mutex<Option<InterleavedSink>>> = Arc::new(Mutex::new(None));
         let sink = interleaved.clone();
         let closed = Arc::new(AtomicBool::new(false));
@@ -147,12 +255,13 @@ impl Control {
         std::thread::Builder::new()
             .name("rtsp-reader".into())
             .spawn(move || {
-                read_loop(reader, &tx, &sink);
+                read_loop(reader, &read, &sink);
                 reader_closed.store(true, Ordering::Release);
+                read.end();
             })?;
         Ok(Control {
             writer: Arc::new(Mutex::new(link)),
-            replies: rx,
+            replies,
             client: Client::new("mjpeg-player"),
             reply_timeout: REPLY_TIMEOUT,
             auth: Authenticator::default(),
@@ -249,30 +358,26 @@ impl Control {
         request.write(&mut bytes).map_err(|e| anyhow!("{e:?}"))?;
         // Replies that came unasked (or too late) go before the request does, so that the
         // queue has room for its reply.
-        loop {
-            match self.replies.try_recv() {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => bail!("the connection to the server: {e}"),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => bail!("the server closed the connection"),
-            }
-        }
+        let cseq = request
+            .header(&rtsp_types::headers::CSEQ)
+            .map(|v| v.as_str().to_string());
+        self.replies.clear(cseq.as_deref())?;
         {
             let mut writer = self.writer.lock().map_err(|_| anyhow!("writer poisoned"))?;
             writer.write_all(&bytes).context("sending the request")?;
         }
         loop {
-            let reply = match self.replies.recv_timeout(self.reply_timeout) {
+            let reply = match self.replies.next(self.reply_timeout) {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => bail!("the server's reply to {method:?}: {e}"),
-                Err(RecvTimeoutError::Timeout) => {
+                Err(Waited::TimedOut) => {
                     return Err(NoReply(format!(
                         "no reply to {method:?} within {:?}",
                         self.reply_timeout
                     ))
                     .into());
                 }
-                Err(RecvTimeoutError::Disconnected) => bail!("the server closed the connection"),
+                Err(Waited::Ended) => bail!("the server closed the connection"),
             };
             // Replies to earlier requests (a keep-alive that timed out) are skipped.
             if self.client.answers(&reply) {
@@ -284,25 +389,21 @@ impl Control {
 
 fn read_loop(
     mut stream: LinkReader,
-    replies: &SyncSender<Result<Response<Vec<u8>>, String>>,
+    replies: &Replies,
     interleaved: &Mutex<Option<InterleavedSink>>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
+        // Messages are read from `start` on; what they used goes in one drain per read,
+        // not one per message (a read holds dozens of interleaved packets).
+        let mut start = 0;
         loop {
-            match Message::<Vec<u8>>::parse(&buf) {
+            match Message::<Vec<u8>>::parse(&buf[start..]) {
                 Ok((message, used)) => {
-                    buf.drain(..used);
+                    start += used;
                     match message {
-                        Message::Response(response) => match replies.try_send(Ok(response)) {
-                            Ok(()) => {}
-                            // Replies nobody asked for, faster than requests are made.
-                            Err(mpsc::TrySendError::Full(_)) => {
-                                tracing::debug!("dropping an unsolicited RTSP reply");
-                            }
-                            Err(mpsc::TrySendError::Disconnected(_)) => return,
-                        },
+                        Message::Response(response) => replies.push(Ok(response)),
                         Message::Data(data) => {
                             if let Ok(mut sink) = interleaved.lock()
                                 && let Some(sink) = sink.as_mut()
@@ -316,10 +417,12 @@ fn read_loop(
                         }
                     }
                 }
-                Err(ParseError::Incomplete(_)) if buf.len() < 1 << 20 => break,
+                Err(ParseError::Incomplete(_)) if buf.len() - start < 1 << 20 => {
+                    buf.drain(..start);
+                    break;
+                }
                 Err(_) => {
-                    let _ =
-                        replies.try_send(Err("unreadable data on the control connection".into()));
+                    replies.push(Err("unreadable data on the control connection".into()));
                     return;
                 }
             }
@@ -509,22 +612,22 @@ mod tests {
         assert_eq!(source_for(ip("::1"), ip("127.0.0.1")), None);
     }
 
-    /// A server that floods the connection with replies nobody asked for: what is kept of
-    /// them is bounded, and a request still gets its own reply.
+    /// A server that floods the connection with replies nobody asked for: a request
+    /// still gets its own reply, and what is kept of the rest is bounded.
     #[test]
     fn unsolicited_replies_are_dropped_and_a_request_gets_its_own() {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let flood = "RTSP/1.0 200 OK\r\nCSeq: 999999\r\n\r\n".repeat(200);
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            let flood = "RTSP/1.0 200 OK\r\nCSeq: 999999\r\n\r\n".repeat(20_000);
-            stream.write_all(flood.as_bytes()).unwrap();
+            let _ = stream.write_all(flood.as_bytes());
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut cseq = String::new();
             loop {
                 let mut line = String::new();
-                if reader.read_line(&mut line).unwrap() == 0 {
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     return;
                 }
                 if let Some(v) = line.strip_prefix("CSeq:") {
@@ -535,25 +638,26 @@ mod tests {
                 }
             }
             let reply = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nPublic: OPTIONS\r\n\r\n");
-            stream.write_all(reply.as_bytes()).unwrap();
-            stream.write_all(flood.as_bytes()).unwrap();
-            // Hold the connection until the client is done.
-            let _ = reader.read_line(&mut String::new());
+            let _ = stream.write_all(reply.as_bytes());
+            // A second flood, then the end of the connection.
+            let _ = stream.write_all(flood.as_bytes());
         });
         let url = super::Url::parse(&format!("rtsp://127.0.0.1:{port}/x")).unwrap();
         let mut control = super::Control::connect(&url).unwrap();
-        // The flood is read (and mostly dropped) before the request goes.
-        std::thread::sleep(std::time::Duration::from_millis(500));
         let reply = control
             .request(crate::rtsp::client::options(Some(&url)))
             .unwrap();
         assert_eq!(reply.status(), super::StatusCode::Ok);
         assert!(reply.header(&rtsp_types::headers::PUBLIC).is_some());
-        // A second flood after the reply: what is kept of it is bounded.
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let kept = control.replies.try_iter().count();
-        assert!((1..=super::QUEUED_REPLIES).contains(&kept), "{kept} kept");
-        drop(control);
         server.join().unwrap();
+        // Once the reader has read everything (the server closed), the queue holds at
+        // most what fits of the second flood's 200.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !control.is_closed() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(control.is_closed(), "the reader never saw the end");
+        let kept = control.replies.queued();
+        assert!((1..=super::QUEUED_REPLIES).contains(&kept), "{kept} kept");
     }
 }

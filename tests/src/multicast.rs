@@ -42,41 +42,55 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Starts keeping what arrives on `socket` from now: what was queued before is
+    /// dropped, so that [`since`](Self::since) is when the first packet kept could arrive.
     pub fn start(socket: UdpSocket) -> Recorder {
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
+        let mut buf = vec![0u8; 65536];
+        socket.set_nonblocking(true).unwrap();
+        while socket.recv(&mut buf).is_ok() {}
+        let since = unix_now();
+        socket.set_nonblocking(false).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
         let (kept, stopping) = (heard.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !stopping.load(Ordering::Relaxed) {
-                let Ok(n) = socket.recv(&mut buf) else {
-                    continue;
-                };
-                if n < 12 {
-                    continue;
+            let keep = |packet: &[u8]| {
+                if packet.len() < 12 {
+                    return;
                 }
-                let word =
-                    |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+                let word = |i: usize| {
+                    u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]])
+                };
                 kept.lock().unwrap().push(Heard {
-                    seq: u16::from_be_bytes([buf[2], buf[3]]),
+                    seq: u16::from_be_bytes([packet[2], packet[3]]),
                     ts: word(4),
                     ssrc: word(8),
                     at: unix_now(),
                 });
+            };
+            while !stopping.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    keep(&buf[..n]);
+                }
+            }
+            // What arrived before the stop may still be queued: it counts too.
+            socket.set_nonblocking(true).unwrap();
+            while let Ok(n) = socket.recv(&mut buf) {
+                keep(&buf[..n]);
             }
         });
         Recorder {
             heard,
             stop,
             thread: Some(thread),
-            since: unix_now(),
+            since,
         }
     }
 
-    /// Stops listening: what arrived, and when it stopped (Unix seconds).
+    /// Stops listening: what arrived until now, and now (Unix seconds).
     pub fn stop(mut self) -> (Vec<Heard>, f64) {
         let until = unix_now();
         self.stop.store(true, Ordering::Relaxed);
@@ -94,14 +108,18 @@ impl Drop for Recorder {
     }
 }
 
-/// A receiver leaving: its report about `about`, its CNAME and its BYE (RFC 3550 6.6).
-pub fn receiver_bye(ours: u32, about: u32) -> Vec<u8> {
+/// A receiver leaving: its report about `about` (or, without `with_report`, an empty
+/// one, as a receiver sends that heard nothing since its last), its CNAME and its BYE
+/// (RFC 3550 6.6).
+pub fn receiver_bye(ours: u32, about: u32, with_report: bool) -> Vec<u8> {
     use rtcp_types::*;
+    let mut report = ReceiverReport::builder(ours);
+    if with_report {
+        report =
+            report.add_report_block(ReportBlock::builder(about).extended_sequence_number(1000));
+    }
     let packet = Compound::builder()
-        .add_packet(
-            ReceiverReport::builder(ours)
-                .add_report_block(ReportBlock::builder(about).extended_sequence_number(1000)),
-        )
+        .add_packet(report)
         .add_packet(Sdes::builder().add_chunk(
             SdesChunk::builder(ours).add_item(SdesItem::builder(SdesItem::CNAME, "leaving@lab")),
         ))

@@ -434,6 +434,26 @@ impl ServerProcess {
         }
     }
 
+    /// [`wait_for_stats`](Self::wait_for_stats) among reports made after this call only
+    /// (as [`fresh_stats`](Self::fresh_stats)): for a condition an earlier report may
+    /// already meet, such as something being gone.
+    #[track_caller]
+    pub fn wait_for_fresh_stats(
+        &self,
+        what: &str,
+        condition: impl FnMut(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        let from = self.stdout.lock().reports.len() + 1;
+        match self.find_report(from, timeout, condition) {
+            Some((_, _, report)) => report,
+            None => panic!(
+                "no new report with {what} within {timeout:?}; {}",
+                self.stats_context()
+            ),
+        }
+    }
+
     /// Waits for a report listing the session `id` in a state where `condition` holds,
     /// and returns the session's entry (see [`wait_for_stats`](Self::wait_for_stats)).
     #[track_caller]

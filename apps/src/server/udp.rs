@@ -79,6 +79,31 @@ mod tests {
     use std::net::{Ipv6Addr, SocketAddrV6};
     use std::time::Duration;
 
+    /// A read timeout and the ICMP error of a send to a closed port are passing: the
+    /// socket is read on.
+    #[test]
+    fn timeouts_and_a_gone_clients_icmp_error_are_passing() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let timeout = socket.recv(&mut buf).unwrap_err();
+        assert!(transient(&timeout), "{timeout:?}");
+        // A port nobody listens on: the kernel's ICMP port unreachable comes back as
+        // ECONNREFUSED on the next receive of a connected socket.
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = gone.local_addr().unwrap().port();
+        drop(gone);
+        socket.connect(("127.0.0.1", port)).unwrap();
+        socket.send(b"x").unwrap();
+        let refused = socket.recv(&mut buf).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(transient(&refused));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!transient(&other));
+    }
+
     /// A socket to receive on at `ip`, or `None` where the host has no such address
     /// (IPv6 switched off).
     fn receiver(ip: &str) -> Option<UdpSocket> {

@@ -272,9 +272,6 @@ impl Group {
     /// sender's own reports looped back, other streams) is ignored.
     pub fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
         let ssrc = self.ssrc();
-        if !rtcp::session::reported_ssrcs(data).contains(&ssrc) {
-            return;
-        }
         // Each packet is read on its own: what a report says needs nothing earlier, and
         // the receivers' SSRCs are kept below, bounded.
         let mut reader = rtcp::Session::new(ssrc, &self.sender.cname);
@@ -286,12 +283,21 @@ impl Group {
             }
         };
         let Some(peer) = reader.peer_report_about(ssrc) else {
+            // A receiver leaving may say BYE without a report block (it heard nothing
+            // since its last report).
+            for (bye, _) in &events.byes {
+                self.forget(*bye, from);
+            }
             return;
         };
         let receiver = peer.reporter;
         let bye = events.byes.iter().any(|(s, _)| *s == receiver);
         let now = Instant::now();
         let mut inner = self.lock();
+        if bye && !inner.receivers.contains_key(&receiver) {
+            // One that leaves before it was known needs no room.
+            return;
+        }
         inner.make_room(receiver, now);
         let Inner {
             viewers, receivers, ..
@@ -354,6 +360,33 @@ impl Group {
                 }
             }
         }
+    }
+
+    /// Forgets `receiver`, which said BYE in a packet from `from`, if its reports came
+    /// from that address; its viewer, if any, counts the BYE.
+    fn forget(&self, receiver: u32, from: SocketAddr) {
+        let mut inner = self.lock();
+        let Some(known) = inner.receivers.get(&receiver) else {
+            return;
+        };
+        if known.from.ip() != from.ip() {
+            return;
+        }
+        let Some(known) = inner.receivers.remove(&receiver) else {
+            return;
+        };
+        let viewer = known
+            .session
+            .as_ref()
+            .and_then(|id| inner.viewers.iter().find(|v| v.id == *id).cloned());
+        drop(inner);
+        if let Some(viewer) = viewer {
+            viewer.take_group_report(receiver, known.report, true);
+        }
+        tracing::debug!(
+            "{self} of {}: receiver SSRC {receiver:08x} at {from} said BYE",
+            self.path
+        );
     }
 
     /// What `--stats` says about the group.
@@ -480,8 +513,10 @@ mod tests {
 
     #[test]
     fn quiet_receivers_are_forgotten_and_a_full_table_makes_room() {
-        let now = Instant::now();
-        let ago = |s: u64| now.checked_sub(Duration::from_secs(s)).unwrap();
+        // Times from a base, forward only: an Instant before boot may not exist.
+        let base = Instant::now();
+        let now = base + Duration::from_secs(60);
+        let ago = |s: u64| now - Duration::from_secs(s);
         let mut inner = Inner {
             viewers: Vec::new(),
             receivers: BTreeMap::new(),
