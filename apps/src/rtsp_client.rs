@@ -366,8 +366,11 @@ impl Control {
             let mut writer = self.writer.lock().map_err(|_| anyhow!("writer poisoned"))?;
             writer.write_all(&bytes).context("sending the request")?;
         }
+        // One deadline for the request: replies to other requests do not extend it.
+        let deadline = std::time::Instant::now() + self.reply_timeout;
         loop {
-            let reply = match self.replies.next(self.reply_timeout) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let reply = match self.replies.next(left) {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => bail!("the server's reply to {method:?}: {e}"),
                 Err(Waited::TimedOut) => {
