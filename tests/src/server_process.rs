@@ -425,7 +425,20 @@ impl ServerProcess {
         condition: impl FnMut(&Value) -> bool,
         timeout: Duration,
     ) -> Value {
-        match self.find_report(0, timeout, condition) {
+        self.wait_from(0, what, condition, timeout)
+    }
+
+    /// [`find_report`](Self::find_report) from the `from`-th report, or a panic saying
+    /// what was awaited.
+    #[track_caller]
+    fn wait_from(
+        &self,
+        from: usize,
+        what: &str,
+        condition: impl FnMut(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        match self.find_report(from, timeout, condition) {
             Some((_, _, report)) => report,
             None => panic!(
                 "no report with {what} within {timeout:?}; {}",
@@ -445,13 +458,7 @@ impl ServerProcess {
         timeout: Duration,
     ) -> Value {
         let from = self.stdout.lock().reports.len() + 1;
-        match self.find_report(from, timeout, condition) {
-            Some((_, _, report)) => report,
-            None => panic!(
-                "no new report with {what} within {timeout:?}; {}",
-                self.stats_context()
-            ),
-        }
+        self.wait_from(from, what, condition, timeout)
     }
 
     /// Waits for a report listing the session `id` in a state where `condition` holds,
@@ -496,11 +503,7 @@ impl ServerProcess {
     /// is in it, or in the `closed[]` of a report before it.
     #[track_caller]
     pub fn fresh_stats(&self, timeout: Duration) -> Value {
-        let from = self.stdout.lock().reports.len() + 1;
-        match self.find_report(from, timeout, |_| true) {
-            Some((_, _, report)) => report,
-            None => panic!("no new report within {timeout:?}; {}", self.stats_context()),
-        }
+        self.wait_for_fresh_stats("anything (a new one)", |_| true, timeout)
     }
 
     /// After the server exited: its last report, which it makes once every session is

@@ -294,8 +294,14 @@ impl Group {
         let bye = events.byes.iter().any(|(s, _)| *s == receiver);
         let now = Instant::now();
         let mut inner = self.lock();
-        if bye && !inner.receivers.contains_key(&receiver) {
-            // One that leaves before it was known needs no room.
+        if bye
+            && inner
+                .receivers
+                .get(&receiver)
+                .is_none_or(|known| known.from.ip() != from.ip())
+        {
+            // One that leaves before it was known needs no room, and only a receiver's
+            // own address says BYE for it.
             return;
         }
         inner.make_room(receiver, now);
