@@ -1,7 +1,7 @@
 //! The server's status page in a real browser: headless Chromium, driven over the
 //! DevTools protocol by `scripts/status-page-check.py`, looks at the page of a server with
-//! a live path of a known colour watched by a real RTSP client (GStreamer's `rtspsrc`),
-//! and checks what it shows, that it updates itself, that it draws something and that it
+//! a live path of a known colour watched by a real RTSP client (GStreamer's `rtspsrc`)
+//! and pushed to another server, and checks what it shows, that it updates itself, that it draws something and that it
 //! fits a phone.
 
 use std::path::{Path, PathBuf};
@@ -49,9 +49,14 @@ fn status_page_in_headless_chromium() {
     std::os::unix::fs::symlink(workspace_root().join("media/sample.Mjpeg"), &hostile)
         .expect("a link to the sample clip");
     let sample = workspace_root().join("media/sample.Mjpeg");
+    // Another server the live path is pushed to (a path it publishes).
+    let receiver = ServerProcess::start(&["--no-http", "--publish", "in"], 1);
+    let push_url = receiver.url("in");
     let args: Vec<std::ffi::OsString> = vec![
         "--source".into(),
         LIVE.into(),
+        "--push".into(),
+        format!("cam={push_url}").into(),
         sample.into_os_string(),
         hostile.into_os_string(),
     ];
@@ -106,7 +111,8 @@ fn status_page_in_headless_chromium() {
         .args(["--client", &client])
         .args(["--colour", COLOUR])
         .args(["--width", "640", "--height", "480"])
-        .args(["--hostile", HOSTILE]);
+        .args(["--hostile", HOSTILE])
+        .args(["--push-url", &push_url]);
     // For a person to look at: STATUS_PAGE_SCREENSHOTS=DIR keeps the screenshots.
     if let Some(dir) = std::env::var_os("STATUS_PAGE_SCREENSHOTS") {
         cmd.arg("--screenshots").arg(dir);

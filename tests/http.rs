@@ -13,6 +13,7 @@ use mjpeg_rtsp_tests::http_client::{
     self, Ending, Response, StreamEnd, Viewer, ViewerOptions, addr_of, get, opencv_sizes,
     raw_request, unix_now,
 };
+use mjpeg_rtsp_tests::metrics::{sample, scrape};
 use mjpeg_rtsp_tests::rtsp::{ServerProcess, wait_until};
 use mjpeg_rtsp_tests::{ffmpeg_framecrc, python, run_to_end, workspace_root};
 use serde_json::Value;
@@ -510,49 +511,6 @@ fn api_paths_and_sessions_list_http_and_rtsp_viewers() {
             && cam["http_viewers"] == 0
     });
     assert!(gone, "{}", get(&base, "/api/sessions", "").text());
-}
-
-/// `/metrics` scraped by Python: each sample as `[name, labels, value]`, parsed by
-/// prometheus_client's OpenMetrics parser (strict) and by its Prometheus text parser,
-/// and the Content-Type.
-fn scrape(base: &str) -> Value {
-    let script = r#"
-import json, sys, urllib.request
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
-from prometheus_client.parser import text_string_to_metric_families as prometheus
-with urllib.request.urlopen(sys.argv[1]) as r:
-    text, content_type = r.read().decode(), r.headers["Content-Type"]
-families = list(openmetrics(text))
-out = {
-    "content_type": content_type,
-    "types": {f.name: f.type for f in families},
-    "samples": [[s.name, s.labels, s.value] for f in families for s in f.samples],
-}
-try:
-    out["prometheus"] = [[s.name, s.labels, s.value] for f in prometheus(text) for s in f.samples]
-except Exception as e:
-    out["prometheus_error"] = repr(e)
-print(json.dumps(out))
-"#;
-    let (status, out, err) = run_to_end(
-        Command::new(python())
-            .arg("-c")
-            .arg(script)
-            .arg(format!("{base}/metrics")),
-        Duration::from_secs(30),
-    );
-    assert!(
-        status.success(),
-        "the OpenMetrics parser refused /metrics: {err}"
-    );
-    serde_json::from_str(&out).expect("the script's JSON")
-}
-
-/// The value of the sample `name` whose labels include `labels`.
-fn sample(samples: &Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples.as_array()?.iter().find_map(|s| {
-        (s[0] == name && labels.iter().all(|(k, v)| s[1][*k] == *v)).then(|| s[2].as_f64())?
-    })
 }
 
 #[test]

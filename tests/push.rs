@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use mjpeg_rtsp_tests::metrics::{sample, scrape};
 use mjpeg_rtsp_tests::rtsp::*;
 use mjpeg_rtsp_tests::*;
 use serde_json::Value;
@@ -119,9 +120,28 @@ fn a_live_path_pushed_into_our_own_published_path_plays_in_ffmpeg() {
         "{push}"
     );
     assert_eq!(push["receiver_report"]["cumulative_lost"], 0, "{push}");
-    // The same in /api/paths.
+    // The same in /api/paths...
     let api = http_client::get(&sender.http(), "/api/paths", "").json();
     assert_eq!(push_in(&api, "cam", 0)["state"], "recording", "{api}");
+    // ... and in /metrics, as Prometheus's own parser reads it.
+    let metrics = scrape(&sender.http());
+    let samples = &metrics["samples"];
+    let url = receiver.url("in");
+    let labels = [("path", "cam"), ("url", url.as_str())];
+    assert_eq!(
+        sample(samples, "mjpeg_push_up", &labels),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(samples, "mjpeg_push_frames_sent_total", &labels) >= Some(50.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(samples, "mjpeg_push_receiver_fraction_lost", &labels),
+        Some(0.0),
+        "{metrics}"
+    );
     // Ctrl-C: the push tears its session down, and the receiver says so.
     let status = sender.interrupt(WAIT);
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -185,7 +205,9 @@ fn credentials_from_the_url_publish_and_a_wrong_password_is_refused_and_retried(
         "{}",
         receiver.log()
     );
-    let shown = format!("{}{report}", sender.log());
+    let metrics = http_client::get(&sender.http(), "/metrics", "").text();
+    let api = http_client::get(&sender.http(), "/api/paths", "").text();
+    let shown = format!("{}{report}{metrics}{api}", sender.log());
     for secret in [PASSWORD, WRONG] {
         assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
     }

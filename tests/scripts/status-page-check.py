@@ -219,6 +219,9 @@ def main():
     ap.add_argument("--width", type=int, required=True)
     ap.add_argument("--height", type=int, required=True)
     ap.add_argument("--hostile", required=True, help="a path name full of markup")
+    ap.add_argument(
+        "--push-url", help="a URL the live path is pushed to: the page shows it, recording"
+    )
     ap.add_argument("--screenshots", help="a folder to save the screenshots in")
     args = ap.parse_args()
 
@@ -327,6 +330,26 @@ def run_checks(tools, args, expected):
         f"thumbnail centre is rgb{tuple(centre[:3])}, the source is rgb{expected}",
     )
     print(f"thumbnail centre rgb{tuple(centre[:3])} (source rgb{expected}, off by {diff})")
+
+    # The path's push: its URL (as text), recording, with frames sent.
+    if args.push_url:
+        push = wait_for(
+            "the path's push recording on its card",
+            lambda: tools.eval(
+                f"""(() => {{
+                    const li = {card}?.querySelector(
+                        'li.push[data-push-url=' + CSS.escape({js(args.push_url)}) + ']');
+                    return li ? {{ state: li.dataset.pushState, text: li.textContent,
+                                   shown: !li.parentElement.hidden }} : null;
+                }})()"""
+            ),
+            lambda v: v is not None and v["state"] == "recording" and v["shown"],
+        )
+        check(
+            args.push_url in push["text"] and re.search(r"[1-9][\d,]* frames sent", push["text"]),
+            f"the push reads {push['text']!r}",
+        )
+        print(f"push shown: {push['text']}")
 
     # The stream plays in a plain <img>: Chromium decodes its parts (the picture is the
     # source's), and the server sees it take them at the source's rate as an HTTP viewer;

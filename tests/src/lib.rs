@@ -14,6 +14,7 @@ pub mod capture;
 pub mod haproxy;
 pub mod http_client;
 pub mod lab_server;
+pub mod metrics;
 pub mod mjpeg_http;
 pub mod multicast;
 pub mod netns;

@@ -71,6 +71,12 @@ fn render(
     let bytes_in = Counters::default();
     let path_skipped = Counters::default();
     let publishers = Gauges::default();
+    let push_up = Gauges::default();
+    let push_frames = Counters::default();
+    let push_bytes = Counters::default();
+    let push_skipped = Counters::default();
+    let push_reconnects = Counters::default();
+    let push_loss = FloatGauges::default();
     let path_transport = |path: &str, transport: &str| {
         vec![
             ("path", path.to_string()),
@@ -146,6 +152,24 @@ fn render(
             .set(i64::try_from(path.http_viewers).unwrap_or(i64::MAX));
         // Every path has these, at 0 when nothing watches.
         skipped.get_or_create(&path_only).inc_by(0);
+        for push in &path.pushes {
+            // The URL as the statistics show it: without credentials.
+            let labels = vec![("path", path.name.clone()), ("url", push.url.clone())];
+            push_up
+                .get_or_create(&labels)
+                .set(i64::from(push.state == "recording"));
+            push_frames.get_or_create(&labels).inc_by(push.frames_sent);
+            push_bytes.get_or_create(&labels).inc_by(push.bytes_sent);
+            push_skipped
+                .get_or_create(&labels)
+                .inc_by(push.frames_skipped);
+            push_reconnects
+                .get_or_create(&labels)
+                .inc_by(push.reconnects);
+            if let Some(r) = push.receiver_report.filter(|r| r.reports > 0) {
+                push_loss.get_or_create(&labels).set(r.fraction_lost);
+            }
+        }
     }
     for publisher in &report.publishers {
         publishers
@@ -218,6 +242,36 @@ fn render(
         path_skipped,
     );
     registry.register("publishers", "Publishers recording into a path", publishers);
+    registry.register(
+        "push_up",
+        "1 while a push (--push) records into its receiver",
+        push_up,
+    );
+    registry.register(
+        "push_frames_sent",
+        "Frames a push sent, over all its connections",
+        push_frames,
+    );
+    registry.register(
+        "push_bytes_sent",
+        "RTP bytes (headers and payload) a push sent",
+        push_bytes,
+    );
+    registry.register(
+        "push_frames_skipped",
+        "Frames a push passed over because a newer one was ready",
+        push_skipped,
+    );
+    registry.register(
+        "push_reconnects",
+        "Connections a push made after a failure",
+        push_reconnects,
+    );
+    registry.register(
+        "push_receiver_fraction_lost",
+        "Loss in the latest RTCP receiver report of a push's receiver (0..1)",
+        push_loss,
+    );
     let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     uptime.set(report.uptime_s);
     registry.register("uptime_seconds", "Seconds since the server started", uptime);
