@@ -5,7 +5,8 @@
 //! ffmpeg reads back what each received. A wrong
 //! password and a port where nothing listens are logged and retried with backoff while
 //! the sender keeps serving; a receiver started again on the same port gets the push
-//! again; unknown paths, clips and bad URLs stop the server at start.
+//! again; a receiver that reads slowly gets the newest frames, not a queue, while the
+//! path's viewers play on; unknown paths, clips and bad URLs stop the server at start.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
@@ -388,4 +389,184 @@ fn pushes_of_unknown_paths_clips_or_bad_urls_stop_the_server_at_start() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("s3cret"), "{err}");
     }
+}
+
+/// A receiver that answers ANNOUNCE, SETUP and RECORD as a server in record mode does,
+/// then takes what comes at `bytes_per_s` at most (its receive buffer small, so the
+/// sender feels it).
+struct SlowReceiver {
+    url: String,
+    taken: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowReceiver {
+    fn start(bytes_per_s: u64) -> SlowReceiver {
+        use socket2::{Domain, Socket, Type};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(1).unwrap();
+        let listener: std::net::TcpListener = socket.into();
+        let url = format!("rtsp://{}/slow", listener.local_addr().unwrap());
+        let taken = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counted, stopping) = (taken.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf: Vec<u8> = Vec::new();
+            let mut chunk = [0u8; 2048];
+            // The requests, up to RECORD.
+            loop {
+                if stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    match stream.read(&mut chunk) {
+                        Ok(0) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(_) => {}
+                    }
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case(name)
+                                .then(|| v.trim().to_string())
+                        })
+                        .unwrap_or_default()
+                };
+                let body: usize = header("Content-Length").parse().unwrap_or(0);
+                while buf.len() < end + 4 + body {
+                    match stream.read(&mut chunk) {
+                        Ok(0) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(_) => {}
+                    }
+                }
+                buf.drain(..end + 4 + body);
+                let method = head.split_whitespace().next().unwrap_or("").to_string();
+                let mut reply = format!("RTSP/1.0 200 OK\r\nCSeq: {}\r\n", header("CSeq"));
+                if method == "SETUP" {
+                    reply += &format!(
+                        "Session: 5107;timeout=60\r\nTransport: {}\r\n",
+                        header("Transport")
+                    );
+                } else if method == "RECORD" {
+                    reply += "Session: 5107\r\n";
+                }
+                reply += "\r\n";
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+                if method == "RECORD" {
+                    break;
+                }
+            }
+            // Then slowly: a 2 KiB read every 2048 / bytes_per_s seconds.
+            let pause = Duration::from_secs_f64(2048.0 / bytes_per_s as f64);
+            while !stopping.load(Ordering::Relaxed) {
+                match stream.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        counted.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(pause);
+            }
+        });
+        SlowReceiver {
+            url,
+            taken,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// What it has taken so far, in bytes.
+    fn taken(&self) -> u64 {
+        self.taken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SlowReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A receiver that takes the stream slower than it comes: the push sends whole frames,
+/// always the newest (the others counted as skipped), rather than queueing, and the
+/// path's own viewers play on at full rate.
+#[test]
+fn a_receiver_that_reads_slowly_gets_the_newest_frames_and_viewers_play_on() {
+    // About a tenth of the stream (320x240 test pattern at 25 frames/s).
+    let receiver = SlowReceiver::start(40_000);
+    let push = format!("cam={}", receiver.url);
+    let sender = ServerProcess::start_with_stats(&["--source", &source(), "--push", &push], 1);
+    let skipping = sender.wait_for_stats(
+        "the push recording, passing frames over",
+        |r| {
+            let push = push_in(r, "cam", 0);
+            push["state"] == "recording" && push["frames_skipped"].as_u64() >= Some(25)
+        },
+        WAIT,
+    );
+    eprintln!("{}", push_in(&skipping, "cam", 0));
+    // A viewer of the same path meanwhile gets every frame (3 s of them; the bound is
+    // for a loaded machine), none passed over by the path's fan-out.
+    let started = std::time::Instant::now();
+    ffmpeg_reads(&sender.url("cam"), 75);
+    let took = started.elapsed().as_secs_f64();
+    assert!(took < 20.0, "75 frames took the viewer {took:.1} s");
+    let report = sender.fresh_stats(WAIT);
+    let push = push_in(&report, "cam", 0);
+    let cam = path_in(&report, "cam");
+    let (sent, skipped) = (
+        push["frames_sent"].as_u64().unwrap(),
+        push["frames_skipped"].as_u64().unwrap(),
+    );
+    eprintln!(
+        "push: {sent} frames sent, {skipped} skipped, {} bytes sent, the receiver took {}; \
+         the path made {} frames",
+        push["bytes_sent"],
+        receiver.taken(),
+        cam["frames_in"]
+    );
+    assert_eq!(push["state"], "recording", "{push}");
+    assert_eq!(push["reconnects"], 0, "{push}");
+    assert_eq!(cam["frames_skipped"], 0, "{cam}");
+    // Most frames are passed over, and what is sent is not queued up: what the push
+    // counts as sent is what the receiver took, but for what the sockets hold.
+    assert!(skipped > sent, "{push}");
+    let bytes_sent = push["bytes_sent"].as_u64().unwrap();
+    assert!(
+        bytes_sent < receiver.taken() + 1024 * 1024,
+        "{bytes_sent} bytes sent, {} taken: a queue",
+        receiver.taken()
+    );
 }

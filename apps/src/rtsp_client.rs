@@ -309,6 +309,17 @@ impl Control {
         }
     }
 
+    /// Caps what the kernel holds of what we send (`SO_SNDBUF`, which Linux doubles):
+    /// beyond it a write waits for the server to read, instead of the kernel queueing
+    /// seconds of media for a slow reader.
+    pub fn limit_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        let link = self
+            .writer
+            .lock()
+            .map_err(|_| io::Error::other("writer poisoned"))?;
+        socket2::SockRef::from(&link.tcp).set_send_buffer_size(bytes)
+    }
+
     /// A writer for interleaved data to the server (RTCP on TCP).
     pub fn writer(&self) -> Arc<Mutex<Link>> {
         self.writer.clone()

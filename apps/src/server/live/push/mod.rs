@@ -40,6 +40,11 @@ pub const HEALTHY: Duration = Duration::from_secs(10);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the push's thread looks at the clock (stop, failures, keep-alives).
 const TICK: Duration = Duration::from_millis(100);
+/// What the kernel may hold of a push's stream beyond what the receiver took (Linux
+/// doubles it): past it, a write waits and the newest frame wins, so a receiver that reads
+/// slowly is this far behind at most (about 2 s of a 2 Mbit/s stream), not the megabytes
+/// the kernel's send buffer grows to on its own.
+const SEND_BUFFER: usize = 256 * 1024;
 /// How long shutdown waits for a push to say TEARDOWN.
 const STOP_WAIT: Duration = Duration::from_secs(3);
 const USER_AGENT: &str = concat!("mjpeg-rtsp-server/", env!("CARGO_PKG_VERSION"));
@@ -213,6 +218,9 @@ impl Push {
     fn connect_and_record(&self, recorded: &mut Option<Instant>) -> Result<()> {
         let (bare, credentials) = auth::split_credentials(&self.url)?;
         let mut control = Control::connect_from(&bare, Some(self.bind))?;
+        if let Err(e) = control.limit_send_buffer(SEND_BUFFER) {
+            tracing::debug!("{}: SO_SNDBUF: {e}", self.what());
+        }
         control.client = Client::new(USER_AGENT);
         control.reply_timeout = REPLY_TIMEOUT;
         control.auth = Authenticator::new(credentials);
