@@ -15,7 +15,7 @@ use mjpeg_rtsp_tests::http_client::{
 };
 use mjpeg_rtsp_tests::metrics::{sample, scrape};
 use mjpeg_rtsp_tests::rtsp::{ServerProcess, wait_until};
-use mjpeg_rtsp_tests::{ffmpeg_framecrc, python, run_to_end, workspace_root};
+use mjpeg_rtsp_tests::{ffmpeg_framecrc, run_python, workspace_root};
 use serde_json::Value;
 
 /// A live path of 25 frames a second, 640x480.
@@ -188,10 +188,7 @@ for _ in range(25):
     ok, frame = capture.read()
     print(f"{frame.shape[1]}x{frame.shape[0]}" if ok else "failed")
 "#;
-    let (status, out, err) = run_to_end(
-        Command::new(python()).arg("-c").arg(script).arg(&url),
-        Duration::from_secs(30),
-    );
+    let (status, out, err) = run_python(script, &[&url], Duration::from_secs(30));
     assert!(status.success(), "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"opened"), "{out}{err}");
@@ -385,11 +382,9 @@ status, headers, body = fetch(url + "?t=1.5", {"If-None-Match": '"0-000000000000
 out["stale"] = {"status": status, "body": len(body)}
 print(json.dumps(out))
 "#;
-    let (status, out, err) = run_to_end(
-        Command::new(python())
-            .arg("-c")
-            .arg(script)
-            .arg(format!("{base}/{CLIP}/snapshot.jpg")),
+    let (status, out, err) = run_python(
+        script,
+        &[format!("{base}/{CLIP}/snapshot.jpg")],
         Duration::from_secs(30),
     );
     assert!(status.success(), "{err}");

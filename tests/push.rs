@@ -432,54 +432,53 @@ impl SlowReceiver {
                 .unwrap();
             let mut buf: Vec<u8> = Vec::new();
             let mut chunk = [0u8; 2048];
-            // The requests, up to RECORD.
+            // The requests, up to RECORD, read with rtsp-types.
             loop {
                 if stopping.load(Ordering::Relaxed) {
                     return;
                 }
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    match stream.read(&mut chunk) {
-                        Ok(0) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        Err(_) => {}
+                let request = match rtsp_types::Message::<Vec<u8>>::parse(&buf) {
+                    Ok((rtsp_types::Message::Request(request), used)) => {
+                        buf.drain(..used);
+                        request
                     }
-                    continue;
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let header = |name: &str| {
-                    head.lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.trim()
-                                .eq_ignore_ascii_case(name)
-                                .then(|| v.trim().to_string())
-                        })
-                        .unwrap_or_default()
-                };
-                let body: usize = header("Content-Length").parse().unwrap_or(0);
-                while buf.len() < end + 4 + body {
-                    match stream.read(&mut chunk) {
-                        Ok(0) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        Err(_) => {}
+                    Ok((_, used)) => {
+                        buf.drain(..used);
+                        continue;
                     }
-                }
-                buf.drain(..end + 4 + body);
-                let method = head.split_whitespace().next().unwrap_or("").to_string();
-                let mut reply = format!("RTSP/1.0 200 OK\r\nCSeq: {}\r\n", header("CSeq"));
-                if method == "SETUP" {
+                    Err(rtsp_types::ParseError::Incomplete(_)) => {
+                        match stream.read(&mut chunk) {
+                            Ok(0) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            Err(_) => {}
+                        }
+                        continue;
+                    }
+                    Err(e) => panic!("the push sent what is not RTSP: {e:?}"),
+                };
+                let header = |name: &rtsp_types::HeaderName| {
+                    request
+                        .header(name)
+                        .map_or(String::new(), |v| v.as_str().to_string())
+                };
+                let method = request.method().clone();
+                let mut reply = format!(
+                    "RTSP/1.0 200 OK\r\nCSeq: {}\r\n",
+                    header(&rtsp_types::headers::CSEQ)
+                );
+                if method == rtsp_types::Method::Setup {
                     reply += &format!(
                         "Session: 5107;timeout=60\r\nTransport: {}\r\n",
-                        header("Transport")
+                        header(&rtsp_types::headers::TRANSPORT)
                     );
-                } else if method == "RECORD" {
+                } else if method == rtsp_types::Method::Record {
                     reply += "Session: 5107\r\n";
                 }
                 reply += "\r\n";
                 if stream.write_all(reply.as_bytes()).is_err() {
                     return;
                 }
-                if method == "RECORD" {
+                if method == rtsp_types::Method::Record {
                     break;
                 }
             }

@@ -771,12 +771,9 @@ for n in range(count):
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     print("none" if image is None else f"{image.shape[1]} {image.shape[0]}")
 "#;
-    let (status, out, err) = crate::run_to_end(
-        std::process::Command::new(crate::python())
-            .arg("-c")
-            .arg(script)
-            .arg(dir.path())
-            .arg(jpegs.len().to_string()),
+    let (status, out, err) = crate::run_python(
+        script,
+        &[dir.path().as_os_str(), jpegs.len().to_string().as_ref()],
         Duration::from_secs(60),
     );
     assert!(status.success(), "the OpenCV decoder failed: {err}");

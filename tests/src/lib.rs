@@ -464,6 +464,19 @@ pub fn python() -> PathBuf {
     python
 }
 
+/// Runs `script` with the tests' [`python`] (`python -c SCRIPT ARGS...`) to its end or
+/// `limit`: its exit status, stdout and stderr.
+pub fn run_python<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+    limit: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    run_to_end(
+        Command::new(python()).arg("-c").arg(script).args(args),
+        limit,
+    )
+}
+
 /// GStreamer's rtspsrc (over TCP) decodes `frames` of `url` within `wait`; `credentials`
 /// go into its `user-id` and `user-pw`. The error says what it saw instead.
 pub fn rtspsrc_decodes(

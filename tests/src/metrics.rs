@@ -1,12 +1,11 @@
 //! `/metrics` as Prometheus reads it: scraped by Python's `prometheus_client` (its strict
 //! OpenMetrics parser, and its Prometheus text parser), from the test venv.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{python, run_to_end};
+use crate::run_python;
 
 /// `/metrics` scraped by Python: each sample as `[name, labels, value]`, parsed by
 /// prometheus_client's OpenMetrics parser (strict) and by its Prometheus text parser,
@@ -30,11 +29,9 @@ except Exception as e:
     out["prometheus_error"] = repr(e)
 print(json.dumps(out))
 "#;
-    let (status, out, err) = run_to_end(
-        Command::new(python())
-            .arg("-c")
-            .arg(script)
-            .arg(format!("{base}/metrics")),
+    let (status, out, err) = run_python(
+        script,
+        &[format!("{base}/metrics")],
         Duration::from_secs(30),
     );
     assert!(

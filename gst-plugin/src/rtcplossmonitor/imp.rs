@@ -222,14 +222,7 @@ impl RtcpLossMonitor {
             events
                 .byes
                 .into_iter()
-                .map(|(ssrc, reason)| {
-                    let sender = state
-                        .session
-                        .sources()
-                        .iter()
-                        .any(|s| s.ssrc == ssrc && s.packets_seen() > 0);
-                    (ssrc, reason, sender)
-                })
+                .map(|(ssrc, reason)| (ssrc, reason, state.session.heard_rtp_from(ssrc)))
                 .collect::<Vec<_>>()
         });
         drop(state);

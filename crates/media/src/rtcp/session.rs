@@ -362,6 +362,13 @@ impl Session {
         &self.sources
     }
 
+    /// Whether RTP from `ssrc` came in: a sender of this session, not only a member.
+    pub fn heard_rtp_from(&self, ssrc: u32) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.ssrc == ssrc && s.packets_seen > 0)
+    }
+
     /// The last report block heard about `ssrc` (ours, at a sender), with its reporter.
     pub fn peer_report_about(&self, ssrc: u32) -> Option<PeerReport> {
         self.sources
